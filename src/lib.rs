@@ -1,0 +1,20 @@
+//! linpath's Rust core: parameter flattening, the line θ(α) = θ0 + α·d, the
+//! trajectory store and the projection of a trajectory onto a line.
+//!
+//! Everything outside `py` is plain Rust (testable with `cargo test`); `py` is
+//! the thin PyO3 layer, compiled with the `python` feature.
+
+pub mod error;
+pub mod flat;
+pub mod project;
+pub mod sweep;
+pub mod trajectory;
+
+#[cfg(feature = "python")]
+mod py;
+
+#[cfg(feature = "python")]
+#[pyo3::pymodule]
+fn _linpath(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+    py::register(m)
+}

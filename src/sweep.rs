@@ -1,0 +1,146 @@
+//! The line θ(α) = θ0 + α·d through parameter space, d = θ1 − θ0.
+//!
+//! Every point is computed from θ0 and d directly (never by adding a step
+//! repeatedly, which drifts), in the line's own precision (float64 by default),
+//! and then written into the target tensors, each cast to its own dtype.
+
+use crate::error::{Error, Result};
+use crate::flat::{assign, check_float_kind, check_vector};
+use tch::{Kind, Tensor};
+
+/// Checks an α grid: at least one value, all finite.
+pub fn check_alphas(alphas: &[f64]) -> Result<()> {
+    if alphas.is_empty() {
+        return Err(Error::InvalidArgument(
+            "the alpha grid is empty; pass at least one value, e.g. numpy.linspace(0, 1, 51)".into(),
+        ));
+    }
+    if let Some((i, a)) = alphas.iter().enumerate().find(|(_, a)| !a.is_finite()) {
+        return Err(Error::InvalidArgument(format!(
+            "alpha[{i}] = {a} is not finite; every alpha must be a finite real number"
+        )));
+    }
+    Ok(())
+}
+
+/// Fails if `v` holds a NaN or an infinity.
+fn check_finite(v: &Tensor, what: &str) -> Result<()> {
+    let all_finite = v.f_isfinite()?.f_all()?.f_int64_value(&[])? != 0;
+    if all_finite {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!("{what} contains NaN or infinite values")))
+    }
+}
+
+/// A line θ0 + α·d held on one device, with a scratch buffer for the current point.
+pub struct Line {
+    theta0: Tensor,
+    direction: Tensor,
+    point: Tensor,
+}
+
+impl Line {
+    /// The line through `theta0` (α = 0) and `theta1` (α = 1), held in `kind`.
+    pub fn new(theta0: &Tensor, theta1: &Tensor, kind: Kind) -> Result<Self> {
+        check_float_kind(kind, "the line's precision")?;
+        check_vector(theta0, theta0.numel(), "start")?;
+        check_vector(theta1, theta0.numel(), "end")?;
+        if theta0.device() != theta1.device() {
+            return Err(Error::InvalidArgument(format!(
+                "start is on {:?} but end is on {:?}",
+                theta0.device(),
+                theta1.device()
+            )));
+        }
+        let _guard = tch::no_grad_guard();
+        let theta0 = theta0.f_detach()?.f_to_kind(kind)?.f_contiguous()?;
+        let theta1 = theta1.f_detach()?.f_to_kind(kind)?;
+        check_finite(&theta0, "start")?;
+        check_finite(&theta1, "end")?;
+        let direction = theta1.f_sub(&theta0)?;
+        let point = theta0.f_empty_like()?;
+        Ok(Line { theta0, direction, point })
+    }
+
+    /// Number of elements of a point.
+    pub fn numel(&self) -> usize {
+        self.theta0.numel()
+    }
+
+    /// θ0 + α·d, in the scratch buffer (valid until the next call).
+    pub fn point(&mut self, alpha: f64) -> Result<&Tensor> {
+        check_alphas(&[alpha])?;
+        let _guard = tch::no_grad_guard();
+        let _ = self.direction.f_mul_scalar_out(&self.point, alpha)?;
+        let _ = self.point.f_add_(&self.theta0)?;
+        Ok(&self.point)
+    }
+
+    /// Writes θ(α) into `tensors` in place (see [`crate::flat::assign`]).
+    pub fn write_point(&mut self, tensors: &mut [Tensor], alpha: f64) -> Result<()> {
+        self.point(alpha)?;
+        assign(tensors, &self.point)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn points_match_the_formula_in_float64_including_extrapolation() {
+        tch::manual_seed(3);
+        let t0 = Tensor::randn([1000], (Kind::Float, Device::Cpu));
+        let t1 = Tensor::randn([1000], (Kind::Float, Device::Cpu));
+        let mut line = Line::new(&t0, &t1, Kind::Double).unwrap();
+        let (a, b) = (t0.to_kind(Kind::Double), t1.to_kind(Kind::Double));
+        for alpha in [-0.5, 0.0, 0.3, 1.0, 1.5, 7.25] {
+            let expected = &a * (1.0 - alpha) + &b * alpha;
+            let got = line.point(alpha).unwrap();
+            let err = (got - &expected).abs().max().double_value(&[]);
+            assert!(err < 1e-12 * (1.0 + alpha.abs()), "alpha {alpha}: {err}");
+        }
+        assert!(line.point(0.0).unwrap().equal(&a));
+    }
+
+    #[test]
+    fn points_do_not_drift_over_many_evaluations() {
+        let t0 = Tensor::from_slice(&[0.1f64, -2.0, 3.3]);
+        let t1 = Tensor::from_slice(&[1.7f64, 0.2, -0.9]);
+        let mut line = Line::new(&t0, &t1, Kind::Double).unwrap();
+        for i in 0..10_000 {
+            line.point(i as f64 * 1e-4).unwrap();
+        }
+        let end = line.point(1.0).unwrap();
+        assert!((end - &t1).abs().max().double_value(&[]) < 1e-15);
+    }
+
+    #[test]
+    fn write_point_fills_tensors_of_other_dtypes() {
+        let t0 = Tensor::zeros([6], (Kind::Float, Device::Cpu));
+        let t1 = Tensor::ones([6], (Kind::Float, Device::Cpu));
+        let mut line = Line::new(&t0, &t1, Kind::Double).unwrap();
+        let mut targets = vec![
+            Tensor::zeros([2, 2], (Kind::Float, Device::Cpu)),
+            Tensor::zeros([2], (Kind::Double, Device::Cpu)),
+        ];
+        line.write_point(&mut targets, 0.25).unwrap();
+        assert_eq!(targets[0].sum(Kind::Double).double_value(&[]), 1.0);
+        assert_eq!(targets[1].sum(Kind::Double).double_value(&[]), 0.5);
+    }
+
+    #[test]
+    fn bad_alphas_and_endpoints_are_errors() {
+        assert!(check_alphas(&[]).is_err());
+        assert!(check_alphas(&[0.0, f64::NAN]).is_err());
+        assert!(check_alphas(&[f64::INFINITY]).is_err());
+        let t0 = Tensor::zeros([3], (Kind::Float, Device::Cpu));
+        let nan = Tensor::from_slice(&[0f32, f32::NAN, 1.0]);
+        assert!(Line::new(&t0, &nan, Kind::Double).is_err());
+        assert!(Line::new(&t0, &Tensor::zeros([4], (Kind::Float, Device::Cpu)), Kind::Double).is_err());
+        let mut line = Line::new(&t0, &t0, Kind::Double).unwrap();
+        assert!(line.point(f64::NAN).is_err());
+    }
+}
