@@ -1,0 +1,40 @@
+"""linpath: the objective of neural-network training along lines in parameter space.
+
+Implements the analyses of Goodfellow, Vinyals & Saxe, "Qualitatively characterizing neural
+network optimization problems" (ICLR 2015) for any PyTorch model: the loss along the straight
+line θ(α) = θ0 + α·(θ1 − θ0), and the training trajectory projected onto that line.
+
+Quick start::
+
+    import linpath
+    recorder = linpath.TrajectoryRecorder(model)         # before training
+    ...  # train, calling recorder.record() now and then
+    traj = recorder.trajectory
+    sweep = linpath.interpolate(model, traj[0], traj[-1], {"train": (X, Y)})
+    sweep.plot()
+    linpath.project(traj, traj[0], traj[-1]).plot()
+"""
+
+# torch must be imported before the native module: the extension links libtorch from the torch
+# wheel and has no RPATH of its own, so torch's shared libraries have to be loaded first.
+import torch  # noqa: F401  (import order matters; see above)
+
+from . import _linpath
+from .params import ParamVector, assign, flatten
+from .sweep import Sweep, interpolate
+from .trajectory import Projection, Trajectory, TrajectoryRecorder, project
+
+__version__ = _linpath.__version__
+
+__all__ = [
+    "ParamVector",
+    "Projection",
+    "Sweep",
+    "Trajectory",
+    "TrajectoryRecorder",
+    "__version__",
+    "assign",
+    "flatten",
+    "interpolate",
+    "project",
+]

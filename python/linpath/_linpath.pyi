@@ -1,0 +1,71 @@
+"""Type stub of linpath's native module (Rust, built by maturin). Internal: use the `linpath` API."""
+
+from collections.abc import Sequence
+from os import PathLike
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+__version__: str
+TRAJECTORY_FORMAT_VERSION: int
+
+def flatten_tensors(tensors: Sequence[torch.Tensor], dtype: str) -> torch.Tensor:
+    """Concatenates tensors into a new contiguous 1-D tensor of `dtype` on their device."""
+
+def assign_tensors(tensors: Sequence[torch.Tensor], vec: torch.Tensor) -> None:
+    """Writes the 1-D `vec` into `tensors` in place, slice by slice (cast and copied as needed)."""
+
+def check_alphas(alphas: npt.NDArray[np.float64]) -> None:
+    """Raises ValueError unless `alphas` is non-empty and finite."""
+
+class Line:
+    """The line θ0 + α·(θ1 − θ0), held in `dtype` on the endpoints' device."""
+
+    def __init__(self, theta0: torch.Tensor, theta1: torch.Tensor, dtype: str = "float64") -> None: ...
+    def write(self, tensors: Sequence[torch.Tensor], alpha: float) -> None:
+        """Writes θ(α) into `tensors` in place."""
+    def point(self, alpha: float) -> torch.Tensor:
+        """A new tensor holding θ(α)."""
+    @property
+    def numel(self) -> int: ...
+
+class TrajectoryStore:
+    """Checkpoints of one parameter layout, in memory or in an append-only file."""
+
+    @staticmethod
+    def in_memory(names: Sequence[str], shapes: Sequence[Sequence[int]], dtype: str) -> TrajectoryStore: ...
+    @staticmethod
+    def create(
+        path: str | PathLike[str], names: Sequence[str], shapes: Sequence[Sequence[int]], dtype: str
+    ) -> TrajectoryStore: ...
+    @staticmethod
+    def open(path: str | PathLike[str], allow_partial: bool = False, writable: bool = False) -> TrajectoryStore: ...
+    def append(self, step: int, tensor: torch.Tensor) -> None: ...
+    def get(self, index: int) -> torch.Tensor: ...
+    def __len__(self) -> int: ...
+    @property
+    def steps(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def names(self) -> list[str]: ...
+    @property
+    def shapes(self) -> list[list[int]]: ...
+    @property
+    def numel(self) -> int: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def path(self) -> str | None: ...
+
+def project_store(
+    store: TrajectoryStore, theta0: npt.NDArray[np.float64], direction: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(coordinate, residual, displacement) of every checkpoint relative to θ0 + α·direction."""
+
+def summarize(
+    coordinate: npt.NDArray[np.float64],
+    residual: npt.NDArray[np.float64],
+    displacement: npt.NDArray[np.float64],
+    direction_norm: float,
+) -> tuple[float, float, float]:
+    """(path_length, max_residual, explained)."""

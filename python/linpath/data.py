@@ -1,0 +1,88 @@
+"""Turning what users pass as ``data`` into named splits of ``(x, y)`` batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+DEFAULT_BATCH_SIZE = 1024
+
+
+def _as_tensor(a: Any) -> torch.Tensor | None:
+    if isinstance(a, torch.Tensor):
+        return a
+    if isinstance(a, np.ndarray):
+        return torch.from_numpy(a)
+    return None
+
+
+class Split:
+    """One named dataset that can be iterated as ``(x, y)`` batches any number of times."""
+
+    def __init__(self, name: str, data: Any, batch_size: int | None) -> None:
+        self.name = name
+        self._pair: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._iterable: Iterable[Any] | None = None
+        if isinstance(data, tuple | list) and len(data) == 2 and all(_as_tensor(a) is not None for a in data):
+            x, y = (_as_tensor(a) for a in data)
+            if x.dim() == 0 or y.dim() == 0 or len(x) != len(y):
+                raise ValueError(
+                    f"split {name!r}: inputs and targets must have the same first dimension, "
+                    f"got shapes {tuple(x.shape)} and {tuple(y.shape)}"
+                )
+            if len(x) == 0:
+                raise ValueError(f"split {name!r} is empty")
+            self._pair = (x, y)
+            self.batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+        elif _as_tensor(data) is not None:
+            raise TypeError(f"split {name!r} is a single tensor; pass an (inputs, targets) pair")
+        elif isinstance(data, Iterable):
+            if iter(data) is data:
+                raise TypeError(
+                    f"split {name!r} is a one-shot iterator, which would be used up by the first alpha; "
+                    "pass a DataLoader, a list of (x, y) batches or an (X, Y) pair"
+                )
+            self._iterable = data
+        else:
+            raise TypeError(
+                f"split {name!r} is a {type(data).__name__}; pass an (X, Y) pair of tensors, "
+                "a DataLoader or a list of (x, y) batches"
+            )
+
+    @property
+    def size(self) -> int | None:
+        """Number of examples, when known without iterating."""
+        return len(self._pair[0]) if self._pair is not None else None
+
+    def batches(self, device: torch.device) -> Iterator[tuple[Any, torch.Tensor]]:
+        """Yields ``(x, y)`` batches moved to ``device``."""
+        if self._pair is not None:
+            x, y = self._pair
+            for i in range(0, len(x), self.batch_size):
+                yield (x[i : i + self.batch_size].to(device), y[i : i + self.batch_size].to(device))
+            return
+        for i, batch in enumerate(self._iterable):
+            if not isinstance(batch, tuple | list) or len(batch) != 2:
+                raise TypeError(
+                    f"split {self.name!r}: batch {i} is a {type(batch).__name__}; "
+                    "each batch must be an (inputs, targets) pair"
+                )
+            x, y = batch
+            target = _as_tensor(y)
+            if target is None:
+                raise TypeError(f"split {self.name!r}: the targets of batch {i} are a {type(y).__name__}, not a tensor")
+            yield (x.to(device) if isinstance(x, torch.Tensor) else x, target.to(device))
+
+
+def as_splits(data: Any, batch_size: int | None) -> dict[str, Split]:
+    """Named splits for ``data``: a dict of splits, or one split called ``"data"``."""
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(data, Mapping):
+        if not data:
+            raise ValueError("data is an empty dict; give at least one split, e.g. {'train': (X, Y)}")
+        return {str(name): Split(str(name), d, batch_size) for name, d in data.items()}
+    return {"data": Split("data", data, batch_size)}

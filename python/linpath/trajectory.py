@@ -1,0 +1,249 @@
+"""Training trajectories: record parameter checkpoints, and project them onto a line."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import _linpath
+from .params import ParamVector, as_vector, dtype_name, named_parameters
+
+_STORE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class Trajectory:
+    """A sequence of parameter checkpoints (in memory or in a trajectory file).
+
+    Indexing gives a :class:`ParamVector` (negative indices count from the end); ``steps`` holds
+    the step number recorded with each checkpoint. File-backed trajectories are read on demand,
+    so a trajectory larger than memory is fine.
+    """
+
+    def __init__(self, store: _linpath.TrajectoryStore) -> None:
+        self._store = store
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, allow_partial: bool = False) -> Trajectory:
+        """Opens a trajectory file written by :class:`TrajectoryRecorder`.
+
+        Args:
+            path: The file.
+            allow_partial: Read the complete checkpoints of a file whose last write was cut short
+                (by default that is an error). The file itself is never modified.
+
+        Raises:
+            ValueError: If the file is not a linpath trajectory, or is truncated or damaged.
+            OSError: If it cannot be read.
+        """
+        return cls(_linpath.TrajectoryStore.open(os.fspath(path), allow_partial, False))
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def __getitem__(self, index: int) -> ParamVector:
+        if not isinstance(index, int | np.integer):
+            raise TypeError(f"trajectory indices must be integers, not {type(index).__name__}")
+        n = len(self)
+        i = int(index) + n if index < 0 else int(index)
+        if not 0 <= i < n:
+            raise IndexError(f"checkpoint {index} out of range for a trajectory of {n}")
+        return ParamVector(self._store.get(i), self.names, self.shapes)
+
+    def __iter__(self) -> Iterator[ParamVector]:
+        for i in range(len(self)):
+            yield self[i]
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Step number of each checkpoint (int64 array)."""
+        return self._store.steps
+
+    @property
+    def names(self) -> list[str]:
+        """Parameter names, in order."""
+        return self._store.names
+
+    @property
+    def shapes(self) -> list[tuple[int, ...]]:
+        """Parameter shapes, in order."""
+        return [tuple(s) for s in self._store.shapes]
+
+    @property
+    def numel(self) -> int:
+        """Values per checkpoint."""
+        return self._store.numel
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Stored element type (float32 or float64)."""
+        return _STORE_DTYPES[self._store.dtype]
+
+    @property
+    def path(self) -> Path | None:
+        """The trajectory file, or None for an in-memory trajectory."""
+        p = self._store.path
+        return None if p is None else Path(p)
+
+    def __repr__(self) -> str:
+        where = f"file {str(self.path)!r}" if self.path else "memory"
+        return f"Trajectory({len(self)} checkpoints of {self.numel} {self._store.dtype} values, in {where})"
+
+
+class TrajectoryRecorder:
+    """Records a model's parameters during training.
+
+    Example::
+
+        recorder = linpath.TrajectoryRecorder(model, "run.lpt")
+        for step, (x, y) in enumerate(loader):
+            if step % 100 == 0:
+                recorder.record(step)
+            ...  # one SGD step
+        recorder.record(step)
+        trajectory = recorder.trajectory
+
+    Args:
+        model: The module whose ``named_parameters()`` are recorded.
+        path: A new file to stream checkpoints to (append-only; needs no RAM for a long run), or
+            None to keep them in memory. An existing file is never overwritten.
+        dtype: Stored element type, float32 or float64. Defaults to float64 for float64 models and
+            float32 otherwise.
+    """
+
+    def __init__(self, model: nn.Module, path: str | os.PathLike[str] | None = None, *,
+                 dtype: torch.dtype | None = None) -> None:
+        self._names, self._params = named_parameters(model)
+        shapes = [list(p.shape) for p in self._params]
+        if dtype is None:
+            dtype = torch.float64 if all(p.dtype == torch.float64 for p in self._params) else torch.float32
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"trajectories are stored as torch.float32 or torch.float64, not {dtype}")
+        self._dtype = dtype_name(dtype)
+        if path is None:
+            self._store = _linpath.TrajectoryStore.in_memory(self._names, shapes, self._dtype)
+        else:
+            self._store = _linpath.TrajectoryStore.create(os.fspath(path), self._names, shapes, self._dtype)
+
+    def record(self, step: int | None = None) -> int:
+        """Appends the model's current parameters as a checkpoint.
+
+        Args:
+            step: The step number to store with it; defaults to the number of checkpoints so far.
+
+        Returns:
+            The step number stored.
+        """
+        step = len(self._store) if step is None else step
+        if not isinstance(step, int | np.integer) or isinstance(step, bool):
+            raise TypeError(f"step must be an integer, got {type(step).__name__}")
+        with torch.no_grad():
+            vec = _linpath.flatten_tensors(self._params, self._dtype)
+        self._store.append(int(step), vec)
+        return int(step)
+
+    @property
+    def trajectory(self) -> Trajectory:
+        """The checkpoints recorded so far (a live view: later records show up in it)."""
+        return Trajectory(self._store)
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A trajectory projected onto the line θ0 + α·d (d = θ1 − θ0).
+
+    Attributes:
+        coordinate: a_t = ⟨θ_t − θ0, d⟩ / ‖d‖² for each checkpoint (0 at θ0, 1 at θ1).
+        residual: r_t = ‖θ_t − θ0 − a_t·d‖, the distance of each checkpoint from the line.
+        steps: Step number of each checkpoint.
+        displacement: ‖θ_t − θ0‖ for each checkpoint.
+        direction_norm: ‖d‖.
+    """
+
+    coordinate: np.ndarray
+    residual: np.ndarray
+    steps: np.ndarray
+    displacement: np.ndarray
+    direction_norm: float
+    _summary: tuple[float, float, float] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        summary = _linpath.summarize(self.coordinate, self.residual, self.displacement, self.direction_norm)
+        object.__setattr__(self, "_summary", summary)
+
+    @property
+    def path_length(self) -> float:
+        """Distance travelled along the line: Σ|a_{t+1} − a_t|·‖d‖."""
+        return self._summary[0]
+
+    @property
+    def max_residual(self) -> float:
+        """The largest distance from the line: max_t r_t."""
+        return self._summary[1]
+
+    @property
+    def explained(self) -> float:
+        """Fraction of squared displacement along the line: Σ(a_t‖d‖)² / Σ‖θ_t − θ0‖²."""
+        return self._summary[2]
+
+    def plot(self, ax: Any = None) -> Any:
+        """Draws residual norm against coordinate, like the paper's Figure 5; returns the Axes."""
+        from .plotting import plot_projection
+
+        return plot_projection(self, ax=ax)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists and numbers (JSON-serialisable)."""
+        return {
+            "steps": self.steps.tolist(),
+            "coordinate": self.coordinate.tolist(),
+            "residual": self.residual.tolist(),
+            "displacement": self.displacement.tolist(),
+            "direction_norm": self.direction_norm,
+            "path_length": self.path_length,
+            "max_residual": self.max_residual,
+            "explained": self.explained,
+        }
+
+
+def project(trajectory: Trajectory | TrajectoryRecorder, start: Any, end: Any) -> Projection:
+    """Projects every checkpoint of a trajectory onto the line from ``start`` to ``end``.
+
+    One fused pass per checkpoint, accumulated in float64 and parallel over chunks; file-backed
+    trajectories stream from disk in bounded memory.
+
+    Args:
+        trajectory: A :class:`Trajectory` (or a recorder, whose trajectory is used).
+        start: θ0: a :class:`ParamVector` (e.g. ``trajectory[0]``), an ``nn.Module``, a state_dict,
+            or a 1-D tensor or array in the trajectory's layout.
+        end: θ1, in any of the same forms (e.g. ``trajectory[-1]``).
+
+    Returns:
+        A :class:`Projection`.
+
+    Raises:
+        ValueError: If the layouts differ, the endpoints contain NaN, or start equals end.
+    """
+    if isinstance(trajectory, TrajectoryRecorder):
+        trajectory = trajectory.trajectory
+    if not isinstance(trajectory, Trajectory):
+        raise TypeError(f"expected a linpath.Trajectory, got {type(trajectory).__name__}")
+    names, shapes = trajectory.names, trajectory.shapes
+    theta0 = _as_float64(as_vector(start, names, shapes, "start"))
+    theta1 = _as_float64(as_vector(end, names, shapes, "end"))
+    direction = theta1 - theta0
+    coordinate, residual, displacement = _linpath.project_store(trajectory._store, theta0, direction)
+    return Projection(coordinate, residual, trajectory.steps, displacement, float(np.linalg.norm(direction)))
+
+
+def _as_float64(vec: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(vec.detach().to("cpu", torch.float64).numpy())

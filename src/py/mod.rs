@@ -1,0 +1,22 @@
+//! The thin PyO3 layer: one file per Python-facing area, each converting
+//! arguments, releasing the GIL around the core's work, and mapping errors.
+
+mod error;
+mod flat;
+mod project;
+mod sweep;
+mod tensor;
+mod trajectory;
+
+use pyo3::prelude::*;
+
+/// Adds every class and function of the native module `linpath._linpath`.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("TRAJECTORY_FORMAT_VERSION", crate::trajectory::FORMAT_VERSION)?;
+    flat::register(m)?;
+    sweep::register(m)?;
+    trajectory::register(m)?;
+    project::register(m)?;
+    Ok(())
+}
