@@ -20,11 +20,7 @@ impl Layout {
     /// A layout from names and shapes; the offsets follow from the shapes.
     pub fn new(names: Vec<String>, shapes: Vec<Vec<i64>>) -> Result<Self> {
         if names.len() != shapes.len() {
-            return Err(Error::InvalidArgument(format!(
-                "{} names but {} shapes",
-                names.len(),
-                shapes.len()
-            )));
+            return Err(Error::InvalidArgument(format!("{} names but {} shapes", names.len(), shapes.len())));
         }
         let mut offsets = Vec::with_capacity(shapes.len() + 1);
         offsets.push(0usize);
@@ -78,11 +74,7 @@ impl Layout {
     /// Checks that `tensors` have exactly this layout's shapes, in order.
     pub fn check_tensors(&self, tensors: &[Tensor]) -> Result<()> {
         if tensors.len() != self.len() {
-            return Err(Error::Layout(format!(
-                "expected {} tensors, got {}",
-                self.len(),
-                tensors.len()
-            )));
+            return Err(Error::Layout(format!("expected {} tensors, got {}", self.len(), tensors.len())));
         }
         for (i, t) in tensors.iter().enumerate() {
             if t.size() != self.shapes[i] {
@@ -145,10 +137,7 @@ pub fn flatten(tensors: &[Tensor], kind: Kind) -> Result<Tensor> {
 pub fn check_vector(vec: &Tensor, numel: usize, what: &str) -> Result<()> {
     check_float_kind(vec.f_kind()?, what)?;
     if vec.dim() != 1 {
-        return Err(Error::InvalidArgument(format!(
-            "{what} must be 1-D, got shape {:?}",
-            vec.size()
-        )));
+        return Err(Error::InvalidArgument(format!("{what} must be 1-D, got shape {:?}", vec.size())));
     }
     if vec.numel() != numel {
         return Err(Error::Layout(format!(

@@ -60,7 +60,9 @@ pub fn project(store: &TrajectoryStore, theta0: &[f64], direction: &[f64]) -> Re
         return Err(Error::InvalidArgument("start or end contains NaN or infinite values".into()));
     }
     if dd == 0.0 {
-        return Err(Error::InvalidArgument("start and end are the same point: the line has no direction".into()));
+        return Err(Error::InvalidArgument(
+            "start and end are the same point: the line has no direction".into(),
+        ));
     }
     match store.dtype() {
         Dtype::F32 => project_typed::<f32>(store, theta0, direction, dd),
@@ -70,10 +72,8 @@ pub fn project(store: &TrajectoryStore, theta0: &[f64], direction: &[f64]) -> Re
 
 /// Sums `f` over CHUNK-sized ranges of 0..n in parallel, combining in index order.
 fn sum_chunks(n: usize, f: impl Fn(std::ops::Range<usize>) -> f64 + Sync) -> f64 {
-    let parts: Vec<f64> = (0..n.div_ceil(CHUNK))
-        .into_par_iter()
-        .map(|c| f(c * CHUNK..((c + 1) * CHUNK).min(n)))
-        .collect();
+    let parts: Vec<f64> =
+        (0..n.div_ceil(CHUNK)).into_par_iter().map(|c| f(c * CHUNK..((c + 1) * CHUNK).min(n))).collect();
     parts.iter().sum()
 }
 
@@ -187,7 +187,8 @@ fn dot_and_square<T: Element>(x: &[T], t0: &[f64], d: &[f64]) -> (f64, f64) {
 
 /// Path length, maximum residual and explained fraction; `direction_norm` is ‖d‖.
 pub fn summarize(points: &[PointProjection], direction_norm: f64) -> Summary {
-    let path_length = points.windows(2).map(|w| (w[1].coordinate - w[0].coordinate).abs()).sum::<f64>() * direction_norm;
+    let path_length =
+        points.windows(2).map(|w| (w[1].coordinate - w[0].coordinate).abs()).sum::<f64>() * direction_norm;
     let max_residual = points.iter().map(|p| p.residual).fold(0.0, f64::max);
     let along: f64 = points.iter().map(|p| (p.coordinate * direction_norm).powi(2)).sum();
     let total: f64 = points.iter().map(|p| p.displacement.powi(2)).sum();
@@ -258,7 +259,11 @@ mod tests {
 
     #[test]
     fn summary_follows_the_definitions() {
-        let p = |a: f64, r: f64| PointProjection { coordinate: a, residual: r, displacement: (a * a * 4.0 + r * r).sqrt() };
+        let p = |a: f64, r: f64| PointProjection {
+            coordinate: a,
+            residual: r,
+            displacement: (a * a * 4.0 + r * r).sqrt(),
+        };
         let pts = [p(0.0, 0.0), p(0.5, 1.0), p(0.25, 2.0), p(1.0, 0.0)];
         let s = summarize(&pts, 2.0);
         assert!((s.path_length - (0.5 + 0.25 + 0.75) * 2.0).abs() < 1e-15);

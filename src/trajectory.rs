@@ -48,9 +48,9 @@ impl Dtype {
         match name {
             "float32" => Ok(Dtype::F32),
             "float64" => Ok(Dtype::F64),
-            other => Err(Error::Dtype(format!(
-                "trajectories are stored as float32 or float64, not {other:?}"
-            ))),
+            other => {
+                Err(Error::Dtype(format!("trajectories are stored as float32 or float64, not {other:?}")))
+            }
         }
     }
 
@@ -241,8 +241,8 @@ fn decode_header(path: &Path, file: &File, file_len: u64) -> Result<(Layout, Dty
     }
     let mut json = vec![0u8; json_len as usize];
     file.read_exact_at(&mut json, PREFIX_LEN).map_err(|e| Error::io(path, e))?;
-    let header: Header = serde_json::from_slice(&json)
-        .map_err(|e| Error::corrupt(path, format!("damaged header ({e})")))?;
+    let header: Header =
+        serde_json::from_slice(&json).map_err(|e| Error::corrupt(path, format!("damaged header ({e})")))?;
     let layout = Layout::new(header.names, header.shapes).map_err(|e| Error::corrupt(path, e.to_string()))?;
     if layout.numel() as u64 != header.numel || layout.numel() == 0 {
         return Err(Error::corrupt(path, "header sizes do not add up"));
@@ -274,7 +274,8 @@ impl TrajectoryStore {
         let _ = fs::remove_file(&tmp);
         linked.map_err(|e| Error::io(path, e))?;
         let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io(path, e))?;
-        let backend = FileBackend { path: path.to_path_buf(), file, data_start: header.len() as u64, writable: true };
+        let backend =
+            FileBackend { path: path.to_path_buf(), file, data_start: header.len() as u64, writable: true };
         Ok(TrajectoryStore { layout, dtype, steps: Vec::new(), backend: Backend::File(backend) })
     }
 
@@ -282,7 +283,8 @@ impl TrajectoryStore {
     /// mid-write) is an error unless `allow_partial`, which then ignores it.
     /// With `writable`, later [`append`](Self::append)s extend the file.
     pub fn open(path: &Path, allow_partial: bool, writable: bool) -> Result<Self> {
-        let file = OpenOptions::new().read(true).write(writable).open(path).map_err(|e| Error::io(path, e))?;
+        let file =
+            OpenOptions::new().read(true).write(writable).open(path).map_err(|e| Error::io(path, e))?;
         let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let (layout, dtype, data_start) = decode_header(path, &file, file_len)?;
         let record = record_len(&layout, dtype);
@@ -360,7 +362,8 @@ impl TrajectoryStore {
                     return Err(Error::InvalidArgument(format!("{} was opened read-only", f.path.display())));
                 }
                 let pos = f.data_start + self.steps.len() as u64 * record;
-                let write = |bytes: &[u8], at: u64| f.file.write_all_at(bytes, at).map_err(|e| Error::io(&f.path, e));
+                let write =
+                    |bytes: &[u8], at: u64| f.file.write_all_at(bytes, at).map_err(|e| Error::io(&f.path, e));
                 write(&step.to_le_bytes(), pos)?;
                 write(values.bytes(), pos + STEP_LEN)?;
             }
@@ -402,7 +405,10 @@ impl TrajectoryStore {
             Backend::File(f) => {
                 buf.resize(len, T::default());
                 let elt = self.dtype.size() as u64;
-                let pos = f.data_start + i as u64 * record_len(&self.layout, self.dtype) + STEP_LEN + offset as u64 * elt;
+                let pos = f.data_start
+                    + i as u64 * record_len(&self.layout, self.dtype)
+                    + STEP_LEN
+                    + offset as u64 * elt;
                 f.file.read_exact_at(as_bytes_mut(&mut buf[..]), pos).map_err(|e| Error::io(&f.path, e))?;
                 Ok(&buf[..])
             }
@@ -413,7 +419,10 @@ impl TrajectoryStore {
         if i < self.len() {
             Ok(())
         } else {
-            Err(Error::InvalidArgument(format!("checkpoint {i} out of range (the trajectory has {})", self.len())))
+            Err(Error::InvalidArgument(format!(
+                "checkpoint {i} out of range (the trajectory has {})",
+                self.len()
+            )))
         }
     }
 }

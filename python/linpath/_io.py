@@ -21,6 +21,7 @@ def atomic_write(path: str | os.PathLike[str], *, text: bool = False) -> Iterato
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "w" if text else "wb") as f:
             yield f
             f.flush()
@@ -30,6 +31,12 @@ def atomic_write(path: str | os.PathLike[str], *, text: bool = False) -> Iterato
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_json(obj: Any, path: str | os.PathLike[str]) -> None:

@@ -73,7 +73,9 @@ class Split:
             x, y = batch
             target = _as_tensor(y)
             if target is None:
-                raise TypeError(f"split {self.name!r}: the targets of batch {i} are a {type(y).__name__}, not a tensor")
+                raise TypeError(
+                    f"split {self.name!r}: the targets of batch {i} are a {type(y).__name__}, not a tensor"
+                )
             yield (x.to(device) if isinstance(x, torch.Tensor) else x, target.to(device))
 
 

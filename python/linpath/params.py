@@ -50,7 +50,12 @@ class ParamVector:
     __slots__ = ("_named", "names", "shapes", "tensor")
 
     def __init__(
-        self, tensor: torch.Tensor, names: Sequence[str], shapes: Sequence[Sequence[int]], *, named: bool = True
+        self,
+        tensor: torch.Tensor,
+        names: Sequence[str],
+        shapes: Sequence[Sequence[int]],
+        *,
+        named: bool = True,
     ) -> None:
         shapes = [tuple(int(s) for s in shape) for shape in shapes]
         if len(names) != len(shapes):
@@ -106,7 +111,10 @@ class ParamVector:
 
 
 def check_same_layout(
-    names: Sequence[str] | None, shapes: Sequence[Shape], want_names: Sequence[str], want_shapes: Sequence[Shape],
+    names: Sequence[str] | None,
+    shapes: Sequence[Shape],
+    want_names: Sequence[str],
+    want_shapes: Sequence[Shape],
     what: str,
 ) -> None:
     """Raises ValueError naming the first tensor where two layouts differ (names skipped if None)."""
@@ -117,7 +125,9 @@ def check_same_layout(
         if name is not None and name != want_names[i]:
             raise ValueError(f"{what}: tensor {i} is named {name!r} but the model's is {want_names[i]!r}")
         if tuple(shape) != tuple(want):
-            raise ValueError(f"{what}: tensor {want_names[i]!r} has shape {tuple(shape)}, expected {tuple(want)}")
+            raise ValueError(
+                f"{what}: tensor {want_names[i]!r} has shape {tuple(shape)}, expected {tuple(want)}"
+            )
 
 
 def named_parameters(model: nn.Module) -> tuple[list[str], list[torch.Tensor]]:
@@ -172,8 +182,9 @@ def _common_dtype(tensors: Sequence[torch.Tensor]) -> torch.dtype:
     return dtype
 
 
-def flatten(obj: nn.Module | Mapping[str, torch.Tensor] | Sequence[torch.Tensor], *, dtype: torch.dtype | None = None
-            ) -> ParamVector:
+def flatten(
+    obj: nn.Module | Mapping[str, torch.Tensor] | Sequence[torch.Tensor], *, dtype: torch.dtype | None = None
+) -> ParamVector:
     """Flattens parameters into one contiguous vector.
 
     Args:
@@ -208,7 +219,9 @@ def as_vector(obj: Any, names: Sequence[str], shapes: Sequence[Shape], what: str
     if isinstance(obj, Mapping):
         missing = [n for n in names if n not in obj]
         if missing:
-            raise ValueError(f"{what} (a state_dict) lacks {len(missing)} of the parameters, e.g. {missing[:3]}")
+            raise ValueError(
+                f"{what} (a state_dict) lacks {len(missing)} of the parameters, e.g. {missing[:3]}"
+            )
         tensors = [obj[n] for n in names]
         check_same_layout(None, [tuple(t.shape) for t in tensors], names, shapes, what)
         return flatten(tensors).tensor
@@ -232,7 +245,9 @@ def as_vector(obj: Any, names: Sequence[str], shapes: Sequence[Shape], what: str
     )
 
 
-def assign(model: nn.Module, vec: ParamVector | torch.Tensor | np.ndarray | Mapping[str, torch.Tensor]) -> None:
+def assign(
+    model: nn.Module, vec: ParamVector | torch.Tensor | np.ndarray | Mapping[str, torch.Tensor]
+) -> None:
     """Writes a parameter vector into ``model``'s parameters, in place.
 
     Args:

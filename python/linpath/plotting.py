@@ -1,4 +1,4 @@
-"""Figures in the style of Goodfellow, Vinyals & Saxe (2015): the line (Fig. 1) and the projection (Fig. 5)."""
+"""Figures in the style of Goodfellow, Vinyals & Saxe (2015): the line (Fig. 1), the projection (Fig. 5)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,12 @@ if TYPE_CHECKING:
     from .sweep import Sweep
     from .trajectory import Projection
 
-_SPLIT_STYLE = {"train": ("tab:blue", "-"), "valid": ("tab:orange", "--"), "validation": ("tab:orange", "--"),
-                "test": ("tab:green", ":")}
+_SPLIT_STYLE = {
+    "train": ("tab:blue", "-"),
+    "valid": ("tab:orange", "--"),
+    "validation": ("tab:orange", "--"),
+    "test": ("tab:green", ":"),
+}
 _METRIC_LABEL = {"loss": r"$J(\theta)$", "error": "error rate"}
 
 
@@ -29,11 +33,20 @@ def _mark_endpoints(ax: Any, alphas: np.ndarray) -> None:
     for alpha, label in ((0.0, r"$\theta_0$"), (1.0, r"$\theta_1$")):
         if alphas.min() <= alpha <= alphas.max():
             ax.axvline(alpha, color="0.6", lw=0.8, ls=":", zorder=0)
-            ax.annotate(label, (alpha, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -12),
-                        textcoords="offset points", color="0.35", fontsize=9)
+            ax.annotate(
+                label,
+                (alpha, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(2, -12),
+                textcoords="offset points",
+                color="0.35",
+                fontsize=9,
+            )
 
 
-def plot_sweep(sweep: Sweep, ax: Any = None, metric: str = "loss", splits: Sequence[str] | None = None) -> Any:
+def plot_sweep(
+    sweep: Sweep, ax: Any = None, metric: str = "loss", splits: Sequence[str] | None = None
+) -> Any:
     """Metric against α for each split: train solid, validation dashed (the paper's Fig. 1, left)."""
     ax = _axes(ax)
     splits = sweep.splits if splits is None else list(splits)

@@ -36,14 +36,22 @@ class Sweep:
         meta: JSON-serialisable facts about the sweep (model, sizes, splits, time).
     """
 
-    def __init__(self, alphas: np.ndarray, values: Mapping[str, Mapping[str, np.ndarray]],
-                 meta: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        alphas: np.ndarray,
+        values: Mapping[str, Mapping[str, np.ndarray]],
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
         self.alphas = np.asarray(alphas, dtype=np.float64)
-        self.values = {s: {m: np.asarray(v, dtype=np.float64) for m, v in mv.items()} for s, mv in values.items()}
+        self.values = {
+            s: {m: np.asarray(v, dtype=np.float64) for m, v in mv.items()} for s, mv in values.items()
+        }
         for split, mv in self.values.items():
             for metric, v in mv.items():
                 if v.shape != self.alphas.shape:
-                    raise ValueError(f"values[{split!r}][{metric!r}] has shape {v.shape}, alphas {self.alphas.shape}")
+                    raise ValueError(
+                        f"values[{split!r}][{metric!r}] has shape {v.shape}, alphas {self.alphas.shape}"
+                    )
         self.meta = dict(meta or {})
 
     @property
@@ -57,8 +65,9 @@ class Sweep:
         i = int(np.nanargmin(v))
         return float(self.alphas[i]), float(v[i])
 
-    def monotonicity_gap(self, split: str | None = None, metric: str = "loss",
-                         interval: tuple[float, float] = (0.0, 1.0)) -> float:
+    def monotonicity_gap(
+        self, split: str | None = None, metric: str = "loss", interval: tuple[float, float] = (0.0, 1.0)
+    ) -> float:
         """Largest rise of the metric on ``interval``: max over α < α′ of [J(α′) − J(α)]⁺.
 
         This is Δ of Lucas et al. (2021), computed over every pair of grid points (as a running
@@ -73,8 +82,9 @@ class Sweep:
         rises = series[1:] - np.minimum.accumulate(series[:-1])
         return float(max(rises.max(), 0.0))
 
-    def is_monotone(self, split: str | None = None, metric: str = "loss",
-                    interval: tuple[float, float] = (0.0, 1.0)) -> bool:
+    def is_monotone(
+        self, split: str | None = None, metric: str = "loss", interval: tuple[float, float] = (0.0, 1.0)
+    ) -> bool:
         """True when the metric never increases on ``interval`` (see :meth:`monotonicity_gap`)."""
         return self.monotonicity_gap(split, metric, interval) == 0.0
 
@@ -145,8 +155,10 @@ class Sweep:
 
     def __repr__(self) -> str:
         metrics = sorted({m for mv in self.values.values() for m in mv})
-        return f"Sweep({len(self.alphas)} alphas in [{self.alphas.min():g}, {self.alphas.max():g}], " \
-               f"splits={self.splits}, metrics={metrics})"
+        return (
+            f"Sweep({len(self.alphas)} alphas in [{self.alphas.min():g}, {self.alphas.max():g}], "
+            f"splits={self.splits}, metrics={metrics})"
+        )
 
 
 def _check_alphas(alphas: Any) -> np.ndarray:
@@ -172,12 +184,20 @@ def _check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
 
 
 def _is_class_target(out: Any, y: torch.Tensor) -> bool:
-    return (isinstance(out, torch.Tensor) and out.dim() == 2 and y.dim() == 1 and len(y) == len(out)
-            and not y.is_floating_point() and not y.is_complex() and y.dtype != torch.bool)
+    return (
+        isinstance(out, torch.Tensor)
+        and out.dim() == 2
+        and y.dim() == 1
+        and len(y) == len(out)
+        and not y.is_floating_point()
+        and not y.is_complex()
+        and y.dtype != torch.bool
+    )
 
 
-def _evaluate(model: nn.Module, split: Split, loss_fn: LossFn, metrics: tuple[str, ...],
-              device: torch.device) -> dict[str, float]:
+def _evaluate(
+    model: nn.Module, split: Split, loss_fn: LossFn, metrics: tuple[str, ...], device: torch.device
+) -> dict[str, float]:
     """The mean loss (weighted by batch size) and error rate of ``model`` on one split."""
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     wrong = torch.zeros((), dtype=torch.int64, device=device)
@@ -187,8 +207,10 @@ def _evaluate(model: nn.Module, split: Split, loss_fn: LossFn, metrics: tuple[st
             out = model(x)
         except RuntimeError as e:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"the model could not evaluate a batch of split {split.name!r} "
-                             f"(inputs of shape {shape}); does the data fit the model? ({e})") from e
+            raise ValueError(
+                f"the model could not evaluate a batch of split {split.name!r} "
+                f"(inputs of shape {shape}); does the data fit the model? ({e})"
+            ) from e
         n = len(y)
         if "loss" in metrics:
             value = loss_fn(out, y)
@@ -220,7 +242,9 @@ def _endpoint_buffers(obj: Any, names: list[str], shapes: list[tuple[int, ...]])
     return tensors
 
 
-def _lines(model: nn.Module, start: Any, end: Any, device: torch.device) -> list[tuple[Any, list[torch.Tensor]]]:
+def _lines(
+    model: nn.Module, start: Any, end: Any, device: torch.device
+) -> list[tuple[Any, list[torch.Tensor]]]:
     """A native Line for the parameters, and one for the float buffers when both endpoints carry them."""
     names, params = named_parameters(model)
     shapes = [tuple(p.shape) for p in params]
@@ -238,7 +262,9 @@ def _lines(model: nn.Module, start: Any, end: Any, device: torch.device) -> list
         warnings.warn(
             "the model has floating-point buffers (e.g. BatchNorm statistics) but start and end do not both "
             "carry them (pass modules or state_dicts to interpolate them); the model's current buffers are "
-            "used at every alpha", stacklevel=3)
+            "used at every alpha",
+            stacklevel=3,
+        )
     return lines
 
 
@@ -302,8 +328,14 @@ def interpolate(
     state = ModelState(model)
     try:
         model.eval()
-        bar = tqdm(grid, desc="linpath sweep", unit="α", disable=progress is False,
-                   delay=0 if progress else 2.0, leave=False)
+        bar = tqdm(
+            grid,
+            desc="linpath sweep",
+            unit="α",
+            disable=progress is False,
+            delay=0 if progress else 2.0,
+            leave=False,
+        )
         with torch.no_grad():
             for alpha in bar:
                 for line, targets in lines:

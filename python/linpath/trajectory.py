@@ -117,8 +117,13 @@ class TrajectoryRecorder:
             float32 otherwise.
     """
 
-    def __init__(self, model: nn.Module, path: str | os.PathLike[str] | None = None, *,
-                 dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         self._names, self._params = named_parameters(model)
         shapes = [list(p.shape) for p in self._params]
         if dtype is None:

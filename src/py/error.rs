@@ -8,7 +8,9 @@ impl From<Error> for PyErr {
     fn from(err: Error) -> PyErr {
         let msg = err.to_string();
         match err {
-            Error::InvalidArgument(_) | Error::Layout(_) | Error::CorruptFile { .. } => PyValueError::new_err(msg),
+            Error::InvalidArgument(_) | Error::Layout(_) | Error::CorruptFile { .. } => {
+                PyValueError::new_err(msg)
+            }
             Error::Dtype(_) => PyTypeError::new_err(msg),
             Error::Io { .. } => PyOSError::new_err(msg),
             Error::Torch(_) => PyRuntimeError::new_err(msg),

@@ -6,7 +6,11 @@ use pyo3::prelude::*;
 
 /// Concatenates a sequence of tensors into a new contiguous 1-D tensor of `dtype`.
 #[pyfunction]
-fn flatten_tensors<'py>(py: Python<'py>, tensors: &Bound<'py, PyAny>, dtype: &str) -> PyResult<Bound<'py, PyAny>> {
+fn flatten_tensors<'py>(
+    py: Python<'py>,
+    tensors: &Bound<'py, PyAny>,
+    dtype: &str,
+) -> PyResult<Bound<'py, PyAny>> {
     let tensors = unpack_all(tensors, "tensors")?;
     let kind = parse_kind(dtype)?;
     let vec = py.detach(move || flat::flatten(&tensors, kind))?;

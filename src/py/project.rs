@@ -32,7 +32,9 @@ fn summarize(
 ) -> PyResult<(f64, f64, f64)> {
     let (a, r, x) = (coordinate.as_array(), residual.as_array(), displacement.as_array());
     if a.len() != r.len() || a.len() != x.len() {
-        return Err(pyo3::exceptions::PyValueError::new_err("coordinate, residual and displacement differ in length"));
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "coordinate, residual and displacement differ in length",
+        ));
     }
     let points: Vec<PointProjection> = (0..a.len())
         .map(|i| PointProjection { coordinate: a[i], residual: r[i], displacement: x[i] })

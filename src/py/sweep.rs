@@ -23,7 +23,12 @@ impl Line {
 impl Line {
     #[new]
     #[pyo3(signature = (theta0, theta1, dtype="float64"))]
-    fn new(py: Python<'_>, theta0: &Bound<'_, PyAny>, theta1: &Bound<'_, PyAny>, dtype: &str) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        theta0: &Bound<'_, PyAny>,
+        theta1: &Bound<'_, PyAny>,
+        dtype: &str,
+    ) -> PyResult<Self> {
         let (t0, t1, kind) = (unpack(theta0, "start")?, unpack(theta1, "end")?, parse_kind(dtype)?);
         let line = py.detach(move || sweep::Line::new(&t0, &t1, kind))?;
         Ok(Line { inner: Mutex::new(line) })

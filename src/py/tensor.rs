@@ -17,10 +17,7 @@ pub fn unpack(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Tensor> {
 
 /// The tch handles of every tensor in a Python sequence.
 pub fn unpack_all(seq: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<Tensor>> {
-    seq.try_iter()?
-        .enumerate()
-        .map(|(i, item)| unpack(&item?, &format!("{what}[{i}]")))
-        .collect()
+    seq.try_iter()?.enumerate().map(|(i, item)| unpack(&item?, &format!("{what}[{i}]"))).collect()
 }
 
 /// A Python `torch.Tensor` for `tensor` (same storage).

