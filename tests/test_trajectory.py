@@ -1,0 +1,529 @@
+"""Tests of the trajectory store (src/trajectory.rs) and its Python face (python/linpath/trajectory.py).
+
+Every stored value is checked against the model's parameters flattened independently with plain torch
+at record time, and the on-disk layout is checked with an independent NumPy reader of the documented
+file format.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import linpath
+
+MAGIC = b"\x89LINPATH-TRJ\r\n\x1a\n"
+
+
+class OddModel(nn.Module):
+    """Parameters with awkward shapes: a 0-d scalar, a 3-D tensor, and two Linear layers."""
+
+    def __init__(self, gen: torch.Generator, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(7, 5)
+        self.fc2 = nn.Linear(5, 3)
+        self.scale = nn.Parameter(torch.randn((), generator=gen))
+        self.cube = nn.Parameter(torch.randn(2, 3, 4, generator=gen) * 0.1)
+        with torch.no_grad():
+            for p in (self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias):
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+        self.to(dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.fc1(x))
+        return self.fc2(h) * self.scale + self.cube.sum()
+
+
+def make_model(seed: int, dtype: torch.dtype = torch.float32) -> OddModel:
+    return OddModel(torch.Generator().manual_seed(seed), dtype)
+
+
+def sgd_steps(model: nn.Module, gen: torch.Generator, steps: int = 3) -> None:
+    """A few plain SGD steps on random regression data, so consecutive checkpoints differ."""
+    dtype = next(model.parameters()).dtype
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for _ in range(steps):
+        x = torch.randn(16, 7, generator=gen, dtype=dtype)
+        y = torch.randn(16, 3, generator=gen, dtype=dtype)
+        opt.zero_grad()
+        loss = ((model(x) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+
+
+def reference_flat(model: nn.Module, dtype: torch.dtype) -> np.ndarray:
+    """The parameters flattened the obvious way: named_parameters order, row-major, cast to dtype."""
+    return torch.cat([p.detach().reshape(-1).to(dtype) for _, p in model.named_parameters()]).numpy().copy()
+
+
+def record_run(recorder: linpath.TrajectoryRecorder, model: nn.Module, gen: torch.Generator, count: int,
+               steps: list[int] | None = None, dtype: torch.dtype = torch.float32) -> list[np.ndarray]:
+    """Records `count` checkpoints with SGD in between; returns the reference vectors."""
+    refs = []
+    for i in range(count):
+        refs.append(reference_flat(model, dtype))
+        expected = len(recorder) if steps is None else steps[i]
+        got = recorder.record() if steps is None else recorder.record(steps[i])
+        assert got == expected
+        sgd_steps(model, gen)
+    return refs
+
+
+def read_trajectory_file(path: Path) -> tuple[dict, np.ndarray, np.ndarray]:
+    """An independent reader of the documented format: (header, steps, values[count, numel])."""
+    raw = path.read_bytes()
+    assert raw[:16] == MAGIC
+    version, hlen = struct.unpack("<II", raw[16:24])
+    assert version == 1
+    header = json.loads(raw[24 : 24 + hlen])
+    data_start = -(-(24 + hlen) // 64) * 64
+    assert raw[24 + hlen : data_start] == b"\0" * (data_start - 24 - hlen)
+    dtype = np.dtype("<f4") if header["dtype"] == "float32" else np.dtype("<f8")
+    record = 8 + header["numel"] * dtype.itemsize
+    assert (len(raw) - data_start) % record == 0
+    count = (len(raw) - data_start) // record
+    steps = np.array([struct.unpack_from("<q", raw, data_start + i * record)[0] for i in range(count)])
+    values = np.stack(
+        [np.frombuffer(raw, dtype, header["numel"], data_start + i * record + 8) for i in range(count)]
+    ) if count else np.empty((0, header["numel"]), dtype)
+    return header, steps, values
+
+
+def assert_same_trajectory(a: linpath.Trajectory, b: linpath.Trajectory) -> None:
+    assert len(a) == len(b)
+    np.testing.assert_array_equal(a.steps, b.steps)
+    assert a.names == b.names and a.shapes == b.shapes and a.numel == b.numel and a.dtype == b.dtype
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x.tensor, y.tensor)
+
+
+# --- recording in memory -------------------------------------------------------------------------------
+
+
+def test_in_memory_default_steps_and_metadata():
+    model, gen = make_model(1), torch.Generator().manual_seed(11)
+    recorder = linpath.TrajectoryRecorder(model)
+    refs = record_run(recorder, model, gen, 4)
+    traj = recorder.trajectory
+
+    assert len(traj) == len(recorder) == 4
+    assert isinstance(traj.steps, np.ndarray) and traj.steps.dtype == np.int64
+    np.testing.assert_array_equal(traj.steps, [0, 1, 2, 3])
+    # A module's own parameters come before its submodules' in named_parameters().
+    assert traj.names == ["scale", "cube", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+    assert traj.names == [n for n, _ in model.named_parameters()]
+    assert traj.shapes == [(), (2, 3, 4), (5, 7), (5,), (3, 5), (3,)]
+    assert traj.numel == sum(p.numel() for p in model.parameters()) == 35 + 5 + 15 + 3 + 1 + 24
+    assert traj.dtype == torch.float32
+    assert traj.path is None
+    # SGD really moved the parameters, so each index is tested against a distinct reference.
+    assert all(not np.array_equal(refs[i], refs[i + 1]) for i in range(3))
+
+    for i, ref in enumerate(refs):
+        vec = traj[i]
+        assert isinstance(vec, linpath.ParamVector)
+        assert vec.names == traj.names and vec.shapes == traj.shapes
+        assert vec.tensor.dim() == 1 and vec.tensor.dtype == torch.float32
+        np.testing.assert_array_equal(vec.numpy(), ref)
+        np.testing.assert_array_equal(traj[i - 4].numpy(), ref)  # negative index: i - 4 in -4..-1
+    np.testing.assert_array_equal(traj[-1].numpy(), refs[-1])
+    for got, ref in zip(traj, refs, strict=True):
+        np.testing.assert_array_equal(got.numpy(), ref)
+    assert [v.numpy().tolist() for v in iter(traj)] == [r.tolist() for r in refs]
+
+
+def test_checkpoint_cuts_back_into_the_model_layout():
+    model = make_model(2)
+    recorder = linpath.TrajectoryRecorder(model)
+    recorder.record()
+    state = recorder.trajectory[0].to_state_dict()
+    for name, p in model.named_parameters():
+        assert torch.equal(state[name], p.detach())
+
+
+def test_explicit_steps_and_default_after_explicit():
+    model, gen = make_model(3), torch.Generator().manual_seed(12)
+    recorder = linpath.TrajectoryRecorder(model)
+    refs = record_run(recorder, model, gen, 4, steps=[10, 250, -7, 2**62])
+    assert recorder.record(np.int64(99)) == 99
+    # The default is the number of checkpoints so far, whatever the explicit steps were.
+    assert recorder.record() == 5
+    traj = recorder.trajectory
+    assert traj.steps.dtype == np.int64
+    np.testing.assert_array_equal(traj.steps, [10, 250, -7, 2**62, 99, 5])
+    for i, ref in enumerate(refs):
+        np.testing.assert_array_equal(traj[i].numpy(), ref)
+
+
+def test_trajectory_is_a_live_view():
+    model, gen = make_model(4), torch.Generator().manual_seed(13)
+    recorder = linpath.TrajectoryRecorder(model)
+    traj = recorder.trajectory
+    assert len(traj) == 0
+    refs = record_run(recorder, model, gen, 3)
+    assert len(traj) == 3
+    np.testing.assert_array_equal(traj[2].numpy(), refs[2])
+
+
+@pytest.mark.parametrize(
+    ("model_dtype", "dtype", "stored"),
+    [
+        (torch.float32, None, torch.float32),
+        (torch.float64, None, torch.float64),
+        (torch.float32, torch.float64, torch.float64),
+        (torch.float64, torch.float32, torch.float32),
+    ],
+)
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_stored_dtype(tmp_path, model_dtype, dtype, stored, on_disk):
+    model, gen = make_model(5, model_dtype), torch.Generator().manual_seed(14)
+    path = tmp_path / "t.lpt" if on_disk else None
+    recorder = linpath.TrajectoryRecorder(model, path, dtype=dtype)
+    refs = record_run(recorder, model, gen, 3, dtype=stored)
+    traj = recorder.trajectory
+    assert traj.dtype == stored
+    for i, ref in enumerate(refs):
+        assert traj[i].dtype == stored
+        # float32 -> float64 is exact; float64 -> float32 is the usual round-to-nearest cast.
+        np.testing.assert_array_equal(traj[i].numpy(), ref)
+    if on_disk:
+        reopened = linpath.Trajectory.open(path)
+        assert reopened.dtype == stored
+        assert_same_trajectory(traj, reopened)
+
+
+def test_mixed_precision_model_is_stored_as_float32():
+    model = make_model(6)
+    model.fc2.double()
+    recorder = linpath.TrajectoryRecorder(model)
+    recorder.record()
+    traj = recorder.trajectory
+    assert traj.dtype == torch.float32
+    np.testing.assert_array_equal(traj[0].numpy(), reference_flat(model, torch.float32))
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.float16, torch.bfloat16, torch.int32, torch.bool])
+def test_invalid_dtype_is_a_type_error(tmp_path, dtype):
+    with pytest.raises(TypeError, match="float32 or torch.float64"):
+        linpath.TrajectoryRecorder(make_model(7), dtype=dtype)
+    with pytest.raises(TypeError):
+        linpath.TrajectoryRecorder(make_model(7), tmp_path / "x.lpt", dtype=dtype)
+    assert not (tmp_path / "x.lpt").exists()
+
+
+@pytest.mark.parametrize("step", [1.5, 2.0, "3", True, np.float64(4.0), [1]])
+def test_non_integer_step_is_a_type_error(step):
+    model = make_model(8)
+    recorder = linpath.TrajectoryRecorder(model)
+    recorder.record(0)
+    with pytest.raises(TypeError, match="step must be an integer"):
+        recorder.record(step)
+    assert len(recorder) == 1  # nothing was appended
+
+
+def test_recorder_needs_a_module_with_parameters():
+    with pytest.raises(TypeError):
+        linpath.TrajectoryRecorder(torch.zeros(3))
+    with pytest.raises(ValueError, match="no parameters"):
+        linpath.TrajectoryRecorder(nn.ReLU())
+
+
+def test_index_errors():
+    model = make_model(9)
+    recorder = linpath.TrajectoryRecorder(model)
+    recorder.record()
+    recorder.record()
+    traj = recorder.trajectory
+    for bad in (2, 3, -3, 10**6):
+        with pytest.raises(IndexError, match="out of range"):
+            traj[bad]
+    for bad in (1.0, "0", slice(0, 1)):
+        with pytest.raises(TypeError):
+            traj[bad]
+    np.testing.assert_array_equal(traj[np.int64(-2)].numpy(), traj[0].numpy())
+    with pytest.raises(IndexError):
+        linpath.TrajectoryRecorder(model).trajectory[0]
+
+
+# --- recording to a file -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_file_round_trip_and_on_disk_format(tmp_path, dtype):
+    model, gen = make_model(10, dtype), torch.Generator().manual_seed(15)
+    path = tmp_path / "run.lpt"
+    recorder = linpath.TrajectoryRecorder(model, path)
+    assert os.listdir(tmp_path) == ["run.lpt"]  # the temporary name used while creating it is gone
+    steps = [0, 5, 17, 40, 41]
+    refs = record_run(recorder, model, gen, 5, steps=steps, dtype=dtype)
+    traj = recorder.trajectory
+    assert traj.path == path
+    assert isinstance(traj.path, Path)
+    assert "run.lpt" in repr(traj)
+
+    # The documented format, read independently.
+    header, disk_steps, disk_values = read_trajectory_file(path)
+    assert header == {
+        "numel": traj.numel,
+        "dtype": "float32" if dtype == torch.float32 else "float64",
+        "names": traj.names,
+        "shapes": [list(s) for s in traj.shapes],
+    }
+    np.testing.assert_array_equal(disk_steps, steps)
+    np.testing.assert_array_equal(disk_values, np.stack(refs))
+
+    for opened in (linpath.Trajectory.open(path), linpath.Trajectory.open(str(path))):
+        assert opened.path == path
+        assert opened.dtype == dtype
+        np.testing.assert_array_equal(opened.steps, steps)
+        assert_same_trajectory(traj, opened)
+        for i, ref in enumerate(refs):
+            np.testing.assert_array_equal(opened[i].numpy(), ref)
+            np.testing.assert_array_equal(opened[i - 5].numpy(), ref)
+        with pytest.raises(IndexError):
+            opened[5]
+
+
+def test_empty_file_trajectory_reopens(tmp_path):
+    path = tmp_path / "empty.lpt"
+    recorder = linpath.TrajectoryRecorder(make_model(11), path)
+    traj = linpath.Trajectory.open(path)
+    assert len(traj) == 0 and traj.numel == recorder.trajectory.numel
+    assert traj.steps.shape == (0,) and traj.steps.dtype == np.int64
+
+
+def test_reopened_file_is_a_snapshot_and_recording_continues(tmp_path):
+    model, gen = make_model(12), torch.Generator().manual_seed(16)
+    path = tmp_path / "live.lpt"
+    recorder = linpath.TrajectoryRecorder(model, path)
+    refs = record_run(recorder, model, gen, 2)
+    early = linpath.Trajectory.open(path)
+    refs += record_run(recorder, model, gen, 2)
+    assert len(early) == 2
+    late = linpath.Trajectory.open(path)
+    assert len(late) == 4
+    for i, ref in enumerate(refs):
+        np.testing.assert_array_equal(late[i].numpy(), ref)
+    np.testing.assert_array_equal(late.steps, [0, 1, 2, 3])
+
+
+def test_recorder_never_overwrites_an_existing_file(tmp_path):
+    precious = tmp_path / "precious.txt"
+    precious.write_bytes(b"do not touch")
+    with pytest.raises(ValueError, match="already exists"):
+        linpath.TrajectoryRecorder(make_model(13), precious)
+    assert precious.read_bytes() == b"do not touch"
+
+    model, gen = make_model(14), torch.Generator().manual_seed(17)
+    path = tmp_path / "run.lpt"
+    recorder = linpath.TrajectoryRecorder(model, path)
+    record_run(recorder, model, gen, 2)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="already exists"):
+        linpath.TrajectoryRecorder(model, path)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["precious.txt", "run.lpt"]
+
+
+def test_recorder_into_a_missing_directory_is_an_os_error(tmp_path):
+    with pytest.raises(OSError):
+        linpath.TrajectoryRecorder(make_model(15), tmp_path / "no" / "such" / "dir.lpt")
+
+
+# --- damaged files -------------------------------------------------------------------------------------
+
+
+def write_file_trajectory(path: Path, count: int = 3, dtype=torch.float64) -> list[np.ndarray]:
+    model, gen = make_model(20, dtype), torch.Generator().manual_seed(21)
+    recorder = linpath.TrajectoryRecorder(model, path)
+    return record_run(recorder, model, gen, count, steps=[3 * i + 1 for i in range(count)], dtype=dtype)
+
+
+def header_end(path: Path) -> tuple[int, int]:
+    """(end of the JSON header, start of the data) of a trajectory file."""
+    (hlen,) = struct.unpack("<I", path.read_bytes()[20:24])
+    return 24 + hlen, -(-(24 + hlen) // 64) * 64
+
+
+@pytest.mark.parametrize("cut", [1, 5, 8, 9, 100])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_truncated_file(tmp_path, cut, dtype):
+    path = tmp_path / "cut.lpt"
+    refs = write_file_trajectory(path, 3, dtype)
+    size = path.stat().st_size
+    record = (size - header_end(path)[1]) // 3
+    assert cut < record
+    os.truncate(path, size - cut)  # cut inside the last checkpoint (the step field for cut > record - 8)
+    with pytest.raises(ValueError, match="truncated") as info:
+        linpath.Trajectory.open(path)
+    assert "allow_partial" in str(info.value) and str(path) in str(info.value)
+
+    partial = linpath.Trajectory.open(path, allow_partial=True)
+    assert len(partial) == 2
+    np.testing.assert_array_equal(partial.steps, [1, 4])
+    for i in range(2):
+        np.testing.assert_array_equal(partial[i].numpy(), refs[i])
+    with pytest.raises(IndexError):
+        partial[2]
+    assert path.stat().st_size == size - cut  # the file itself is never modified
+
+
+def test_truncated_inside_the_first_checkpoint(tmp_path):
+    path = tmp_path / "cut.lpt"
+    write_file_trajectory(path, 1)
+    os.truncate(path, path.stat().st_size - 3)
+    with pytest.raises(ValueError, match="truncated"):
+        linpath.Trajectory.open(path)
+    assert len(linpath.Trajectory.open(path, allow_partial=True)) == 0
+
+
+def test_cut_on_a_record_boundary_is_a_shorter_trajectory(tmp_path):
+    path = tmp_path / "short.lpt"
+    refs = write_file_trajectory(path, 3)
+    data_start = header_end(path)[1]
+    record = (path.stat().st_size - data_start) // 3
+    os.truncate(path, data_start + 2 * record)
+    traj = linpath.Trajectory.open(path)
+    assert len(traj) == 2
+    np.testing.assert_array_equal(traj[1].numpy(), refs[1])
+
+
+@pytest.mark.parametrize("keep", ["prefix", "json", "padding"])
+def test_file_cut_inside_the_header(tmp_path, keep):
+    path = tmp_path / "head.lpt"
+    write_file_trajectory(path, 2)
+    json_end, data_start = header_end(path)
+    assert data_start - json_end >= 2, "the header must end before the padding for this test"
+    size = {"prefix": 20, "json": (24 + json_end) // 2, "padding": json_end + 1}[keep]
+    os.truncate(path, size)
+    with pytest.raises(ValueError, match="not a linpath trajectory file|truncated or damaged header"):
+        linpath.Trajectory.open(path)
+    with pytest.raises(ValueError, match="not a linpath trajectory file|truncated or damaged header"):
+        linpath.Trajectory.open(path, allow_partial=True)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.lpt"
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match="not a linpath trajectory file"):
+        linpath.Trajectory.open(path)
+
+
+def test_foreign_files(tmp_path):
+    rng = np.random.default_rng(22)
+    noise = tmp_path / "noise.bin"
+    noise.write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    text = tmp_path / "notes.txt"
+    text.write_text("epoch,loss\n" + "".join(f"{i},{rng.random():.6f}\n" for i in range(200)))
+    npy = tmp_path / "weights.npy"
+    np.save(npy, rng.standard_normal(100))
+    for path in (noise, text, npy):
+        with pytest.raises(ValueError, match="not a linpath trajectory file .wrong magic bytes.") as info:
+            linpath.Trajectory.open(path)
+        assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("where", [0, 1, "colon", "middle", -1])
+def test_damaged_header_json(tmp_path, where):
+    path = tmp_path / "damaged.lpt"
+    write_file_trajectory(path, 2)
+    raw = bytearray(path.read_bytes())
+    json_end, _ = header_end(path)
+    text = raw[24:json_end]
+    offset = {
+        0: 0,  # the opening brace
+        1: 1,  # the opening quote of the first key
+        "colon": text.index(b":"),
+        "middle": text.index(b'"names":[') + 8,  # the list bracket
+        -1: len(text) - 1,  # the closing brace
+    }[where]
+    raw[24 + offset] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="damaged header"):
+        linpath.Trajectory.open(path)
+
+
+def test_header_whose_sizes_do_not_add_up(tmp_path):
+    path = tmp_path / "sizes.lpt"
+    write_file_trajectory(path, 2)
+    raw = path.read_bytes()
+    json_end, _ = header_end(path)
+    header = json.loads(raw[24:json_end])
+    numel = header["numel"]
+    bad = raw[24:json_end].replace(f'"numel":{numel}'.encode(), f'"numel":{numel + 1}'.encode())
+    assert len(bad) == json_end - 24 and bad != raw[24:json_end]  # same length: offsets unchanged
+    path.write_bytes(raw[:24] + bad + raw[json_end:])
+    with pytest.raises(ValueError, match="header sizes do not add up"):
+        linpath.Trajectory.open(path)
+
+
+def test_wrong_format_version(tmp_path):
+    path = tmp_path / "v2.lpt"
+    write_file_trajectory(path, 1)
+    raw = bytearray(path.read_bytes())
+    raw[16:20] = struct.pack("<I", 2)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="format version 2"):
+        linpath.Trajectory.open(path)
+
+
+def test_header_length_beyond_the_file(tmp_path):
+    path = tmp_path / "hlen.lpt"
+    write_file_trajectory(path, 1)
+    raw = bytearray(path.read_bytes())
+    raw[20:24] = struct.pack("<I", 0xFFFFFFF0)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="truncated or damaged header"):
+        linpath.Trajectory.open(path)
+
+
+def _crafted_file(path: Path, header: dict, payload: bytes) -> None:
+    js = json.dumps(header).encode()
+    raw = MAGIC + struct.pack("<II", 1, len(js)) + js
+    raw += b"\0" * (-len(raw) % 64)
+    path.write_bytes(raw + payload)
+
+
+@pytest.mark.parametrize(
+    ("header", "payload"),
+    [
+        # numel * 4 bytes overflows a u64: the record length wraps to 8 bytes, so the 1 KiB after the
+        # header reads as 128 checkpoints.
+        ({"numel": 2**62, "dtype": "float32", "names": ["a"], "shapes": [[2**31, 2**31]]}, 1024),
+        # The shapes' product overflows (2**64 + 2**32 wraps to 2**32 = numel).
+        ({"numel": 2**32, "dtype": "float32", "names": ["a"], "shapes": [[2**32, 2**32 + 1]]}, 0),
+    ],
+)
+def test_header_with_absurd_sizes_is_a_value_error(tmp_path, header, payload):
+    """A damaged header whose sizes overflow 64-bit arithmetic must be rejected when the file is opened.
+
+    (A checkpoint of 2**62 float32 values can never have been written; such a header is damage.)
+    """
+    path = tmp_path / "absurd.lpt"
+    _crafted_file(path, header, bytes(range(256)) * (payload // 256))
+    with pytest.raises(ValueError, match="header sizes do not add up|damaged header|too large"):
+        traj = linpath.Trajectory.open(path)
+        # Were it accepted, reading must still not panic.
+        traj[0]
+
+
+def test_unknown_dtype_in_header(tmp_path):
+    path = tmp_path / "f16.lpt"
+    _crafted_file(path, {"numel": 3, "dtype": "float16", "names": ["a"], "shapes": [[3]]}, b"")
+    with pytest.raises(ValueError, match="float16"):
+        linpath.Trajectory.open(path)
+
+
+def test_missing_file_is_an_os_error(tmp_path):
+    path = tmp_path / "nowhere.lpt"
+    with pytest.raises(OSError, match="nowhere.lpt"):
+        linpath.Trajectory.open(path)
+    with pytest.raises(OSError):
+        linpath.Trajectory.open(path, allow_partial=True)
