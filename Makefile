@@ -48,13 +48,13 @@ lint: $(VENV)/.installed ## rustfmt, clippy -D warnings (with and without the Py
 	cargo fmt --check
 	cargo clippy --release --locked --all-targets -- -D warnings
 	cargo clippy --release --locked --features python -- -D warnings
-	$(BIN)/ruff check python tests bench notebooks
-	$(BIN)/ruff format --check python tests
+	$(BIN)/ruff check python tests notebooks
+	$(BIN)/ruff format --check python tests notebooks
 
 fmt: $(VENV)/.installed ## Format Rust and Python sources in place
 	cargo fmt
-	$(BIN)/ruff format python tests
-	$(BIN)/ruff check --fix python tests
+	$(BIN)/ruff format python tests notebooks
+	$(BIN)/ruff check --fix python tests notebooks
 
 clean: ## Remove build outputs, the venv and results
 	cargo clean

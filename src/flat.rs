@@ -30,8 +30,12 @@ impl Layout {
                     "tensor {name:?} has a negative dimension in shape {shape:?}"
                 )));
             }
-            let numel: usize = shape.iter().map(|&s| s as usize).product();
-            offsets.push(offsets.last().copied().unwrap_or(0) + numel);
+            let too_big =
+                || Error::InvalidArgument(format!("tensor {name:?} of shape {shape:?} is too large"));
+            let numel =
+                shape.iter().try_fold(1usize, |acc, &s| acc.checked_mul(s as usize)).ok_or_else(too_big)?;
+            let end = offsets.last().copied().unwrap_or(0).checked_add(numel).ok_or_else(too_big)?;
+            offsets.push(end);
         }
         Ok(Layout { names, shapes, offsets })
     }

@@ -16,10 +16,12 @@ use rayon::prelude::*;
 
 /// Elements per rayon task.
 const CHUNK: usize = 1 << 13;
+/// θ0 for the ‖d‖² sum (x − 0 = x exactly).
+static ZEROS: [f64; CHUNK] = [0.0; CHUNK];
 /// Elements read per checkpoint and segment (bounds memory when streaming).
 const SEGMENT: usize = 1 << 20;
 /// Bytes of checkpoint data read per group of checkpoints.
-const GROUP_BYTES: usize = 64 << 20;
+const GROUP_BYTES: usize = 32 << 20;
 /// Below this ratio r_t²/‖x_t‖² the residual is recomputed directly.
 const CANCELLATION_RATIO: f64 = 1e-4;
 
@@ -55,7 +57,8 @@ pub fn project(store: &TrajectoryStore, theta0: &[f64], direction: &[f64]) -> Re
             direction.len()
         )));
     }
-    let dd = sum_chunks(n, |r| direction[r].iter().map(|v| v * v).sum());
+    // ‖d‖² through the very kernel that sums ⟨x, d⟩, so that x = d gives a coordinate of exactly 1.
+    let dd = sum_chunks(n, |r| dot_and_square(&direction[r.clone()], &ZEROS[..r.len()], &direction[r]).0);
     if !dd.is_finite() || !theta0.iter().all(|v| v.is_finite()) {
         return Err(Error::InvalidArgument("start or end contains NaN or infinite values".into()));
     }
@@ -97,7 +100,9 @@ fn project_typed<T: Element>(
             if r2 < CANCELLATION_RATIO * sq {
                 r2 = direct_residual_sq(store, ck, theta0, direction, coordinate, segment, &mut bufs[0])?;
             }
-            out.push(PointProjection { coordinate, residual: r2.max(0.0).sqrt(), displacement: sq.sqrt() });
+            // NaN (from a NaN or infinite checkpoint) must not become "on the line": f64::max drops NaN.
+            let residual = if r2.is_nan() { f64::NAN } else { r2.max(0.0).sqrt() };
+            out.push(PointProjection { coordinate, residual, displacement: sq.sqrt() });
         }
     }
     Ok(out)
@@ -189,7 +194,13 @@ fn dot_and_square<T: Element>(x: &[T], t0: &[f64], d: &[f64]) -> (f64, f64) {
 pub fn summarize(points: &[PointProjection], direction_norm: f64) -> Summary {
     let path_length =
         points.windows(2).map(|w| (w[1].coordinate - w[0].coordinate).abs()).sum::<f64>() * direction_norm;
-    let max_residual = points.iter().map(|p| p.residual).fold(0.0, f64::max);
+    let max_residual = points.iter().map(|p| p.residual).fold(0.0, |m: f64, r| {
+        if m.is_nan() || r.is_nan() {
+            f64::NAN
+        } else {
+            m.max(r)
+        }
+    });
     let along: f64 = points.iter().map(|p| (p.coordinate * direction_norm).powi(2)).sum();
     let total: f64 = points.iter().map(|p| p.displacement.powi(2)).sum();
     let explained = if total > 0.0 { along / total } else { 1.0 };

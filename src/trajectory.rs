@@ -244,10 +244,14 @@ fn decode_header(path: &Path, file: &File, file_len: u64) -> Result<(Layout, Dty
     let header: Header =
         serde_json::from_slice(&json).map_err(|e| Error::corrupt(path, format!("damaged header ({e})")))?;
     let layout = Layout::new(header.names, header.shapes).map_err(|e| Error::corrupt(path, e.to_string()))?;
-    if layout.numel() as u64 != header.numel || layout.numel() == 0 {
+    let dtype = Dtype::parse(&header.dtype).map_err(|e| Error::corrupt(path, e.to_string()))?;
+    let record_fits = (layout.numel() as u64)
+        .checked_mul(dtype.size() as u64)
+        .and_then(|b| b.checked_add(STEP_LEN))
+        .is_some_and(|b| b <= isize::MAX as u64);
+    if layout.numel() as u64 != header.numel || layout.numel() == 0 || !record_fits {
         return Err(Error::corrupt(path, "header sizes do not add up"));
     }
-    let dtype = Dtype::parse(&header.dtype).map_err(|e| Error::corrupt(path, e.to_string()))?;
     Ok((layout, dtype, data_start))
 }
 

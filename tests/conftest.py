@@ -40,19 +40,19 @@ def _bn_mlp(seed: int, shift: float) -> nn.Sequential:
     return model.eval()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_mlp():
     """Factory: ``make_mlp(seed, dtype=torch.float32, batchnorm=False)``."""
     return _mlp
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_data():
     """Factory: ``make_data(n, seed, dtype=torch.float32) -> (X, Y)``."""
     return _data
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_bn_mlp():
     """Factory: ``make_bn_mlp(seed, shift)``, a BatchNorm MLP with its own running statistics."""
     return _bn_mlp

@@ -256,8 +256,9 @@ def test_assign_rejects_other_layouts(make_mlp):
     del sd["2.bias"]
     with pytest.raises(ValueError, match=r"lacks 1 of the parameters.*2\.bias"):
         linpath.assign(model, sd)
-    renamed = ParamVector(torch.zeros(len(linpath.flatten(model))), ["a", "b", "c", "d"],
-                          linpath.flatten(model).shapes)
+    renamed = ParamVector(
+        torch.zeros(len(linpath.flatten(model))), ["a", "b", "c", "d"], linpath.flatten(model).shapes
+    )
     with pytest.raises(ValueError, match="named 'a' but the model's is '0.weight'"):
         linpath.assign(model, renamed)
 

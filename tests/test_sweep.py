@@ -15,6 +15,7 @@ import linpath
 from linpath import Sweep
 
 GRID = np.linspace(-0.5, 1.5, 21)
+FEW = GRID[::4]  # -0.5, -0.1, 0.3, 0.7, 1.1, 1.5: for tests that compare several sweeps
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -54,8 +55,13 @@ def assert_matches(sweep, ref, splits, rtol):
 
 @pytest.fixture
 def endpoints(make_mlp):
-    """(model, start, end): a float32 MLP holding neither endpoint, and two other initialisations."""
-    return make_mlp(0), make_mlp(1), make_mlp(2)
+    """(model, start, end): a float32 MLP holding neither endpoint, and two other initialisations (the end's
+    weights scaled up, so that the logits and the error rate change visibly along the line)."""
+    end = make_mlp(2)
+    with torch.no_grad():
+        for p in end.parameters():
+            p.mul_(3.0)
+    return make_mlp(0), make_mlp(1), end
 
 
 def state(m):
@@ -71,8 +77,8 @@ def test_interpolate_matches_float64_reference(endpoints, splits):
     np.testing.assert_array_equal(sweep.alphas, GRID)
     ref = reference_sweep(model, state(start), state(end), splits, GRID)
     assert_matches(sweep, ref, splits, rtol=1e-5)
-    # The reference is not trivially close to anything: the curve really varies along the line.
-    assert np.ptp(ref["train"]["loss"]) > 0.1
+    # The curve really varies along the line.
+    assert np.ptp(ref["train"]["loss"]) > 0.5 and np.ptp(ref["train"]["error"]) > 0.05
 
 
 def test_endpoints_equal_direct_evaluation(endpoints, splits):
@@ -100,22 +106,25 @@ ENDPOINT_FORMS = {
 def test_every_endpoint_form_gives_the_same_sweep(form, endpoints, splits):
     model, start, end = endpoints
     as_form = ENDPOINT_FORMS[form]
-    sweep = linpath.interpolate(model, as_form(start), as_form(end), splits, alphas=GRID, batch_size=64,
-                                progress=False)
-    baseline = linpath.interpolate(model, start, end, splits, alphas=GRID, batch_size=64, progress=False)
+    sweep = linpath.interpolate(
+        model, as_form(start), as_form(end), splits, alphas=FEW, batch_size=100, progress=False
+    )
+    baseline = linpath.interpolate(model, start, end, splits, alphas=FEW, batch_size=100, progress=False)
     for s in splits:
         for m in ("loss", "error"):
             np.testing.assert_array_equal(sweep.values[s][m], baseline.values[s][m])
-    assert_matches(sweep, reference_sweep(model, state(start), state(end), splits, GRID), splits, rtol=1e-5)
+    assert_matches(sweep, reference_sweep(model, state(start), state(end), splits, FEW), splits, rtol=1e-5)
 
 
 def test_dataloader_and_list_of_batches_match_the_pair(endpoints, splits):
     model, start, end = endpoints
-    pair = linpath.interpolate(model, start, end, splits, alphas=GRID, batch_size=64, progress=False)
+    pair = linpath.interpolate(model, start, end, splits, alphas=FEW, batch_size=64, progress=False)
     loaders = {s: DataLoader(TensorDataset(x, y), batch_size=64) for s, (x, y) in splits.items()}
-    lists = {s: [(x[i : i + 64], y[i : i + 64]) for i in range(0, len(x), 64)] for s, (x, y) in splits.items()}
+    lists = {
+        s: [(x[i : i + 64], y[i : i + 64]) for i in range(0, len(x), 64)] for s, (x, y) in splits.items()
+    }
     for data in (loaders, lists):
-        other = linpath.interpolate(model, start, end, data, alphas=GRID, progress=False)
+        other = linpath.interpolate(model, start, end, data, alphas=FEW, progress=False)
         for s in splits:
             for m in ("loss", "error"):
                 np.testing.assert_array_equal(other.values[s][m], pair.values[s][m])
@@ -123,8 +132,8 @@ def test_dataloader_and_list_of_batches_match_the_pair(endpoints, splits):
 
 def test_batch_size_does_not_change_the_values(endpoints, splits):
     model, start, end = endpoints
-    a = linpath.interpolate(model, start, end, splits, alphas=GRID, batch_size=7, progress=False)
-    b = linpath.interpolate(model, start, end, splits, alphas=GRID, progress=False)
+    a = linpath.interpolate(model, start, end, splits, alphas=FEW, batch_size=37, progress=False)
+    b = linpath.interpolate(model, start, end, splits, alphas=FEW, progress=False)
     for s in splits:
         np.testing.assert_allclose(a.values[s]["loss"], b.values[s]["loss"], rtol=2e-6)
 
@@ -134,20 +143,29 @@ def test_single_split_is_called_data(endpoints, splits):
     x, y = splits["train"]
     sweep = linpath.interpolate(model, start, end, (x.numpy(), y.numpy()), alphas=GRID, progress=False)
     assert sweep.splits == ["data"]
-    assert_matches(sweep, reference_sweep(model, state(start), state(end), {"data": (x, y)}, GRID),
-                   {"data": (x, y)}, rtol=1e-5)
+    assert_matches(
+        sweep,
+        reference_sweep(model, state(start), state(end), {"data": (x, y)}, GRID),
+        {"data": (x, y)},
+        rtol=1e-5,
+    )
 
 
 def test_custom_loss_on_float_targets_has_no_error(endpoints, splits):
     model, start, end = endpoints
     onehot = {s: (x, F.one_hot(y, 10).float()) for s, (x, y) in splits.items()}
-    sweep = linpath.interpolate(model, start, end, onehot, alphas=GRID, loss=F.mse_loss, batch_size=64,
-                                progress=False)
+    sweep = linpath.interpolate(
+        model, start, end, onehot, alphas=GRID, loss=F.mse_loss, batch_size=64, progress=False
+    )
     for s in splits:
         assert list(sweep.values[s]) == ["loss"]
     assert sweep.meta["loss"] == "mse_loss"
-    assert_matches(sweep, reference_sweep(model, state(start), state(end), onehot, GRID, loss=F.mse_loss),
-                   onehot, rtol=1e-5)
+    assert_matches(
+        sweep,
+        reference_sweep(model, state(start), state(end), onehot, GRID, loss=F.mse_loss),
+        onehot,
+        rtol=1e-5,
+    )
 
 
 def test_float64_model_matches_tightly(make_mlp, make_data):
@@ -191,13 +209,28 @@ def test_batchnorm_with_state_dict_endpoints_interpolates_buffers(make_bn_mlp, s
 def test_batchnorm_with_param_vectors_uses_model_buffers_and_warns(make_bn_mlp, splits):
     model, start, end = make_bn_mlp(0, 0.0), make_bn_mlp(1, 2.0), make_bn_mlp(2, -1.5)
     with pytest.warns(UserWarning, match="buffers"):
-        sweep = linpath.interpolate(model, linpath.flatten(start), linpath.flatten(end), splits, alphas=GRID,
-                                    progress=False)
+        sweep = linpath.interpolate(
+            model, linpath.flatten(start), linpath.flatten(end), splits, alphas=GRID, progress=False
+        )
     assert sweep.meta["buffers_interpolated"] is False
     sd0, sd1 = state(start), state(end)
     for name, b in model.named_buffers():  # the model's own statistics at every alpha
         sd0[name] = sd1[name] = b
     assert_matches(sweep, reference_sweep(model, sd0, sd1, splits, GRID), splits, rtol=1e-5)
+
+
+def test_endpoints_may_alias_the_model(make_bn_mlp, splits):
+    model, start = make_bn_mlp(0, 0.5), make_bn_mlp(1, 2.0)
+    ref = reference_sweep(model, state(start), state(model), splits, GRID)
+    snap = snapshot(model)
+    sweep = linpath.interpolate(model, start, model, splits, alphas=GRID, batch_size=64, progress=False)
+    assert_matches(sweep, ref, splits, rtol=1e-5)
+    # Reversed: θ(1 - α) from the model's own state_dict (views of its parameters) to start.
+    sweep = linpath.interpolate(
+        model, model.state_dict(), start.state_dict(), splits, alphas=1.0 - GRID, progress=False
+    )
+    assert_matches(sweep, ref, splits, rtol=1e-5)
+    assert_unchanged(model, snap)
 
 
 # --- the model is left exactly as it was ------------------------------------------------------------
@@ -234,8 +267,15 @@ def awkward_model(make_bn_mlp):
 
 def test_model_is_restored_after_a_sweep(awkward_model, make_bn_mlp, splits):
     snap = snapshot(awkward_model)
-    linpath.interpolate(awkward_model, make_bn_mlp(1, 2.0), make_bn_mlp(2, -1.0), splits, alphas=GRID,
-                        batch_size=64, progress=False)
+    linpath.interpolate(
+        awkward_model,
+        make_bn_mlp(1, 2.0),
+        make_bn_mlp(2, -1.0),
+        splits,
+        alphas=GRID,
+        batch_size=64,
+        progress=False,
+    )
     assert_unchanged(awkward_model, snap)
 
 
@@ -252,14 +292,25 @@ class FailingLoss:
         return F.cross_entropy(out, y)
 
 
-@pytest.mark.parametrize("exc", [RuntimeError("loss exploded"), KeyboardInterrupt("loss exploded")],
-                         ids=["RuntimeError", "KeyboardInterrupt"])
+@pytest.mark.parametrize(
+    "exc",
+    [RuntimeError("loss exploded"), KeyboardInterrupt("loss exploded")],
+    ids=["RuntimeError", "KeyboardInterrupt"],
+)
 def test_model_is_restored_after_an_exception_in_the_loss(exc, awkward_model, make_bn_mlp, splits):
     snap = snapshot(awkward_model)
     loss = FailingLoss(exc)
     with pytest.raises(type(exc), match="loss exploded"):
-        linpath.interpolate(awkward_model, make_bn_mlp(1, 2.0), make_bn_mlp(2, -1.0), splits, alphas=GRID,
-                            batch_size=64, loss=loss, progress=False)
+        linpath.interpolate(
+            awkward_model,
+            make_bn_mlp(1, 2.0),
+            make_bn_mlp(2, -1.0),
+            splits,
+            alphas=GRID,
+            batch_size=64,
+            loss=loss,
+            progress=False,
+        )
     assert loss.calls == 7
     assert_unchanged(awkward_model, snap)
 
@@ -268,8 +319,14 @@ def test_model_is_restored_after_bad_data_midway(awkward_model, make_bn_mlp, mak
     snap = snapshot(awkward_model)
     x_bad, y_bad = torch.randn(50, 19), torch.randint(0, 10, (50,))
     with pytest.raises(ValueError, match="'valid'"):
-        linpath.interpolate(awkward_model, make_bn_mlp(1, 2.0), make_bn_mlp(2, -1.0),
-                            {"train": make_data(100, 1), "valid": (x_bad, y_bad)}, alphas=GRID, progress=False)
+        linpath.interpolate(
+            awkward_model,
+            make_bn_mlp(1, 2.0),
+            make_bn_mlp(2, -1.0),
+            {"train": make_data(100, 1), "valid": (x_bad, y_bad)},
+            alphas=GRID,
+            progress=False,
+        )
     assert_unchanged(awkward_model, snap)
 
 
@@ -352,19 +409,37 @@ def _generator(x, y):
 @pytest.mark.parametrize(
     ("make", "exc", "match"),
     [
-        (lambda x, y: {"train": (x, y), "valid": (x[:, :19], y)}, ValueError,
-         r"batch of split 'valid' \(inputs of shape \(300, 19\)\); does the data fit the model"),
-        (lambda x, y: {"train": (x, y[:-1])}, ValueError,
-         r"split 'train': inputs and targets must have the same first dimension"),
+        (
+            lambda x, y: {"train": (x, y), "valid": (x[:, :19], y)},
+            ValueError,
+            r"batch of split 'valid' \(inputs of shape \(300, 19\)\); does the data fit the model",
+        ),
+        (
+            lambda x, y: {"train": (x, y[:-1])},
+            ValueError,
+            r"split 'train': inputs and targets must have the same first dimension",
+        ),
         (lambda x, y: _generator(x, y), TypeError, "one-shot iterator"),
         (lambda x, y: {"train": x}, TypeError, "split 'train' is a single tensor"),
         (lambda x, y: {"train": (x[:0], y[:0])}, ValueError, "split 'train' is empty"),
         (lambda x, y: {}, ValueError, "empty dict"),
         (lambda x, y: 42, TypeError, "split 'data' is a int"),
-        (lambda x, y: [x, y, x], TypeError, r"batch 0 is a Tensor; each batch must be an \(inputs, targets\) pair"),
+        (
+            lambda x, y: [x, y, x],
+            TypeError,
+            r"batch 0 is a Tensor; each batch must be an \(inputs, targets\) pair",
+        ),
     ],
-    ids=["wrong_width", "length_mismatch", "generator", "lone_tensor", "empty_split", "empty_dict", "int",
-         "list_of_tensors"],
+    ids=[
+        "wrong_width",
+        "length_mismatch",
+        "generator",
+        "lone_tensor",
+        "empty_split",
+        "empty_dict",
+        "int",
+        "list_of_tensors",
+    ],
 )
 def test_bad_data(make, exc, match, endpoints, splits):
     model, start, end = endpoints
@@ -376,7 +451,11 @@ def test_bad_data(make, exc, match, endpoints, splits):
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [
-        ({"metrics": ("loss", "accuracy")}, ValueError, r"metrics must be a non-empty subset of \('loss', 'error'\)"),
+        (
+            {"metrics": ("loss", "accuracy")},
+            ValueError,
+            r"metrics must be a non-empty subset of \('loss', 'error'\)",
+        ),
         ({"metrics": ()}, ValueError, "non-empty subset"),
         ({"batch_size": 0}, ValueError, "batch_size must be a positive integer, got 0"),
         ({"batch_size": -5}, ValueError, "batch_size must be a positive integer, got -5"),
@@ -399,16 +478,24 @@ def test_model_must_be_a_module(endpoints, splits):
 def test_loss_must_return_a_scalar(endpoints, splits):
     model, start, end = endpoints
     with pytest.raises(ValueError, match="scalar tensor"):
-        linpath.interpolate(model, start, end, splits, loss=lambda o, y: F.cross_entropy(o, y, reduction="none"),
-                            progress=False)
+        linpath.interpolate(
+            model,
+            start,
+            end,
+            splits,
+            loss=lambda o, y: F.cross_entropy(o, y, reduction="none"),
+            progress=False,
+        )
 
 
 # --- Sweep -------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def sweep(endpoints, splits):
-    model, start, end = endpoints
+@pytest.fixture(scope="module")
+def sweep(make_mlp, make_data):
+    """A real sweep on two splits (computed once; the tests below only read it)."""
+    model, start, end = make_mlp(0), make_mlp(1), make_mlp(2)
+    splits = {"train": make_data(300, 1), "valid": make_data(170, 2)}
     return linpath.interpolate(model, start, end, splits, alphas=GRID, batch_size=64, progress=False)
 
 

@@ -63,8 +63,14 @@ def reference_flat(model: nn.Module, dtype: torch.dtype) -> np.ndarray:
     return torch.cat([p.detach().reshape(-1).to(dtype) for _, p in model.named_parameters()]).numpy().copy()
 
 
-def record_run(recorder: linpath.TrajectoryRecorder, model: nn.Module, gen: torch.Generator, count: int,
-               steps: list[int] | None = None, dtype: torch.dtype = torch.float32) -> list[np.ndarray]:
+def record_run(
+    recorder: linpath.TrajectoryRecorder,
+    model: nn.Module,
+    gen: torch.Generator,
+    count: int,
+    steps: list[int] | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> list[np.ndarray]:
     """Records `count` checkpoints with SGD in between; returns the reference vectors."""
     refs = []
     for i in range(count):
@@ -90,9 +96,13 @@ def read_trajectory_file(path: Path) -> tuple[dict, np.ndarray, np.ndarray]:
     assert (len(raw) - data_start) % record == 0
     count = (len(raw) - data_start) // record
     steps = np.array([struct.unpack_from("<q", raw, data_start + i * record)[0] for i in range(count)])
-    values = np.stack(
-        [np.frombuffer(raw, dtype, header["numel"], data_start + i * record + 8) for i in range(count)]
-    ) if count else np.empty((0, header["numel"]), dtype)
+    values = (
+        np.stack(
+            [np.frombuffer(raw, dtype, header["numel"], data_start + i * record + 8) for i in range(count)]
+        )
+        if count
+        else np.empty((0, header["numel"]), dtype)
+    )
     return header, steps, values
 
 
@@ -352,15 +362,18 @@ def header_end(path: Path) -> tuple[int, int]:
     return 24 + hlen, -(-(24 + hlen) // 64) * 64
 
 
-@pytest.mark.parametrize("cut", [1, 5, 8, 9, 100])
+@pytest.mark.parametrize("cut", [1, 5, 8, 9, 100, "step"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_truncated_file(tmp_path, cut, dtype):
+    """Cut `cut` bytes off the end: inside the last checkpoint's values, or ("step") inside its step."""
     path = tmp_path / "cut.lpt"
     refs = write_file_trajectory(path, 3, dtype)
     size = path.stat().st_size
     record = (size - header_end(path)[1]) // 3
+    if cut == "step":
+        cut = record - 3  # 3 bytes of the last record's 8-byte step number remain
     assert cut < record
-    os.truncate(path, size - cut)  # cut inside the last checkpoint (the step field for cut > record - 8)
+    os.truncate(path, size - cut)
     with pytest.raises(ValueError, match="truncated") as info:
         linpath.Trajectory.open(path)
     assert "allow_partial" in str(info.value) and str(path) in str(info.value)

@@ -141,7 +141,8 @@ def named_parameters(model: nn.Module) -> tuple[list[str], list[torch.Tensor]]:
 
 
 def _storage_key(t: torch.Tensor) -> tuple[Any, ...]:
-    return (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+    # The storage object's identity, not its address: every empty storage has data_ptr() == 0.
+    return (t.untyped_storage()._cdata, t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
 
 
 def _named_tensors(obj: Any) -> tuple[list[str], list[torch.Tensor], bool]:

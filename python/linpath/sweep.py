@@ -25,6 +25,7 @@ SWEEP_FORMAT = "linpath.Sweep"
 SWEEP_FORMAT_VERSION = 1
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+DEFAULT_LOSS: LossFn = torch.nn.functional.cross_entropy
 
 
 class Sweep:
@@ -137,7 +138,10 @@ class Sweep:
         try:
             with np.load(path, allow_pickle=False) as z:
                 header = json.loads(str(z["header"]))
-                if header.get("format") != SWEEP_FORMAT or header.get("version") != SWEEP_FORMAT_VERSION:
+                if not isinstance(header, dict) or (header.get("format"), header.get("version")) != (
+                    SWEEP_FORMAT,
+                    SWEEP_FORMAT_VERSION,
+                ):
                     raise ValueError("unknown format or version")
                 values: dict[str, dict[str, np.ndarray]] = {}
                 for split, metric, key in header["index"]:
@@ -145,13 +149,28 @@ class Sweep:
                 return cls(z["alphas"], values, header["meta"])
         except FileNotFoundError:
             raise
-        except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as e:
+        except (
+            OSError,
+            KeyError,
+            ValueError,
+            TypeError,
+            EOFError,
+            zipfile.BadZipFile,
+            # zipfile's answers to some damaged headers (unknown compression, "encrypted")
+            NotImplementedError,
+            RuntimeError,
+        ) as e:
             raise ValueError(f"{path} is not a readable linpath Sweep file ({e})") from e
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Sweep):
             return NotImplemented
-        return self.to_dict() == other.to_dict() and np.array_equal(self.alphas, other.alphas)
+        same_arrays = self.splits == other.splits and all(
+            list(mv) == list(other.values[s])
+            and all(np.array_equal(v, other.values[s][m], equal_nan=True) for m, v in mv.items())
+            for s, mv in self.values.items()
+        )
+        return same_arrays and np.array_equal(self.alphas, other.alphas) and self.meta == other.meta
 
     def __repr__(self) -> str:
         metrics = sorted({m for mv in self.values.values() for m in mv})
@@ -195,6 +214,18 @@ def _is_class_target(out: Any, y: torch.Tensor) -> bool:
     )
 
 
+def _check_class_targets(out: Any, y: torch.Tensor, split: str) -> None:
+    """For the default cross-entropy: targets must be class indices within the model's outputs."""
+    if not _is_class_target(out, y):
+        return
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= out.shape[1]:
+        raise ValueError(
+            f"split {split!r} has class targets in [{low}, {high}] but the model has {out.shape[1]} outputs; "
+            "targets must be class indices 0..n_classes-1 (or pass loss= for other targets)"
+        )
+
+
 def _evaluate(
     model: nn.Module, split: Split, loss_fn: LossFn, metrics: tuple[str, ...], device: torch.device
 ) -> dict[str, float]:
@@ -212,6 +243,8 @@ def _evaluate(
                 f"(inputs of shape {shape}); does the data fit the model? ({e})"
             ) from e
         n = len(y)
+        if loss_fn is DEFAULT_LOSS:
+            _check_class_targets(out, y, split.name)
         if "loss" in metrics:
             value = loss_fn(out, y)
             if not isinstance(value, torch.Tensor) or value.numel() != 1:
@@ -319,7 +352,7 @@ def interpolate(
     grid = _check_alphas(alphas)
     metrics = _check_metrics(metrics)
     splits = as_splits(data, batch_size)
-    loss_fn = torch.nn.functional.cross_entropy if loss is None else loss
+    loss_fn = DEFAULT_LOSS if loss is None else loss
     if not callable(loss_fn):
         raise TypeError(f"loss must be callable, got {type(loss_fn).__name__}")
     device = params[0].device
@@ -336,14 +369,13 @@ def interpolate(
             delay=0 if progress else 2.0,
             leave=False,
         )
-        with torch.no_grad():
+        with bar, torch.no_grad():
             for alpha in bar:
                 for line, targets in lines:
                     line.write(targets, float(alpha))
                 for name, split in splits.items():
                     for metric, v in _evaluate(model, split, loss_fn, metrics, device).items():
                         values[name].setdefault(metric, []).append(v)
-        bar.close()
     finally:
         state.restore()
     _drop_partial_metrics(values, len(grid))

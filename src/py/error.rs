@@ -12,7 +12,10 @@ impl From<Error> for PyErr {
                 PyValueError::new_err(msg)
             }
             Error::Dtype(_) => PyTypeError::new_err(msg),
-            Error::Io { .. } => PyOSError::new_err(msg),
+            // (errno, message, filename): Python then raises the matching subclass (FileNotFoundError, ...).
+            Error::Io { path, source } => {
+                PyOSError::new_err((source.raw_os_error().unwrap_or(0), source.to_string(), path))
+            }
             Error::Torch(_) => PyRuntimeError::new_err(msg),
         }
     }
