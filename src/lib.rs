@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod flat;
+pub mod models;
 pub mod project;
 pub mod sweep;
 pub mod trajectory;

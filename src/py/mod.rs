@@ -3,6 +3,7 @@
 
 mod error;
 mod flat;
+pub mod models;
 mod project;
 mod sweep;
 mod tensor;
@@ -15,6 +16,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("TRAJECTORY_FORMAT_VERSION", crate::trajectory::FORMAT_VERSION)?;
     flat::register(m)?;
+    models::register(m)?;
     sweep::register(m)?;
     trajectory::register(m)?;
     project::register(m)?;

@@ -1,0 +1,198 @@
+"""The paper's models, backed by LibTorch in Rust.
+
+:class:`MLP` is an ``nn.Module`` whose parameters are the very tensors of a Rust model (shared
+storage, no copies): ``linpath.flatten``, ``assign``, ``interpolate``, ``TrajectoryRecorder`` and
+state_dicts work on it as on any module, while :func:`linpath.train` and ``interpolate`` run it
+natively in Rust. Its parameter names are ``layers.{i}.weight`` and ``layers.{i}.bias``, exactly
+those of :meth:`MLP.to_torch`, the equivalent plain-PyTorch module.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import _linpath
+
+ACTIVATIONS = ("relu", "sigmoid", "tanh", "maxout")
+
+
+def _dropout_pair(dropout: Any) -> tuple[float, float]:
+    if dropout is None:
+        return 0.0, 0.0
+    if isinstance(dropout, Sequence) and len(dropout) == 2:
+        return float(dropout[0]), float(dropout[1])
+    raise ValueError(
+        f"dropout must be None or an (input, hidden) pair of drop probabilities, got {dropout!r}"
+    )
+
+
+class Maxout(nn.Module):
+    """Maximum over groups of ``pieces`` consecutive features: ``[batch, out·k] -> [batch, out]``."""
+
+    def __init__(self, pieces: int) -> None:
+        super().__init__()
+        self.pieces = pieces
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z.view(z.shape[0], -1, self.pieces).amax(dim=2)
+
+    def extra_repr(self) -> str:
+        return f"pieces={self.pieces}"
+
+
+def _activation_module(activation: str, pieces: int) -> nn.Module:
+    return {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}.get(activation, lambda: Maxout(pieces))()
+
+
+class TorchMLP(nn.Module):
+    """The plain-PyTorch twin of :class:`MLP` (same parameter names, shapes and outputs).
+
+    Layer ``i`` is ``layers[i]`` (an ``nn.Linear`` with ``out·pieces`` outputs for maxout hidden
+    layers); dropout acts on the input and on each hidden layer's output while training.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        activation: str = "relu",
+        pieces: int = 2,
+        dropout: tuple[float, float] | None = None,
+    ) -> None:
+        super().__init__()
+        p_in, p_hidden = _dropout_pair(dropout)
+        k = pieces if activation == "maxout" else 1
+        depth = len(sizes) - 1
+        self.layers = nn.ModuleList(
+            nn.Linear(sizes[i], sizes[i + 1] * (k if i < depth - 1 else 1)) for i in range(depth)
+        )
+        self.activation = _activation_module(activation, pieces)
+        self.input_dropout, self.hidden_dropout = nn.Dropout(p_in), nn.Dropout(p_hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.input_dropout(x)
+        for i, layer in enumerate(self.layers):
+            h = layer(h)
+            if i < len(self.layers) - 1:
+                h = self.hidden_dropout(self.activation(h))
+        return h
+
+
+class _Affine(nn.Module):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight)  # shares storage with the Rust variable
+        self.bias = nn.Parameter(bias)
+
+
+class MLP(nn.Module):
+    """A fully connected network run by LibTorch in Rust (the paper's MNIST models).
+
+    Args:
+        sizes: Layer widths, input first and classes last, e.g. ``(784, 240, 240, 10)``.
+        activation: ``"relu"``, ``"sigmoid"``, ``"tanh"`` or ``"maxout"``.
+        pieces: Pieces per maxout unit (maxout only).
+        dropout: ``(input, hidden)`` drop probabilities while training, or None.
+        seed: Seed of the initialisation (PyTorch's ``nn.Linear`` scheme, from a private generator,
+            so the global torch RNG is left alone).
+
+    The parameters are ``layers.{i}.weight`` (shape ``[out·pieces, in]``) and ``layers.{i}.bias``.
+    The model lives on the CPU in float32: ``.to()``, ``.double()`` and the like raise TypeError
+    (use :meth:`to_torch` for a movable copy). ``forward`` runs in Rust; for training use
+    :func:`linpath.train`, or train ``to_torch()`` with PyTorch and load its state_dict back.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        activation: str = "relu",
+        pieces: int = 2,
+        dropout: tuple[float, float] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; use one of {ACTIVATIONS}")
+        self._native = _linpath.NativeMlp(
+            [int(s) for s in sizes], activation, int(pieces), *_dropout_pair(dropout)
+        )
+        params = dict(self._native.named_parameters())
+        self.layers = nn.ModuleList(
+            _Affine(params[f"layers.{i}.weight"], params[f"layers.{i}.bias"]) for i in range(len(sizes) - 1)
+        )
+        self.reset_parameters(seed)
+
+    def reset_parameters(self, seed: int = 0) -> None:
+        """Draws the parameters afresh, as ``nn.Linear`` does, from a generator seeded with ``seed``."""
+        gen = torch.Generator().manual_seed(int(seed))
+        with torch.no_grad():
+            for layer in self.layers:
+                nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=gen)
+                bound = 1.0 / math.sqrt(layer.weight.shape[1])
+                nn.init.uniform_(layer.bias, -bound, bound, generator=gen)
+
+    @property
+    def sizes(self) -> list[int]:
+        """Layer widths, input first."""
+        return self._native.sizes
+
+    @property
+    def activation(self) -> str:
+        """The hidden-layer nonlinearity."""
+        return self._native.activation
+
+    @property
+    def pieces(self) -> int:
+        """Pieces per maxout unit (1 for other activations)."""
+        return self._native.pieces
+
+    @property
+    def dropout(self) -> tuple[float, float]:
+        """``(input, hidden)`` drop probabilities."""
+        return self._native.dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for ``x`` (``[batch, sizes[0]]``), computed in Rust; dropout only in train mode."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        return self._native.forward(x, self.training)
+
+    def to_torch(self) -> TorchMLP:
+        """An equivalent plain-PyTorch module holding a copy of the parameters (same names)."""
+        twin = TorchMLP(self.sizes, self.activation, self.pieces, self.dropout)
+        twin.load_state_dict(self.state_dict())
+        return twin.train(self.training)
+
+    @classmethod
+    def from_state_dict(
+        cls,
+        state_dict: Mapping[str, torch.Tensor],
+        activation: str = "relu",
+        pieces: int = 2,
+        dropout: tuple[float, float] | None = None,
+    ) -> MLP:
+        """An MLP holding the parameters of ``state_dict`` (e.g. a :class:`TorchMLP`'s); infers the sizes."""
+        weights = [state_dict.get(f"layers.{i}.weight") for i in range(len(state_dict))]
+        weights = [w for w in weights if w is not None]
+        if not weights or any(w.dim() != 2 for w in weights):
+            raise ValueError("state_dict must hold 2-D tensors named layers.0.weight, layers.1.weight, ...")
+        sizes = (
+            [int(weights[0].shape[1])] + [int(w.shape[1]) for w in weights[1:]] + [int(weights[-1].shape[0])]
+        )
+        model = cls(sizes, activation, pieces, dropout)
+        model.load_state_dict(state_dict)
+        return model
+
+    def _apply(self, fn: Any, recurse: bool = True) -> MLP:
+        raise TypeError(
+            "a linpath MLP lives on the CPU in float32 (its tensors belong to the Rust model); "
+            "use model.to_torch() for a copy you can move or convert"
+        )
+
+    def extra_repr(self) -> str:
+        config = f"activation={self.activation!r}, pieces={self.pieces}, dropout={self.dropout}"
+        return f"sizes={self.sizes}, {config}"

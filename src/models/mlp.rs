@@ -1,0 +1,268 @@
+//! Fully connected networks: ReLU, sigmoid, tanh or maxout hidden layers, optional dropout.
+//!
+//! Layer `i` is an affine map `x Wᵢᵀ + bᵢ` with `Wᵢ` of shape `[out·k, in]` (k = maxout pieces,
+//! 1 otherwise), named `layers.{i}.weight` / `layers.{i}.bias`. A maxout unit `j` takes the
+//! maximum over rows `j·k .. (j+1)·k` of its layer (the output reshaped to `[batch, out, k]`).
+//! The last layer is linear (the logits). Dropout (inverted, so nothing changes at evaluation)
+//! applies to the input and to each hidden layer's output when training.
+
+use crate::error::{Error, Result};
+use tch::{nn, Kind, Tensor};
+
+/// Hidden-layer nonlinearity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    Relu,
+    Sigmoid,
+    Tanh,
+    /// Maxout with this many pieces per unit (at least 2).
+    Maxout(i64),
+}
+
+impl Activation {
+    /// Parses "relu", "sigmoid", "tanh" or "maxout" (with `pieces` for maxout).
+    pub fn parse(name: &str, pieces: i64) -> Result<Self> {
+        match name {
+            "relu" => Ok(Activation::Relu),
+            "sigmoid" => Ok(Activation::Sigmoid),
+            "tanh" => Ok(Activation::Tanh),
+            "maxout" if pieces >= 2 => Ok(Activation::Maxout(pieces)),
+            "maxout" => Err(Error::InvalidArgument(format!("maxout needs pieces >= 2, got {pieces}"))),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown activation {other:?}; use 'relu', 'sigmoid', 'tanh' or 'maxout'"
+            ))),
+        }
+    }
+
+    /// Rows of the weight matrix per output unit.
+    pub fn pieces(self) -> i64 {
+        match self {
+            Activation::Maxout(k) => k,
+            _ => 1,
+        }
+    }
+
+    /// Applies the nonlinearity to a hidden layer's affine output `z` (`[batch, out·k]`).
+    pub fn apply(self, z: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Activation::Relu => z.f_relu()?,
+            Activation::Sigmoid => z.f_sigmoid()?,
+            Activation::Tanh => z.f_tanh()?,
+            Activation::Maxout(k) => {
+                let batch = z.size()[0];
+                z.f_view([batch, -1, k])?.f_amax([2i64].as_slice(), false)?
+            }
+        })
+    }
+}
+
+/// Configuration of an [`Mlp`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlpConfig {
+    /// Layer widths, input first and classes last (at least two entries).
+    pub sizes: Vec<i64>,
+    pub activation: Activation,
+    /// Probability of dropping an input value while training.
+    pub input_dropout: f64,
+    /// Probability of dropping a hidden unit's output while training.
+    pub hidden_dropout: f64,
+}
+
+impl Default for MlpConfig {
+    /// The 784-1024-1024-10 ReLU network of the benchmarks, without dropout.
+    fn default() -> Self {
+        MlpConfig {
+            sizes: vec![784, 1024, 1024, 10],
+            activation: Activation::Relu,
+            input_dropout: 0.0,
+            hidden_dropout: 0.0,
+        }
+    }
+}
+
+impl MlpConfig {
+    /// Checks sizes and dropout probabilities.
+    pub fn validate(&self) -> Result<()> {
+        if self.sizes.len() < 2 || self.sizes.iter().any(|&s| s < 1) {
+            return Err(Error::InvalidArgument(format!(
+                "sizes must list at least an input and an output width, all positive; got {:?}",
+                self.sizes
+            )));
+        }
+        for (what, p) in [("input", self.input_dropout), ("hidden", self.hidden_dropout)] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(Error::InvalidArgument(format!("{what} dropout must be in [0, 1), got {p}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of affine layers.
+    pub fn depth(&self) -> usize {
+        self.sizes.len() - 1
+    }
+
+    /// Shape of layer `i`'s weight: `[out·k, in]` (k = 1 for the output layer).
+    pub fn weight_shape(&self, i: usize) -> [i64; 2] {
+        let k = if i + 1 < self.depth() { self.activation.pieces() } else { 1 };
+        [self.sizes[i + 1] * k, self.sizes[i]]
+    }
+}
+
+/// An affine layer: weight `[out, in]` and bias `[out]`.
+#[derive(Debug)]
+pub struct Affine {
+    pub weight: Tensor,
+    pub bias: Tensor,
+}
+
+/// A multilayer perceptron (see the module documentation for its layout).
+#[derive(Debug)]
+pub struct Mlp {
+    config: MlpConfig,
+    layers: Vec<Affine>,
+}
+
+impl Mlp {
+    /// Creates the variables under `path` (PyTorch's default initialisation of nn.Linear:
+    /// Kaiming-uniform weights, biases uniform in ±1/√fan_in), drawn from libtorch's global RNG.
+    pub fn new(path: &nn::Path, config: MlpConfig) -> Result<Self> {
+        config.validate()?;
+        let layers = (0..config.depth())
+            .map(|i| {
+                let [out, fan_in] = config.weight_shape(i);
+                let p = path / "layers" / i;
+                let bound = 1.0 / (fan_in as f64).sqrt();
+                Ok(Affine {
+                    weight: p.f_var("weight", &[out, fan_in], nn::init::DEFAULT_KAIMING_UNIFORM)?,
+                    bias: p.f_var("bias", &[out], nn::Init::Uniform { lo: -bound, up: bound })?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Mlp { config, layers })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MlpConfig {
+        &self.config
+    }
+
+    /// The affine layers, input first.
+    pub fn layers(&self) -> &[Affine] {
+        &self.layers
+    }
+
+    /// `(name, tensor)` of every parameter in PyTorch order: layers.0.weight, layers.0.bias, ...
+    /// The tensors share storage with the model's variables.
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| {
+                [
+                    (format!("layers.{i}.weight"), l.weight.shallow_clone()),
+                    (format!("layers.{i}.bias"), l.bias.shallow_clone()),
+                ]
+            })
+            .collect()
+    }
+
+    /// Checks that `xs` is a floating `[batch, sizes[0]]` tensor on the model's device.
+    pub fn check_input(&self, xs: &Tensor) -> Result<()> {
+        let width = self.config.sizes[0];
+        let size = xs.size();
+        if size.len() != 2 || size[1] != width {
+            return Err(Error::InvalidArgument(format!(
+                "inputs must have shape [batch, {width}], got {size:?}"
+            )));
+        }
+        if xs.device() != self.layers[0].weight.device() {
+            return Err(Error::InvalidArgument(format!(
+                "inputs are on {:?} but the model is on {:?}",
+                xs.device(),
+                self.layers[0].weight.device()
+            )));
+        }
+        crate::flat::check_float_kind(xs.f_kind()?, "the inputs")
+    }
+
+    /// The logits for `xs` (`[batch, sizes[0]]`); dropout is active when `train`.
+    pub fn try_forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.check_input(xs)?;
+        let (cfg, last) = (&self.config, self.layers.len() - 1);
+        let mut h = xs.f_to_kind(self.layers[0].weight.f_kind()?)?.f_dropout(cfg.input_dropout, train)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let z = layer.bias.f_addmm(&h, &layer.weight.f_tr()?)?;
+            h = if i == last { z } else { cfg.activation.apply(&z)?.f_dropout(cfg.hidden_dropout, train)? };
+        }
+        Ok(h)
+    }
+
+    /// Mean cross-entropy and number of misclassified examples of logits against class targets.
+    pub fn loss_and_errors(logits: &Tensor, targets: &Tensor) -> Result<(Tensor, Tensor)> {
+        let loss = logits.f_log_softmax(-1, Kind::Float)?.f_nll_loss::<Tensor>(
+            targets,
+            None,
+            tch::Reduction::Mean,
+            -100,
+        )?;
+        let wrong = logits.f_argmax(-1, false)?.f_ne_tensor(targets)?.f_sum(Kind::Int64)?;
+        Ok((loss, wrong))
+    }
+}
+
+impl nn::ModuleT for Mlp {
+    /// Infallible form for tch code; linpath's own callers use [`Mlp::try_forward`].
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.try_forward(xs, train).expect("Mlp::forward_t: invalid input (use try_forward for errors)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{nn::ModuleT, Device};
+
+    fn model(activation: Activation) -> (nn::VarStore, Mlp) {
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = MlpConfig { sizes: vec![5, 7, 3], activation, ..MlpConfig::default() };
+        let mlp = Mlp::new(&vs.root(), cfg).unwrap();
+        (vs, mlp)
+    }
+
+    #[test]
+    fn parameters_are_named_and_ordered_like_pytorch() {
+        let (vs, mlp) = model(Activation::Maxout(3));
+        let names: Vec<String> = mlp.named_parameters().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"]);
+        assert_eq!(mlp.layers()[0].weight.size(), [21, 5]);
+        assert_eq!(mlp.layers()[1].weight.size(), [3, 7]);
+        assert_eq!(vs.variables().len(), 4);
+    }
+
+    #[test]
+    fn forward_matches_a_hand_computation_for_maxout() {
+        let (_vs, mlp) = model(Activation::Maxout(3));
+        let x = Tensor::randn([4, 5], (Kind::Float, Device::Cpu));
+        let l = mlp.layers();
+        let z = x.matmul(&l[0].weight.tr()) + &l[0].bias;
+        let h = z.view([4, 7, 3]).max_dim(2, false).0;
+        let expected = h.matmul(&l[1].weight.tr()) + &l[1].bias;
+        let got = mlp.forward_t(&x, false);
+        assert!((got - expected).abs().max().double_value(&[]) < 1e-5);
+    }
+
+    #[test]
+    fn bad_configs_and_inputs_are_errors() {
+        assert!(Activation::parse("swish", 2).is_err());
+        assert!(Activation::parse("maxout", 1).is_err());
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bad = MlpConfig { sizes: vec![5], ..MlpConfig::default() };
+        assert!(Mlp::new(&vs.root(), bad).is_err());
+        let bad = MlpConfig { input_dropout: 1.0, ..MlpConfig::default() };
+        assert!(Mlp::new(&vs.root(), bad).is_err());
+        let (_vs, mlp) = model(Activation::Relu);
+        assert!(mlp.try_forward(&Tensor::zeros([2, 6], (Kind::Float, Device::Cpu)), false).is_err());
+    }
+}

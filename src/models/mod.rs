@@ -1,0 +1,9 @@
+//! The paper's models, written the tch way: a config struct with `Default`, a
+//! constructor taking an `nn::Path`, and `impl ModuleT`. Each model also lists
+//! its parameters in a fixed order (`named_parameters`) — the order of the
+//! equivalent PyTorch module's `named_parameters()` — so that flat vectors,
+//! trajectories and sweeps mean the same thing on both sides.
+
+pub mod mlp;
+
+pub use mlp::{Activation, Mlp, MlpConfig};

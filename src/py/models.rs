@@ -1,0 +1,103 @@
+//! `NativeMlp`: the binding of `crate::models::mlp` (Python wraps it as `linpath.models.MLP`).
+
+use super::tensor::{unpack, wrap};
+use crate::error::Result;
+use crate::models::{Activation, Mlp, MlpConfig};
+use pyo3::prelude::*;
+use std::sync::{Mutex, MutexGuard};
+use tch::{nn, Device};
+
+/// A model and the variable store that owns its tensors.
+pub struct MlpState {
+    pub vs: nn::VarStore,
+    pub mlp: Mlp,
+}
+
+/// A LibTorch MLP living in Rust; its parameters are shared with Python without copies.
+#[pyclass(frozen, module = "linpath._linpath")]
+pub struct NativeMlp {
+    // tch tensors are Send but not Sync: a pyclass must be Sync, hence the Mutex.
+    state: Mutex<MlpState>,
+}
+
+impl NativeMlp {
+    /// Exclusive access to the model (for the trainer and the sweep).
+    pub fn lock(&self) -> MutexGuard<'_, MlpState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[pymethods]
+impl NativeMlp {
+    /// A new MLP on the CPU; its variables are zero until Python initialises them.
+    #[new]
+    #[pyo3(signature = (sizes, activation="relu", pieces=2, input_dropout=0.0, hidden_dropout=0.0))]
+    fn new(
+        sizes: Vec<i64>,
+        activation: &str,
+        pieces: i64,
+        input_dropout: f64,
+        hidden_dropout: f64,
+    ) -> PyResult<Self> {
+        let config = MlpConfig {
+            sizes,
+            activation: Activation::parse(activation, pieces)?,
+            input_dropout,
+            hidden_dropout,
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mlp = tch::no_grad(|| Mlp::new(&vs.root(), config))?;
+        Ok(NativeMlp { state: Mutex::new(MlpState { vs, mlp }) })
+    }
+
+    /// `(name, tensor)` pairs in PyTorch order; the tensors are the model's own variables.
+    fn named_parameters<'py>(&self, py: Python<'py>) -> PyResult<Vec<(String, Bound<'py, PyAny>)>> {
+        let params = self.lock().mlp.named_parameters();
+        params.into_iter().map(|(name, t)| Ok((name, wrap(py, &t)?))).collect()
+    }
+
+    /// The logits for `x` (dropout active when `train`); the GIL is released meanwhile.
+    #[pyo3(signature = (x, train=false))]
+    fn forward<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        train: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let x = unpack(x, "x")?;
+        let out = py.detach(move || -> Result<tch::Tensor> { self.lock().mlp.try_forward(&x, train) })?;
+        wrap(py, &out)
+    }
+
+    #[getter]
+    fn sizes(&self) -> Vec<i64> {
+        self.lock().mlp.config().sizes.clone()
+    }
+
+    #[getter]
+    fn activation(&self) -> &'static str {
+        match self.lock().mlp.config().activation {
+            Activation::Relu => "relu",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Tanh => "tanh",
+            Activation::Maxout(_) => "maxout",
+        }
+    }
+
+    #[getter]
+    fn pieces(&self) -> i64 {
+        self.lock().mlp.config().activation.pieces()
+    }
+
+    #[getter]
+    fn dropout(&self) -> (f64, f64) {
+        let state = self.lock();
+        let c = state.mlp.config();
+        (c.input_dropout, c.hidden_dropout)
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<NativeMlp>()?;
+    Ok(())
+}
