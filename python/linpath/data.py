@@ -53,6 +53,15 @@ class Split:
             )
 
     @property
+    def class_pair(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The ``(X, Y)`` pair when this split is one with 2-D float inputs and int64 class targets."""
+        if self._pair is None:
+            return None
+        x, y = self._pair
+        ok = x.dim() == 2 and x.is_floating_point() and y.dim() == 1 and y.dtype == torch.int64
+        return (x, y) if ok else None
+
+    @property
     def size(self) -> int | None:
         """Number of examples, when known without iterating."""
         return len(self._pair[0]) if self._pair is not None else None

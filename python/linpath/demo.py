@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 from . import datasets
 from ._io import save_json
 from .data import Split
-from .sweep import METRICS, Sweep, _evaluate, interpolate
+from .engines import evaluate
+from .sweep import METRICS, Sweep, interpolate
 from .trajectory import Projection, Trajectory, TrajectoryRecorder, project
 
 
@@ -64,7 +65,7 @@ def _evaluate_split(model: nn.Module, name: str, pair: tuple[torch.Tensor, torch
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        result = _evaluate(
+        result = evaluate(
             model, Split(name, pair, 2000), nn.functional.cross_entropy, METRICS, torch.device("cpu")
         )
     model.train(was_training)

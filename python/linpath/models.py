@@ -117,9 +117,13 @@ class MLP(nn.Module):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; use one of {ACTIVATIONS}")
-        self._native = _linpath.NativeMlp(
-            [int(s) for s in sizes], activation, int(pieces), *_dropout_pair(dropout)
-        )
+        rng = torch.random.get_rng_state()  # the native constructor draws from libtorch's global RNG
+        try:
+            self._native = _linpath.NativeMlp(
+                [int(s) for s in sizes], activation, int(pieces), *_dropout_pair(dropout)
+            )
+        finally:
+            torch.random.set_rng_state(rng)
         params = dict(self._native.named_parameters())
         self.layers = nn.ModuleList(
             _Affine(params[f"layers.{i}.weight"], params[f"layers.{i}.bias"]) for i in range(len(sizes) - 1)
@@ -180,9 +184,14 @@ class MLP(nn.Module):
         weights = [w for w in weights if w is not None]
         if not weights or any(w.dim() != 2 for w in weights):
             raise ValueError("state_dict must hold 2-D tensors named layers.0.weight, layers.1.weight, ...")
-        sizes = (
-            [int(weights[0].shape[1])] + [int(w.shape[1]) for w in weights[1:]] + [int(weights[-1].shape[0])]
-        )
+        k = pieces if activation == "maxout" else 1
+        for i in range(1, len(weights)):
+            if weights[i].shape[1] * k != weights[i - 1].shape[0]:
+                raise ValueError(
+                    f"layer sizes do not chain: layers.{i - 1}.weight has {weights[i - 1].shape[0]} outputs "
+                    f"but layers.{i}.weight takes {weights[i].shape[1]} inputs (x {k} pieces)"
+                )
+        sizes = [int(w.shape[1]) for w in weights] + [int(weights[-1].shape[0])]
         model = cls(sizes, activation, pieces, dropout)
         model.load_state_dict(state_dict)
         return model

@@ -5,27 +5,30 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import warnings
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from . import _linpath
 from ._io import atomic_write
-from .data import Split, as_splits
-from .params import ModelState, as_vector, float_buffers, named_parameters
+from .data import as_splits
+from .engines import (
+    DEFAULT_LOSS,
+    PRECISIONS,
+    LossFn,
+    module_sweep,
+    native_eligible,
+    native_sweep,
+    precision_check,
+)
+from .params import named_parameters
 
 METRICS = ("loss", "error")
 SWEEP_FORMAT = "linpath.Sweep"
 SWEEP_FORMAT_VERSION = 1
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-DEFAULT_LOSS: LossFn = torch.nn.functional.cross_entropy
 
 
 class Sweep:
@@ -54,6 +57,11 @@ class Sweep:
                         f"values[{split!r}][{metric!r}] has shape {v.shape}, alphas {self.alphas.shape}"
                     )
         self.meta = dict(meta or {})
+
+    @property
+    def precision_check(self) -> dict[str, Any] | None:
+        """For a bf16 sweep: the float32 re-evaluation at a few α and the largest deviation found."""
+        return self.meta.get("precision_check")
 
     @property
     def splits(self) -> list[str]:
@@ -202,105 +210,6 @@ def _check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
     return tuple(metrics)
 
 
-def _is_class_target(out: Any, y: torch.Tensor) -> bool:
-    return (
-        isinstance(out, torch.Tensor)
-        and out.dim() == 2
-        and y.dim() == 1
-        and len(y) == len(out)
-        and not y.is_floating_point()
-        and not y.is_complex()
-        and y.dtype != torch.bool
-    )
-
-
-def _check_class_targets(out: Any, y: torch.Tensor, split: str) -> None:
-    """For the default cross-entropy: targets must be class indices within the model's outputs."""
-    if not _is_class_target(out, y):
-        return
-    low, high = int(y.min()), int(y.max())
-    if low < 0 or high >= out.shape[1]:
-        raise ValueError(
-            f"split {split!r} has class targets in [{low}, {high}] but the model has {out.shape[1]} outputs; "
-            "targets must be class indices 0..n_classes-1 (or pass loss= for other targets)"
-        )
-
-
-def _evaluate(
-    model: nn.Module, split: Split, loss_fn: LossFn, metrics: tuple[str, ...], device: torch.device
-) -> dict[str, float]:
-    """The mean loss (weighted by batch size) and error rate of ``model`` on one split."""
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    wrong = torch.zeros((), dtype=torch.int64, device=device)
-    count, error_ok = 0, "error" in metrics
-    for x, y in split.batches(device):
-        try:
-            out = model(x)
-        except RuntimeError as e:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(
-                f"the model could not evaluate a batch of split {split.name!r} "
-                f"(inputs of shape {shape}); does the data fit the model? ({e})"
-            ) from e
-        n = len(y)
-        if loss_fn is DEFAULT_LOSS:
-            _check_class_targets(out, y, split.name)
-        if "loss" in metrics:
-            value = loss_fn(out, y)
-            if not isinstance(value, torch.Tensor) or value.numel() != 1:
-                raise ValueError("the loss must return a scalar tensor (the batch mean)")
-            loss_sum += value.detach().to(torch.float64).reshape(()) * n
-        if error_ok and _is_class_target(out, y):
-            wrong += (out.argmax(dim=1) != y).sum()
-        else:
-            error_ok = False
-        count += n
-    if count == 0:
-        raise ValueError(f"split {split.name!r} yielded no examples")
-    result = {"loss": loss_sum.item() / count} if "loss" in metrics else {}
-    if error_ok:
-        result["error"] = wrong.item() / count
-    return result
-
-
-def _endpoint_buffers(obj: Any, names: list[str], shapes: list[tuple[int, ...]]) -> list[torch.Tensor] | None:
-    """The float buffers carried by an endpoint (a module or state_dict), or None."""
-    if isinstance(obj, nn.Module):
-        obj = dict(obj.named_buffers())
-    if not isinstance(obj, Mapping) or not names or any(n not in obj for n in names):
-        return None
-    tensors = [obj[n] for n in names]
-    if [tuple(t.shape) for t in tensors] != shapes:
-        return None
-    return tensors
-
-
-def _lines(
-    model: nn.Module, start: Any, end: Any, device: torch.device
-) -> list[tuple[Any, list[torch.Tensor]]]:
-    """A native Line for the parameters, and one for the float buffers when both endpoints carry them."""
-    names, params = named_parameters(model)
-    shapes = [tuple(p.shape) for p in params]
-    t0 = as_vector(start, names, shapes, "start").to(device)
-    t1 = as_vector(end, names, shapes, "end").to(device)
-    lines = [(_linpath.Line(t0, t1), params)]
-    buf_names, bufs = float_buffers(model)
-    buf_shapes = [tuple(b.shape) for b in bufs]
-    b0, b1 = (_endpoint_buffers(e, buf_names, buf_shapes) for e in (start, end))
-    if b0 is not None and b1 is not None:
-        flat0 = torch.cat([b.detach().reshape(-1).double().to(device) for b in b0])
-        flat1 = torch.cat([b.detach().reshape(-1).double().to(device) for b in b1])
-        lines.append((_linpath.Line(flat0, flat1), bufs))
-    elif bufs:
-        warnings.warn(
-            "the model has floating-point buffers (e.g. BatchNorm statistics) but start and end do not both "
-            "carry them (pass modules or state_dicts to interpolate them); the model's current buffers are "
-            "used at every alpha",
-            stacklevel=3,
-        )
-    return lines
-
-
 def interpolate(
     model: nn.Module,
     start: Any,
@@ -312,16 +221,21 @@ def interpolate(
     metrics: Sequence[str] = METRICS,
     batch_size: int | None = None,
     progress: bool | None = None,
+    precision: str = "float32",
+    engine: str = "auto",
 ) -> Sweep:
     """Evaluates the objective along the line θ(α) = θ0 + α·(θ1 − θ0).
 
-    Each point is computed from θ0 and the direction in float64 (no accumulated steps, so no
-    drift) and written into ``model``'s own parameters; the model is evaluated in eval mode under
-    ``torch.no_grad()``. Floating-point buffers (BatchNorm running statistics) are interpolated
-    along with the parameters when both ``start`` and ``end`` carry them (modules or
-    state_dicts); otherwise the model's own buffers are used throughout (with a warning).
-    Integer buffers are left alone. Afterwards the model is exactly as it was (parameters,
-    buffers, train/eval mode, requires_grad), also when the loss raises or on Ctrl-C.
+    Each point is computed from θ0 and the direction (no accumulated steps, so no drift). With
+    the module engine, θ(α) is computed in float64 and written into ``model``'s own parameters,
+    and the model is evaluated in eval mode under ``torch.no_grad()``. Floating-point buffers
+    (BatchNorm running statistics) are interpolated along with the parameters when both
+    ``start`` and ``end`` carry them (modules or state_dicts); otherwise the model's own buffers
+    are used throughout (with a warning). Integer buffers are left alone. Afterwards the model is
+    exactly as it was (parameters, buffers, train/eval mode, requires_grad), also when the loss
+    raises or on Ctrl-C. A :class:`linpath.models.MLP` with ``(X, Y)`` class-target data and the
+    default loss runs on the native engine instead: in Rust, GIL released, first layer computed
+    once per batch for all α, parameters untouched.
 
     Args:
         model: The ``nn.Module`` to evaluate.
@@ -339,6 +253,11 @@ def interpolate(
         batch_size: Batch size for ``(X, Y)`` pairs (default 1024). DataLoaders keep their own.
         progress: Show a progress bar: True always, False never, None (default) when the sweep
             takes more than two seconds.
+        precision: ``"float32"`` (default) or ``"bf16"``: evaluate in bfloat16 (autocast for the
+            module engine, bfloat16 layers for the native one), then re-evaluate the ends of the
+            grid and three interior α in float32; the result is ``sweep.precision_check``, with a
+            warning when the loss deviates by more than 2%.
+        engine: ``"auto"`` (native when possible), ``"native"`` or ``"module"``.
 
     Returns:
         A :class:`Sweep` with ``values[split][metric]`` for every α.
@@ -346,54 +265,55 @@ def interpolate(
     Raises:
         TypeError: For a model that is not an ``nn.Module``, endpoints or data of the wrong type.
         ValueError: For an empty or non-finite α grid, endpoints whose layout differs from the
-            model's, NaN or infinite endpoints, or data the model cannot evaluate.
+            model's, NaN or infinite endpoints, data the model cannot evaluate, or an engine or
+            precision that does not apply.
     """
     names, params = named_parameters(model)
     grid = _check_alphas(alphas)
     metrics = _check_metrics(metrics)
     splits = as_splits(data, batch_size)
-    loss_fn = DEFAULT_LOSS if loss is None else loss
-    if not callable(loss_fn):
-        raise TypeError(f"loss must be callable, got {type(loss_fn).__name__}")
-    device = params[0].device
-    lines = _lines(model, start, end, device)
-    values: dict[str, dict[str, list[float]]] = {name: {} for name in splits}
-    state = ModelState(model)
-    try:
-        model.eval()
-        bar = tqdm(
-            grid,
-            desc="linpath sweep",
-            unit="α",
-            disable=progress is False,
-            delay=0 if progress else 2.0,
-            leave=False,
+    if loss is not None and not callable(loss):
+        raise TypeError(f"loss must be callable, got {type(loss).__name__}")
+    engine = _check_engine(engine, precision, native_eligible(model, splits, loss))
+
+    buffers_interpolated = False
+
+    def run(grid: np.ndarray, precision: str) -> dict[str, dict[str, list[float]]]:
+        nonlocal buffers_interpolated
+        if engine == "native":
+            return native_sweep(model, start, end, splits, grid, metrics, precision, progress)
+        loss_fn = DEFAULT_LOSS if loss is None else loss
+        values, buffers_interpolated = module_sweep(
+            model, start, end, splits, grid, loss_fn, metrics, precision, progress
         )
-        with bar, torch.no_grad():
-            for alpha in bar:
-                for line, targets in lines:
-                    line.write(targets, float(alpha))
-                for name, split in splits.items():
-                    for metric, v in _evaluate(model, split, loss_fn, metrics, device).items():
-                        values[name].setdefault(metric, []).append(v)
-    finally:
-        state.restore()
-    _drop_partial_metrics(values, len(grid))
+        return values
+
+    values = run(grid, precision)
     meta = {
         "model": type(model).__name__,
         "n_params": sum(p.numel() for p in params),
         "examples": {name: s.size for name, s in splits.items()},
         "metrics": list(metrics),
-        "loss": getattr(loss_fn, "__name__", type(loss_fn).__name__),
-        "buffers_interpolated": len(lines) > 1,
+        "loss": getattr(loss, "__name__", type(loss).__name__) if loss is not None else "cross_entropy",
+        "engine": engine,
+        "precision": precision,
+        "buffers_interpolated": buffers_interpolated,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "linpath_version": _linpath.__version__,
     }
+    if precision == "bf16":
+        meta["precision_check"] = precision_check(run, grid, values)
     return Sweep(grid, {s: {m: np.array(v) for m, v in mv.items()} for s, mv in values.items()}, meta)
 
 
-def _drop_partial_metrics(values: dict[str, dict[str, list[float]]], n: int) -> None:
-    """Removes a metric that was not available at every α (e.g. error on non-class targets)."""
-    for mv in values.values():
-        for metric in [m for m, v in mv.items() if len(v) != n]:
-            del mv[metric]
+def _check_engine(engine: str, precision: str, native_ok: bool) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if engine not in ("auto", "native", "module"):
+        raise ValueError(f"engine must be 'auto', 'native' or 'module', got {engine!r}")
+    if engine == "native" and not native_ok:
+        raise ValueError(
+            "engine='native' needs a linpath.models.MLP, the default loss, and (X, Y) splits with "
+            "2-D float inputs and int64 class targets"
+        )
+    return ("native" if native_ok else "module") if engine == "auto" else engine

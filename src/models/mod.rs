@@ -4,6 +4,8 @@
 //! equivalent PyTorch module's `named_parameters()` — so that flat vectors,
 //! trajectories and sweeps mean the same thing on both sides.
 
+pub mod kernels;
 pub mod mlp;
+pub mod mlp_sweep;
 
 pub use mlp::{Activation, Mlp, MlpConfig};

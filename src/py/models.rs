@@ -2,6 +2,7 @@
 
 use super::tensor::{unpack, wrap};
 use crate::error::Result;
+use crate::models::mlp_sweep::{sweep_mlp, Precision};
 use crate::models::{Activation, Mlp, MlpConfig};
 use pyo3::prelude::*;
 use std::sync::{Mutex, MutexGuard};
@@ -67,6 +68,50 @@ impl NativeMlp {
         let x = unpack(x, "x")?;
         let out = py.detach(move || -> Result<tch::Tensor> { self.lock().mlp.try_forward(&x, train) })?;
         wrap(py, &out)
+    }
+
+    /// J along θ0 + α·(θ1 − θ0) on one split, natively (GIL released; the parameters are untouched).
+    ///
+    /// Returns (mean losses, error rates), one per α. `progress(done, total)` is called after each α
+    /// of each block of data (with the GIL); Ctrl-C raises KeyboardInterrupt there.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (theta0, theta1, x, y, alphas, batch_size, precision="float32", progress=None))]
+    fn sweep(
+        &self,
+        py: Python<'_>,
+        theta0: &Bound<'_, PyAny>,
+        theta1: &Bound<'_, PyAny>,
+        x: &Bound<'_, PyAny>,
+        y: &Bound<'_, PyAny>,
+        alphas: Vec<f64>,
+        batch_size: i64,
+        precision: &str,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<(Vec<f64>, Vec<f64>)> {
+        let (t0, t1, x, y) =
+            (unpack(theta0, "start")?, unpack(theta1, "end")?, unpack(x, "x")?, unpack(y, "y")?);
+        let precision = Precision::parse(precision)?;
+        let config = self.lock().mlp.config().clone();
+        let mut failure: Option<PyErr> = None;
+        let mut on_alpha = |done: usize, total: usize| {
+            Python::attach(|py| {
+                let step = py.check_signals().and_then(|_| match &progress {
+                    Some(callback) => callback.call1(py, (done, total)).map(|_| ()),
+                    None => Ok(()),
+                });
+                step.map_err(|e| failure = Some(e)).is_ok()
+            })
+        };
+        let result = py.detach(move || {
+            sweep_mlp(&config, &t0, &t1, &x, &y, &alphas, batch_size, precision, &mut on_alpha)
+        });
+        match (result, failure) {
+            (_, Some(err)) => Err(err),
+            (result, None) => {
+                let sweep = result?;
+                Ok((sweep.loss, sweep.error))
+            }
+        }
     }
 
     #[getter]

@@ -1,0 +1,190 @@
+"""Sweep benchmark: the loss along a line, side by side with the peers, in one process.
+
+ReLU MLP 784-1024-1024-10, 10,000 real MNIST training images, 101 values of α over [-0.5, 1.5],
+from the initial parameters to those after one epoch of SGD. Every method evaluates the whole
+10,000 examples as one batch. Errors are measured against a float64 evaluation of the same
+formula at 21 of the 101 α (every fifth).
+
+Peers: a plain PyTorch loop (write (1-α)θ0 + αθ1 into the model, evaluate); torch.func's
+functional_call vmapped over chunks of α; loss-landscapes 3.0 (``linear_interpolation``, which
+adds (θ1-θ0)/101 to the model 101 times and evaluates after each addition, so it never evaluates
+θ0 itself; its errors are measured at its own α = i/101). Ours: ``linpath.interpolate`` on the
+plain module (module engine), and on a ``linpath.models.MLP`` (native engine) in float32 and bf16.
+
+Run: ``make bench`` (or ``python bench/sweep.py`` inside the venv).
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import best_time, machine, save, table  # noqa: E402
+
+import linpath  # noqa: E402
+import linpath.datasets  # noqa: E402
+from linpath.models import MLP, TorchMLP  # noqa: E402
+
+SIZES = (784, 1024, 1024, 10)
+N, ALPHAS = 10_000, np.linspace(-0.5, 1.5, 101)
+CHECK = np.arange(0, 101, 5)  # α indices compared with the float64 reference
+
+
+def endpoints(x: torch.Tensor, y: torch.Tensor) -> tuple[MLP, MLP]:
+    """θ0: a fresh MLP; θ1: the same after one epoch of SGD + momentum (batch 128)."""
+    start, end = MLP(SIZES, seed=0), MLP(SIZES, seed=0)
+    twin = end.to_torch()
+    opt = torch.optim.SGD(twin.parameters(), lr=0.05, momentum=0.9)
+    gen = torch.Generator().manual_seed(0)
+    for idx in torch.randperm(len(x), generator=gen).split(128):
+        loss = F.cross_entropy(twin(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    end.load_state_dict(twin.state_dict())
+    return start, end
+
+
+def reference(
+    t0: torch.Tensor, t1: torch.Tensor, x: torch.Tensor, y: torch.Tensor, alphas: np.ndarray
+) -> np.ndarray:
+    """Mean cross-entropy at each α, all in float64."""
+    model = TorchMLP(SIZES).double().eval()
+    params = list(model.parameters())
+    out = []
+    with torch.no_grad():
+        for a in alphas:
+            torch.nn.utils.vector_to_parameters((1 - a) * t0 + a * t1, params)
+            out.append(F.cross_entropy(model(x.double()), y).item())
+    return np.array(out)
+
+
+def plain_loop(model: torch.nn.Module, t0: torch.Tensor, t1: torch.Tensor, x, y, alphas) -> np.ndarray:
+    params = list(model.parameters())
+    out = []
+    with torch.no_grad():
+        for a in alphas:
+            torch.nn.utils.vector_to_parameters((1 - a) * t0 + a * t1, params)
+            out.append(F.cross_entropy(model(x), y).item())
+    return np.array(out)
+
+
+def vmapped(
+    model: torch.nn.Module, t0: torch.Tensor, t1: torch.Tensor, x, y, alphas, chunk: int = 8
+) -> np.ndarray:
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+
+    def loss_at(theta: torch.Tensor) -> torch.Tensor:
+        pieces = torch.split(theta, [s.numel() for s in shapes])
+        params = {n: p.view(s) for n, p, s in zip(names, pieces, shapes, strict=True)}
+        return F.cross_entropy(functional_call(model, params, (x,)), y)
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(alphas), chunk):
+            a = torch.tensor(alphas[i : i + chunk], dtype=t0.dtype)[:, None]
+            out.append(torch.vmap(loss_at)((1 - a) * t0 + a * t1))
+    return torch.cat(out).numpy()
+
+
+def loss_landscapes_run(start: torch.nn.Module, end: torch.nn.Module, x, y) -> np.ndarray:
+    import loss_landscapes
+    from loss_landscapes.metrics import Loss
+
+    model = copy.deepcopy(start)
+    return np.asarray(
+        loss_landscapes.linear_interpolation(model, end, Loss(F.cross_entropy, x, y), steps=101)
+    )
+
+
+def ours(model, start, end, x, y, engine: str, precision: str) -> tuple[np.ndarray, dict | None]:
+    sweep = linpath.interpolate(
+        model,
+        start,
+        end,
+        (x, y),
+        alphas=ALPHAS,
+        metrics=("loss",),
+        batch_size=N,
+        progress=False,
+        engine=engine,
+        precision=precision,
+    )
+    return sweep.values["data"]["loss"], sweep.precision_check
+
+
+def main() -> None:
+    data = linpath.datasets.mnist()
+    x, y = data.train[0][:N], data.train[1][:N]
+    start, end = endpoints(x, y)
+    t0, t1 = linpath.flatten(start).tensor, linpath.flatten(end).tensor
+    ref = reference(t0.double(), t1.double(), x, y, ALPHAS[CHECK])
+    ll_alphas = np.arange(1, 102) / 101  # loss-landscapes' own grid
+    ll_ref = reference(t0.double(), t1.double(), x, y, ll_alphas[CHECK])
+    plain, torch_start = start.to_torch().eval(), start.to_torch().eval()
+    runs = {
+        "plain PyTorch loop": ("peer", lambda: plain_loop(plain, t0, t1, x, y, ALPHAS), ref),
+        "torch.func vmap (8 α per call)": ("peer", lambda: vmapped(plain, t0, t1, x, y, ALPHAS), ref),
+        "loss-landscapes 3.0": (
+            "peer",
+            lambda: loss_landscapes_run(torch_start, end.to_torch(), x, y),
+            ll_ref,
+        ),
+        "linpath, nn.Module engine": ("ours", lambda: ours(plain, t0, t1, x, y, "module", "float32")[0], ref),
+        "linpath, native float32": (
+            "ours",
+            lambda: ours(start, start, end, x, y, "native", "float32")[0],
+            ref,
+        ),
+        "linpath, native bf16": ("ours", lambda: ours(start, start, end, x, y, "native", "bf16"), ref),
+    }
+    rows, checks = [], {}
+    for name, (kind, fn, reference_values) in runs.items():
+        seconds, result = best_time(fn)
+        values, check = result if isinstance(result, tuple) else (result, None)
+        if check is not None:
+            checks[name] = check
+        rel = np.max(np.abs(np.asarray(values)[CHECK] - reference_values) / np.abs(reference_values))
+        rows.append(
+            {
+                "method": name,
+                "kind": kind,
+                "seconds": seconds,
+                "rel_error": float(rel),
+                "throughput": len(ALPHAS) * N / seconds,
+            }
+        )
+    fastest_peer = min(r["seconds"] for r in rows if r["kind"] == "peer")
+    for r in rows:
+        r["speedup"] = fastest_peer / r["seconds"]
+    print(f"Sweep: MLP {SIZES}, {N} MNIST examples, {len(ALPHAS)} α in [-0.5, 1.5]  ({machine()['cpu']})")
+    print(
+        table(
+            rows,
+            [
+                ("method", "method", ""),
+                ("seconds", "time (s)", ".2f"),
+                ("throughput", "α·examples/s", ",.0f"),
+                ("rel_error", "max rel. error vs float64", ".1e"),
+                ("speedup", "speed vs fastest peer", ".2f"),
+            ],
+        )
+    )
+    for name, check in checks.items():
+        print(
+            f"{name}: precision check at α={check['alphas']}: max relative loss deviation "
+            f"{check['max_rel_loss_deviation']:.2e} (threshold {check['threshold']:.0e})"
+        )
+    print("saved", save("sweep", {"rows": rows, "precision_checks": checks}))
+
+
+if __name__ == "__main__":
+    main()

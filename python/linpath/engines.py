@@ -1,0 +1,271 @@
+"""The two ways ``interpolate`` evaluates a line.
+
+* The **module engine** works on any ``nn.Module``: for each α it writes θ(α) into the model's own
+  parameters (native ``Line``) and runs the model in eval mode under ``torch.no_grad()``.
+* The **native engine** runs a :class:`linpath.models.MLP` entirely in Rust with the GIL released:
+  the first layer is computed twice per batch instead of once per α, and the model's parameters
+  are never touched.
+
+Both can run in bfloat16 (``precision="bf16"``); :func:`precision_check` then re-evaluates a few
+α in float32 and reports the largest deviation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import _linpath
+from .data import Split
+from .params import ModelState, as_vector, float_buffers, named_parameters
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+DEFAULT_LOSS: LossFn = torch.nn.functional.cross_entropy
+PRECISIONS = ("float32", "bf16")
+#: Largest relative deviation of the loss between bf16 and float32 before a warning.
+PRECISION_THRESHOLD = 2e-2
+
+Values = dict[str, dict[str, list[float]]]
+
+
+def _is_class_target(out: Any, y: torch.Tensor) -> bool:
+    return (
+        isinstance(out, torch.Tensor)
+        and out.dim() == 2
+        and y.dim() == 1
+        and len(y) == len(out)
+        and not y.is_floating_point()
+        and not y.is_complex()
+        and y.dtype != torch.bool
+    )
+
+
+def _check_class_targets(out: Any, y: torch.Tensor, split: str) -> None:
+    """For the default cross-entropy: targets must be class indices within the model's outputs."""
+    if not _is_class_target(out, y):
+        return
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= out.shape[1]:
+        raise ValueError(
+            f"split {split!r} has class targets in [{low}, {high}] but the model has {out.shape[1]} outputs; "
+            "targets must be class indices 0..n_classes-1 (or pass loss= for other targets)"
+        )
+
+
+def evaluate(
+    model: nn.Module, split: Split, loss_fn: LossFn, metrics: tuple[str, ...], device: torch.device
+) -> dict[str, float]:
+    """The mean loss (weighted by batch size) and error rate of ``model`` on one split."""
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    wrong = torch.zeros((), dtype=torch.int64, device=device)
+    count, error_ok = 0, "error" in metrics
+    for x, y in split.batches(device):
+        try:
+            out = model(x)
+        except RuntimeError as e:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(
+                f"the model could not evaluate a batch of split {split.name!r} "
+                f"(inputs of shape {shape}); does the data fit the model? ({e})"
+            ) from e
+        n = len(y)
+        if loss_fn is DEFAULT_LOSS:
+            _check_class_targets(out, y, split.name)
+        if "loss" in metrics:
+            value = loss_fn(out, y)
+            if not isinstance(value, torch.Tensor) or value.numel() != 1:
+                raise ValueError("the loss must return a scalar tensor (the batch mean)")
+            loss_sum += value.detach().to(torch.float64).reshape(()) * n
+        if error_ok and _is_class_target(out, y):
+            wrong += (out.argmax(dim=1) != y).sum()
+        else:
+            error_ok = False
+        count += n
+    if count == 0:
+        raise ValueError(f"split {split.name!r} yielded no examples")
+    result = {"loss": loss_sum.item() / count} if "loss" in metrics else {}
+    if error_ok:
+        result["error"] = wrong.item() / count
+    return result
+
+
+def _endpoint_buffers(obj: Any, names: list[str], shapes: list[tuple[int, ...]]) -> list[torch.Tensor] | None:
+    """The float buffers carried by an endpoint (a module or state_dict), or None."""
+    if isinstance(obj, nn.Module):
+        obj = dict(obj.named_buffers())
+    if not isinstance(obj, Mapping) or not names or any(n not in obj for n in names):
+        return None
+    tensors = [obj[n] for n in names]
+    if [tuple(t.shape) for t in tensors] != shapes:
+        return None
+    return tensors
+
+
+def _lines(
+    model: nn.Module, start: Any, end: Any, device: torch.device
+) -> list[tuple[Any, list[torch.Tensor]]]:
+    """A native Line for the parameters, and one for the float buffers when both endpoints carry them."""
+    names, params = named_parameters(model)
+    shapes = [tuple(p.shape) for p in params]
+    t0 = as_vector(start, names, shapes, "start").to(device)
+    t1 = as_vector(end, names, shapes, "end").to(device)
+    lines = [(_linpath.Line(t0, t1), params)]
+    buf_names, bufs = float_buffers(model)
+    buf_shapes = [tuple(b.shape) for b in bufs]
+    b0, b1 = (_endpoint_buffers(e, buf_names, buf_shapes) for e in (start, end))
+    if b0 is not None and b1 is not None:
+        flat0 = torch.cat([b.detach().reshape(-1).double().to(device) for b in b0])
+        flat1 = torch.cat([b.detach().reshape(-1).double().to(device) for b in b1])
+        lines.append((_linpath.Line(flat0, flat1), bufs))
+    elif bufs:
+        warnings.warn(
+            "the model has floating-point buffers (e.g. BatchNorm statistics) but start and end do not both "
+            "carry them (pass modules or state_dicts to interpolate them); the model's current buffers are "
+            "used at every alpha",
+            stacklevel=3,
+        )
+    return lines
+
+
+def _drop_partial_metrics(values: dict[str, dict[str, list[float]]], n: int) -> None:
+    """Removes a metric that was not available at every α (e.g. error on non-class targets)."""
+    for mv in values.values():
+        for metric in [m for m, v in mv.items() if len(v) != n]:
+            del mv[metric]
+
+
+def progress_bar(total: int, progress: bool | None) -> tqdm:
+    """A tqdm bar over α: always (True), never (False), or when slower than 2 s (None)."""
+    return tqdm(
+        total=total,
+        desc="linpath sweep",
+        unit="α",
+        disable=progress is False,
+        delay=0 if progress else 2.0,
+        leave=False,
+    )
+
+
+def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def module_sweep(
+    model: nn.Module,
+    start: Any,
+    end: Any,
+    splits: Mapping[str, Split],
+    grid: np.ndarray,
+    loss_fn: LossFn,
+    metrics: tuple[str, ...],
+    precision: str,
+    progress: bool | None,
+) -> tuple[Values, bool]:
+    """The module engine; returns the values and whether buffers were interpolated."""
+    device = named_parameters(model)[1][0].device
+    lines = _lines(model, start, end, device)
+    values: Values = {name: {} for name in splits}
+    state = ModelState(model)
+    try:
+        model.eval()
+        with progress_bar(len(grid), progress) as bar, torch.no_grad(), _autocast(precision, device):
+            for alpha in grid:
+                for line, targets in lines:
+                    line.write(targets, float(alpha))
+                for name, split in splits.items():
+                    for metric, v in evaluate(model, split, loss_fn, metrics, device).items():
+                        values[name].setdefault(metric, []).append(v)
+                bar.update(1)
+    finally:
+        state.restore()
+    _drop_partial_metrics(values, len(grid))
+    return values, len(lines) > 1
+
+
+def native_eligible(model: nn.Module, splits: Mapping[str, Split], loss: LossFn | None) -> bool:
+    """True when the native engine can run: a linpath MLP, the default loss, (X, Y) class-target splits."""
+    from .models import MLP
+
+    return isinstance(model, MLP) and loss is None and all(s.class_pair is not None for s in splits.values())
+
+
+def native_sweep(
+    model: nn.Module,
+    start: Any,
+    end: Any,
+    splits: Mapping[str, Split],
+    grid: np.ndarray,
+    metrics: tuple[str, ...],
+    precision: str,
+    progress: bool | None,
+) -> Values:
+    """The native engine (see the module docstring)."""
+    names, params = named_parameters(model)
+    shapes = [tuple(p.shape) for p in params]
+    t0 = as_vector(start, names, shapes, "start").to("cpu", torch.float64).contiguous()
+    t1 = as_vector(end, names, shapes, "end").to("cpu", torch.float64).contiguous()
+    values: Values = {}
+    with progress_bar(len(grid) * len(splits), progress) as bar:
+        for k, (name, split) in enumerate(splits.items()):
+            x, y = split.class_pair
+
+            def advance(done: int, total: int, k: int = k) -> None:
+                bar.n = (k + done / total) * len(grid)
+                bar.refresh()
+
+            loss, error = model._native.sweep(
+                t0, t1, x, y, [float(a) for a in grid], split.batch_size, precision, advance
+            )
+            values[name] = {m: v for m, v in (("loss", loss), ("error", error)) if m in metrics}
+    return values
+
+
+def precision_check(
+    run: Callable[[np.ndarray, str], Values], grid: np.ndarray, values: Values
+) -> dict[str, Any]:
+    """Re-evaluates the ends of the grid and three interior α in float32 and compares.
+
+    Args:
+        run: ``run(alphas, precision) -> values`` evaluates the same sweep on other α.
+        grid: The α grid of the reduced-precision sweep.
+        values: Its values.
+
+    Returns:
+        A JSON-ready dict: the α checked, the largest relative deviation of the loss, the largest
+        absolute deviation of the error rate, the threshold, and whether the loss stayed within it.
+    """
+    index = np.unique(np.round(np.linspace(0, len(grid) - 1, 5)).astype(int))
+    reference = run(grid[index], "float32")
+    rel_loss, abs_error = 0.0, 0.0
+    for split, mv in reference.items():
+        if "loss" in mv:
+            ref = np.asarray(mv["loss"])
+            dev = np.abs(np.asarray(values[split]["loss"])[index] - ref) / np.maximum(np.abs(ref), 1e-30)
+            rel_loss = max(rel_loss, float(dev.max()))
+        if "error" in mv:
+            dev = np.abs(np.asarray(values[split]["error"])[index] - np.asarray(mv["error"]))
+            abs_error = max(abs_error, float(dev.max()))
+    check = {
+        "precision": "bf16",
+        "alphas": grid[index].tolist(),
+        "max_rel_loss_deviation": rel_loss,
+        "max_abs_error_deviation": abs_error,
+        "threshold": PRECISION_THRESHOLD,
+        "ok": rel_loss <= PRECISION_THRESHOLD,
+    }
+    if not check["ok"]:
+        warnings.warn(
+            f"the bf16 sweep's loss deviates from float32 by up to {rel_loss:.2%} (threshold "
+            f"{PRECISION_THRESHOLD:.0%}) at the α checked; use precision='float32'",
+            stacklevel=3,
+        )
+    return check

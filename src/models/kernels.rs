@@ -1,0 +1,229 @@
+//! Fused elementwise kernels of the native sweep, on raw CPU buffers (rayon over rows).
+//!
+//! They replace chains of tensor ops (scale, add, activation, cast), each of which would read and
+//! write the whole activation matrix, with one pass into a preallocated tensor. They run no tch
+//! ops inside rayon workers (see the thread rules in build-facts).
+
+use super::mlp::Activation;
+use crate::error::{Error, Result};
+use rayon::prelude::*;
+use tch::{Device, Kind, Tensor};
+
+/// Elements per rayon task.
+const CHUNK: usize = 1 << 14;
+
+/// An output element: float32, or bfloat16 stored as its upper 16 bits.
+trait Out: Copy + Send + Sync {
+    fn from_f32(v: f32) -> Self;
+}
+
+impl Out for f32 {
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+}
+
+/// bfloat16 bits.
+#[derive(Clone, Copy)]
+struct Bf16(#[allow(dead_code)] u16);
+
+impl Out for Bf16 {
+    /// Round to nearest even (NaN stays NaN), as PyTorch converts; branch-free so that it vectorises.
+    #[inline(always)]
+    fn from_f32(v: f32) -> Self {
+        let bits = v.to_bits();
+        let rounded = bits.wrapping_add(0x7FFF + ((bits >> 16) & 1)) >> 16;
+        let quiet_nan = (bits >> 16) | 0x40;
+        Bf16((if v.is_nan() { quiet_nan } else { rounded }) as u16)
+    }
+}
+
+/// An input element: float32 or bfloat16.
+trait In: Copy + Send + Sync {
+    fn to_f32(self) -> f32;
+}
+
+impl In for f32 {
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+impl In for Bf16 {
+    fn to_f32(self) -> f32 {
+        f32::from_bits((self.0 as u32) << 16)
+    }
+}
+
+fn check(t: &Tensor, kinds: &[Kind], what: &str) -> Result<()> {
+    let kind = t.f_kind()?;
+    if t.device() != Device::Cpu || !t.is_contiguous() || !kinds.contains(&kind) {
+        return Err(Error::InvalidArgument(format!("{what}: expected a contiguous CPU tensor of {kinds:?}")));
+    }
+    Ok(())
+}
+
+/// # Safety
+/// `t` must be a contiguous CPU tensor whose elements have the layout of `T`.
+unsafe fn slice<T>(t: &Tensor) -> &[T] {
+    unsafe { std::slice::from_raw_parts(t.data_ptr() as *const T, t.numel()) }
+}
+
+/// # Safety
+/// As [`slice`], and nothing else may read or write `t` while the slice is alive.
+#[allow(clippy::mut_from_ref)]
+unsafe fn slice_mut<T>(t: &Tensor) -> &mut [T] {
+    unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut T, t.numel()) }
+}
+
+#[inline(always)]
+fn relu(v: f32) -> f32 {
+    if v < 0.0 {
+        0.0
+    } else {
+        v
+    }
+}
+
+#[inline(always)]
+fn sigmoid(v: f32) -> f32 {
+    1.0 / (1.0 + (-v).exp())
+}
+
+/// Fills `tmp` with the pre-activations starting at flat index `start` (a vectorisable loop).
+trait Pre: Sync {
+    fn fill(&self, tmp: &mut [f32], start: usize);
+}
+
+/// z0 + α·dz.
+struct Line<'a>(&'a [f32], &'a [f32], f32);
+
+impl Pre for Line<'_> {
+    fn fill(&self, tmp: &mut [f32], start: usize) {
+        let (a, b) = (&self.0[start..start + tmp.len()], &self.1[start..start + tmp.len()]);
+        for ((t, &x), &y) in tmp.iter_mut().zip(a).zip(b) {
+            *t = x + self.2 * y;
+        }
+    }
+}
+
+impl Pre for &[f32] {
+    fn fill(&self, tmp: &mut [f32], start: usize) {
+        tmp.copy_from_slice(&self[start..start + tmp.len()]);
+    }
+}
+
+impl Pre for &[Bf16] {
+    fn fill(&self, tmp: &mut [f32], start: usize) {
+        let src = &self[start..start + tmp.len()];
+        for (t, &x) in tmp.iter_mut().zip(src) {
+            *t = x.to_f32();
+        }
+    }
+}
+
+/// Applies `act` to the pre-activations of `pre`, one output per unit, in parallel chunks.
+fn map_activation<O: Out>(out: &mut [O], act: Activation, pre: &impl Pre) {
+    let k = act.pieces() as usize;
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
+        let mut tmp = vec![0f32; chunk.len() * k];
+        pre.fill(&mut tmp, c * CHUNK * k);
+        match act {
+            Activation::Relu => store(chunk, &tmp, relu),
+            Activation::Sigmoid => store(chunk, &tmp, sigmoid),
+            Activation::Tanh => store(chunk, &tmp, f32::tanh),
+            Activation::Maxout(_) => {
+                for (o, group) in chunk.iter_mut().zip(tmp.chunks_exact(k)) {
+                    let m =
+                        group.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m || v.is_nan() { v } else { m });
+                    *o = O::from_f32(m);
+                }
+            }
+        }
+    });
+}
+
+#[inline(always)]
+fn store<O: Out>(out: &mut [O], tmp: &[f32], f: impl Fn(f32) -> f32) {
+    for (o, &t) in out.iter_mut().zip(tmp) {
+        *o = O::from_f32(f(t));
+    }
+}
+
+/// `out = act(z0 + α·dz)` with `z0`, `dz` float32 `[m, w·k]` and `out` float32 or bf16 `[m, w]`.
+pub fn line_activation(z0: &Tensor, dz: &Tensor, alpha: f64, act: Activation, out: &Tensor) -> Result<()> {
+    check(z0, &[Kind::Float], "z0")?;
+    check(dz, &[Kind::Float], "dz")?;
+    check(out, &[Kind::Float, Kind::BFloat16], "out")?;
+    let (k, alpha) = (act.pieces() as usize, alpha as f32);
+    if z0.size() != dz.size() || out.numel() * k != z0.numel() {
+        return Err(Error::InvalidArgument("line_activation: shapes do not match".into()));
+    }
+    // SAFETY: checked above (contiguous CPU tensors of these element types); `out` is a distinct buffer.
+    let (a, b) = unsafe { (slice::<f32>(z0), slice::<f32>(dz)) };
+    let pre = Line(a, b, alpha);
+    match out.f_kind()? {
+        Kind::Float => map_activation(unsafe { slice_mut::<f32>(out) }, act, &pre),
+        _ => map_activation(unsafe { slice_mut::<Bf16>(out) }, act, &pre),
+    }
+    Ok(())
+}
+
+/// `out = act(z)` with `z` float32 or bf16 `[m, w·k]` and `out` float32 `[m, w]`.
+pub fn activation_to_f32(z: &Tensor, act: Activation, out: &Tensor) -> Result<()> {
+    check(z, &[Kind::Float, Kind::BFloat16], "z")?;
+    check(out, &[Kind::Float], "out")?;
+    let k = act.pieces() as usize;
+    if out.numel() * k != z.numel() {
+        return Err(Error::InvalidArgument("activation_to_f32: shapes do not match".into()));
+    }
+    // SAFETY: checked above; `out` is a distinct buffer.
+    let dst = unsafe { slice_mut::<f32>(out) };
+    match z.f_kind()? {
+        Kind::Float => {
+            let src = unsafe { slice::<f32>(z) };
+            map_activation(dst, act, &src);
+        }
+        _ => {
+            let src = unsafe { slice::<Bf16>(z) };
+            map_activation(dst, act, &src);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_match_tensor_ops_for_every_activation() {
+        tch::manual_seed(11);
+        for act in [Activation::Relu, Activation::Sigmoid, Activation::Tanh, Activation::Maxout(3)] {
+            let k = act.pieces();
+            let z0 = Tensor::randn([37, 5 * k], (Kind::Float, Device::Cpu));
+            let dz = Tensor::randn([37, 5 * k], (Kind::Float, Device::Cpu));
+            let expected = act.apply(&(&dz * 0.3 + &z0)).unwrap();
+            let out = Tensor::zeros([37, 5], (Kind::Float, Device::Cpu));
+            line_activation(&z0, &dz, 0.3, act, &out).unwrap();
+            assert!((&out - &expected).abs().max().double_value(&[]) < 1e-6, "{act:?}");
+            let half = Tensor::zeros([37, 5], (Kind::BFloat16, Device::Cpu));
+            line_activation(&z0, &dz, 0.3, act, &half).unwrap();
+            assert!(half.to_kind(Kind::Float).equal(&expected.to_kind(Kind::BFloat16).to_kind(Kind::Float)));
+            let z = (&dz * 0.3 + &z0).to_kind(Kind::BFloat16);
+            activation_to_f32(&z, act, &out).unwrap();
+            let expected = act.apply(&z.to_kind(Kind::Float)).unwrap();
+            assert!((&out - &expected).abs().max().double_value(&[]) < 1e-6, "{act:?}");
+        }
+    }
+
+    #[test]
+    fn wrong_buffers_are_errors() {
+        let z = Tensor::zeros([4, 6], (Kind::Float, Device::Cpu));
+        let out = Tensor::zeros([4, 5], (Kind::Float, Device::Cpu));
+        assert!(line_activation(&z, &z, 1.0, Activation::Relu, &out).is_err());
+        let ints = Tensor::zeros([4, 6], (Kind::Int64, Device::Cpu));
+        assert!(activation_to_f32(&ints, Activation::Relu, &z).is_err());
+        assert!(activation_to_f32(&z, Activation::Relu, &z.tr()).is_err());
+    }
+}

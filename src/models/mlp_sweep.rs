@@ -1,0 +1,346 @@
+//! The native sweep of an [`Mlp`]: J(θ0 + α·d) for a grid of α on one data split.
+//!
+//! It exploits the structure of the line. For a fixed batch X the first layer's affine output is
+//! affine in α: z(α) = (X W0ᵀ + b0) + α·(X dWᵀ + db), so it is computed twice per batch instead
+//! of once per α; only the later layers run per α. The parameters of the model are not touched
+//! (the line's weights live in their own tensors), autograd is off, and in `Bf16` precision the
+//! per-α layers run in bfloat16 (AMX on recent Xeons) while the first layer stays float32.
+
+use super::kernels::{activation_to_f32, line_activation};
+use super::mlp::{Mlp, MlpConfig};
+use crate::error::{Error, Result};
+use crate::flat::check_vector;
+use crate::sweep::check_alphas;
+use tch::{Kind, Tensor};
+
+/// Arithmetic of the per-α layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    F32,
+    Bf16,
+}
+
+impl Precision {
+    /// Parses "float32" or "bf16".
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "float32" => Ok(Precision::F32),
+            "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            other => {
+                Err(Error::InvalidArgument(format!("precision must be 'float32' or 'bf16', got {other:?}")))
+            }
+        }
+    }
+
+    fn kind(self) -> Kind {
+        match self {
+            Precision::F32 => Kind::Float,
+            Precision::Bf16 => Kind::BFloat16,
+        }
+    }
+}
+
+/// Mean loss and error rate at each α of one split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitSweep {
+    pub loss: Vec<f64>,
+    pub error: Vec<f64>,
+}
+
+/// One layer's line: weight and bias at α = 0 and their directions (float32).
+struct LayerLine {
+    w0: Tensor,
+    dw: Tensor,
+    b0: Tensor,
+    db: Tensor,
+}
+
+impl LayerLine {
+    /// (W(α), b(α)) in `kind`, computed in float32 from the layer's start and direction.
+    fn at(&self, alpha: f64, kind: Kind) -> Result<(Tensor, Tensor)> {
+        let w = self.dw.f_mul_scalar(alpha)?.f_add_(&self.w0)?.f_to_kind(kind)?;
+        let b = self.db.f_mul_scalar(alpha)?.f_add_(&self.b0)?.f_to_kind(kind)?;
+        Ok((w, b))
+    }
+}
+
+/// Cuts θ0 and d = θ1 − θ0 (taken in float64, stored float32) into per-layer lines.
+fn layer_lines(config: &MlpConfig, theta0: &Tensor, theta1: &Tensor) -> Result<Vec<LayerLine>> {
+    let numel: i64 = (0..config.depth())
+        .map(|i| config.weight_shape(i).iter().product::<i64>() + config.weight_shape(i)[0])
+        .sum();
+    check_vector(theta0, numel as usize, "start")?;
+    check_vector(theta1, numel as usize, "end")?;
+    let t0 = theta0.f_to_kind(Kind::Double)?;
+    let d = theta1.f_to_kind(Kind::Double)?.f_sub(&t0)?;
+    let mut offset = 0i64;
+    let mut take = |shape: &[i64]| -> Result<(Tensor, Tensor)> {
+        let n: i64 = shape.iter().product();
+        let cut = |v: &Tensor| -> Result<Tensor> {
+            Ok(v.f_narrow(0, offset, n)?.f_view(shape)?.f_to_kind(Kind::Float)?)
+        };
+        let pair = (cut(&t0)?, cut(&d)?);
+        offset += n;
+        Ok(pair)
+    };
+    (0..config.depth())
+        .map(|i| {
+            let shape = config.weight_shape(i);
+            let (w0, dw) = take(&shape)?;
+            let (b0, db) = take(&shape[..1])?;
+            Ok(LayerLine { w0, dw, b0, db })
+        })
+        .collect()
+}
+
+/// A batch's first-layer outputs at α = 0 and their α-slope, with its targets.
+struct FirstLayer {
+    z0: Tensor,
+    dz: Tensor,
+    targets: Tensor,
+}
+
+fn first_layer(line: &LayerLine, x: &Tensor, y: &Tensor) -> Result<FirstLayer> {
+    let x = x.f_to_kind(Kind::Float)?;
+    Ok(FirstLayer {
+        z0: line.b0.f_addmm(&x, &line.w0.f_tr()?)?,
+        dz: line.db.f_addmm(&x, &line.dw.f_tr()?)?,
+        targets: y.shallow_clone(),
+    })
+}
+
+/// Preallocated activations of one batch length (reused across α: no allocation per α).
+struct Buffers {
+    /// Output of each hidden layer, in the compute kind (the last one in float32).
+    hidden: Vec<Tensor>,
+    /// Affine output of each later hidden layer, in the compute kind.
+    affine: Vec<Tensor>,
+}
+
+impl Buffers {
+    fn new(config: &MlpConfig, m: i64, kind: Kind) -> Result<Self> {
+        let hidden_layers = config.depth() - 1;
+        let opts = |i: usize| (if i + 1 == hidden_layers { Kind::Float } else { kind }, tch::Device::Cpu);
+        let hidden = (0..hidden_layers)
+            .map(|i| Tensor::f_empty([m, config.sizes[i + 1]], opts(i)))
+            .collect::<std::result::Result<_, _>>()?;
+        let affine = (1..hidden_layers)
+            .map(|i| Tensor::f_empty([m, config.weight_shape(i)[0]], (kind, tch::Device::Cpu)))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(Buffers { hidden, affine })
+    }
+}
+
+/// `out = act(z)`: the fused kernel for the last hidden layer (float32 out), tensor ops otherwise.
+fn hidden_activation(config: &MlpConfig, z: &Tensor, out: &Tensor, last: bool) -> Result<()> {
+    if last {
+        return activation_to_f32(z, config.activation, out);
+    }
+    out.shallow_clone().f_copy_(&config.activation.apply(z)?)?;
+    Ok(())
+}
+
+/// Summed loss and number of errors of one batch at one α, given the later layers' weights.
+fn batch_at(
+    config: &MlpConfig,
+    batch: &FirstLayer,
+    alpha: f64,
+    later: &[(Tensor, Tensor)],
+    bufs: &Buffers,
+) -> Result<(f64, i64)> {
+    let logits = match later.split_last() {
+        None => batch.dz.f_mul_scalar(alpha)?.f_add_(&batch.z0)?, // no hidden layer: z(α) is the output
+        Some((output, hidden)) => {
+            line_activation(&batch.z0, &batch.dz, alpha, config.activation, &bufs.hidden[0])?;
+            for (i, (w, b)) in hidden.iter().enumerate() {
+                let z = b.f_addmm_out(&bufs.affine[i], &bufs.hidden[i], &w.f_tr()?)?;
+                hidden_activation(config, &z, &bufs.hidden[i + 1], i + 2 == bufs.hidden.len())?;
+            }
+            let h = &bufs.hidden[bufs.hidden.len() - 1];
+            output.1.f_addmm(h, &output.0.f_tr()?)?
+        }
+    };
+    let logits = logits.f_to_kind(Kind::Double)?;
+    let (mean_loss, wrong) = Mlp::loss_and_errors(&logits, &batch.targets)?;
+    let n = batch.targets.size()[0] as f64;
+    Ok((mean_loss.f_double_value(&[])? * n, wrong.f_int64_value(&[])?))
+}
+
+/// (W(α), b(α)) of every layer after the first: hidden layers in the compute kind, the output
+/// layer in float32 (bf16 logits would round the loss too coarsely).
+fn later_layers(lines: &[LayerLine], alpha: f64, precision: Precision) -> Result<Vec<(Tensor, Tensor)>> {
+    let last = lines.len() - 1;
+    (1..lines.len())
+        .map(|i| lines[i].at(alpha, if i == last { Kind::Float } else { precision.kind() }))
+        .collect()
+}
+
+/// The buffers for batches of `m` examples (at most two lengths occur: full and last batch).
+fn buffers_for<'a>(
+    cache: &'a mut Vec<(i64, Buffers)>,
+    config: &MlpConfig,
+    m: i64,
+    kind: Kind,
+) -> Result<&'a Buffers> {
+    if let Some(i) = cache.iter().position(|(len, _)| *len == m) {
+        return Ok(&cache[i].1);
+    }
+    cache.push((m, Buffers::new(config, m, kind)?));
+    Ok(&cache[cache.len() - 1].1)
+}
+
+/// Checks the split: `x` `[n, width]` floating, `y` `[n]` int64 class indices below `classes`.
+fn check_split(x: &Tensor, y: &Tensor, width: i64, classes: i64) -> Result<()> {
+    let (xs, ys) = (x.size(), y.size());
+    if xs.len() != 2 || xs[1] != width || ys.len() != 1 || ys[0] != xs[0] || xs[0] == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "the data must be inputs [n, {width}] and targets [n] with n > 0; got {xs:?} and {ys:?}"
+        )));
+    }
+    crate::flat::check_float_kind(x.f_kind()?, "the inputs")?;
+    if y.f_kind()? != Kind::Int64 {
+        return Err(Error::Dtype(format!("targets must be int64 class indices, got {:?}", y.f_kind()?)));
+    }
+    let (lo, hi) = (y.f_min()?.f_int64_value(&[])?, y.f_max()?.f_int64_value(&[])?);
+    if lo < 0 || hi >= classes {
+        return Err(Error::InvalidArgument(format!(
+            "targets lie in [{lo}, {hi}] but the model has {classes} classes"
+        )));
+    }
+    Ok(())
+}
+
+/// Examples per block whose first-layer outputs are cached (≈256 MB of float32).
+fn block_len(config: &MlpConfig, batch_size: i64, n: i64) -> i64 {
+    let per_example = 2 * config.weight_shape(0)[0] * 4;
+    let fit = ((256i64 << 20) / per_example.max(1)).max(batch_size);
+    (fit / batch_size * batch_size).min(n)
+}
+
+/// Sweeps `alphas` on the split (`x`, `y`) in batches of `batch_size`. `on_alpha(done, total)` runs
+/// after each α of each block of data (for progress and cancellation); returning `false` stops the
+/// sweep early with `Error::InvalidArgument("interrupted")`.
+#[allow(clippy::too_many_arguments)]
+pub fn sweep_mlp(
+    config: &MlpConfig,
+    theta0: &Tensor,
+    theta1: &Tensor,
+    x: &Tensor,
+    y: &Tensor,
+    alphas: &[f64],
+    batch_size: i64,
+    precision: Precision,
+    on_alpha: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<SplitSweep> {
+    check_alphas(alphas)?;
+    if batch_size < 1 {
+        return Err(Error::InvalidArgument(format!("batch_size must be positive, got {batch_size}")));
+    }
+    check_split(x, y, config.sizes[0], *config.sizes.last().unwrap_or(&0))?;
+    let _guard = tch::no_grad_guard();
+    let lines = layer_lines(config, theta0, theta1)?;
+    let n = x.size()[0];
+    let (mut loss, mut wrong) = (vec![0f64; alphas.len()], vec![0i64; alphas.len()]);
+    let block = block_len(config, batch_size, n);
+    let mut buffers: Vec<(i64, Buffers)> = Vec::new();
+    let total = alphas.len() * (n as usize).div_ceil(block as usize);
+    let mut done = 0;
+    for start in (0..n).step_by(block as usize) {
+        let len = block.min(n - start);
+        let batches = (0..len)
+            .step_by(batch_size as usize)
+            .map(|b| {
+                let m = batch_size.min(len - b);
+                first_layer(&lines[0], &x.f_narrow(0, start + b, m)?, &y.f_narrow(0, start + b, m)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for (ai, &alpha) in alphas.iter().enumerate() {
+            let later = later_layers(&lines, alpha, precision)?;
+            for batch in &batches {
+                let bufs = buffers_for(&mut buffers, config, batch.targets.size()[0], precision.kind())?;
+                let (l, w) = batch_at(config, batch, alpha, &later, bufs)?;
+                loss[ai] += l;
+                wrong[ai] += w;
+            }
+            done += 1;
+            if !on_alpha(done, total) {
+                return Err(Error::InvalidArgument("interrupted".into()));
+            }
+        }
+    }
+    let n = n as f64;
+    Ok(SplitSweep {
+        loss: loss.iter().map(|l| l / n).collect(),
+        error: wrong.iter().map(|&w| w as f64 / n).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::mlp::Activation;
+    use tch::{nn, Device};
+
+    /// J(θ(α)) the slow way: write θ(α) into a float64 copy of the model and run it.
+    fn reference(
+        cfg: &MlpConfig,
+        t0: &Tensor,
+        t1: &Tensor,
+        x: &Tensor,
+        y: &Tensor,
+        alpha: f64,
+    ) -> (f64, f64) {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mlp = Mlp::new(&vs.root(), cfg.clone()).unwrap();
+        let theta = t0.to_kind(Kind::Double) * (1.0 - alpha) + t1.to_kind(Kind::Double) * alpha;
+        let mut params: Vec<Tensor> = mlp.named_parameters().into_iter().map(|(_, t)| t).collect();
+        crate::flat::assign(&mut params, &theta).unwrap();
+        let logits = tch::no_grad(|| mlp.try_forward(&x.to_kind(Kind::Double), false)).unwrap();
+        let (loss, wrong) = Mlp::loss_and_errors(&logits.to_kind(Kind::Double), y).unwrap();
+        (loss.double_value(&[]), wrong.int64_value(&[]) as f64 / y.size()[0] as f64)
+    }
+
+    #[test]
+    fn matches_the_slow_way_for_every_activation() {
+        for activation in [Activation::Relu, Activation::Sigmoid, Activation::Tanh, Activation::Maxout(3)] {
+            tch::manual_seed(7);
+            let cfg = MlpConfig { sizes: vec![6, 9, 8, 4], activation, ..MlpConfig::default() };
+            let n = cfg.depth();
+            let numel: i64 =
+                (0..n).map(|i| cfg.weight_shape(i).iter().product::<i64>() + cfg.weight_shape(i)[0]).sum();
+            let t0 = Tensor::randn([numel], (Kind::Float, Device::Cpu));
+            let t1 = Tensor::randn([numel], (Kind::Float, Device::Cpu));
+            let x = Tensor::randn([50, 6], (Kind::Float, Device::Cpu));
+            let y = Tensor::randint(4, [50], (Kind::Int64, Device::Cpu));
+            let alphas = [-0.5, 0.0, 0.4, 1.0, 1.5];
+            let got =
+                sweep_mlp(&cfg, &t0, &t1, &x, &y, &alphas, 16, Precision::F32, &mut |_, _| true).unwrap();
+            for (i, &a) in alphas.iter().enumerate() {
+                let (loss, error) = reference(&cfg, &t0, &t1, &x, &y, a);
+                assert!(
+                    (got.loss[i] - loss).abs() <= 1e-5 * loss.abs(),
+                    "{activation:?} α={a}: {} vs {loss}",
+                    got.loss[i]
+                );
+                assert!((got.error[i] - error).abs() <= 1.0 / 50.0 + 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let cfg = MlpConfig { sizes: vec![3, 2], ..MlpConfig::default() };
+        let t = Tensor::zeros([8], (Kind::Float, Device::Cpu));
+        let x = Tensor::zeros([4, 3], (Kind::Float, Device::Cpu));
+        let y = Tensor::zeros([4], (Kind::Int64, Device::Cpu));
+        let run = |x: &Tensor, y: &Tensor, alphas: &[f64], t1: &Tensor| {
+            sweep_mlp(&cfg, &t, t1, x, y, alphas, 2, Precision::F32, &mut |_, _| true)
+        };
+        assert!(run(&x, &y, &[0.5], &t).is_ok());
+        assert!(run(&x, &y, &[], &t).is_err());
+        assert!(run(&Tensor::zeros([4, 5], (Kind::Float, Device::Cpu)), &y, &[0.5], &t).is_err());
+        assert!(run(&x, &(y.ones_like() * 2), &[0.5], &t).is_err());
+        assert!(run(&x, &y, &[0.5], &Tensor::zeros([9], (Kind::Float, Device::Cpu))).is_err());
+        assert!(Precision::parse("fp8").is_err());
+    }
+}
