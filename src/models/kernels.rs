@@ -128,19 +128,24 @@ fn map_activation<O: Out>(out: &mut [O], act: Activation, pre: &impl Pre) {
     out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
         let mut tmp = vec![0f32; chunk.len() * k];
         pre.fill(&mut tmp, c * CHUNK * k);
-        match act {
-            Activation::Relu => store(chunk, &tmp, relu),
-            Activation::Sigmoid => store(chunk, &tmp, sigmoid),
-            Activation::Tanh => store(chunk, &tmp, f32::tanh),
-            Activation::Maxout(_) => {
-                for (o, group) in chunk.iter_mut().zip(tmp.chunks_exact(k)) {
-                    let m =
-                        group.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m || v.is_nan() { v } else { m });
-                    *o = O::from_f32(m);
-                }
+        map_chunk(chunk, &tmp, act);
+    });
+}
+
+/// One output per unit from the pre-activations in `tmp` (`k` per unit for maxout).
+#[inline(always)]
+fn map_chunk<O: Out>(out: &mut [O], tmp: &[f32], act: Activation) {
+    match act {
+        Activation::Relu => store(out, tmp, relu),
+        Activation::Sigmoid => store(out, tmp, sigmoid),
+        Activation::Tanh => store(out, tmp, f32::tanh),
+        Activation::Maxout(k) => {
+            for (o, group) in out.iter_mut().zip(tmp.chunks_exact(k as usize)) {
+                let m = group.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m || v.is_nan() { v } else { m });
+                *o = O::from_f32(m);
             }
         }
-    });
+    }
 }
 
 #[inline(always)]
@@ -169,25 +174,91 @@ pub fn line_activation(z0: &Tensor, dz: &Tensor, alpha: f64, act: Activation, ou
     Ok(())
 }
 
-/// `out = act(z)` with `z` float32 or bf16 `[m, w·k]` and `out` float32 `[m, w]`.
-pub fn activation_to_f32(z: &Tensor, act: Activation, out: &Tensor) -> Result<()> {
-    check(z, &[Kind::Float, Kind::BFloat16], "z")?;
-    check(out, &[Kind::Float], "out")?;
-    let k = act.pieces() as usize;
-    if out.numel() * k != z.numel() {
-        return Err(Error::InvalidArgument("activation_to_f32: shapes do not match".into()));
+/// Rows per rayon task of the logits kernel.
+const ROWS: usize = 32;
+
+/// Σ a·b with sixteen partial sums (vectorises).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ac, bc) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ac.zip(bc) {
+        for k in 0..16 {
+            acc[k] += x[k] * y[k];
+        }
     }
-    // SAFETY: checked above; `out` is a distinct buffer.
-    let dst = unsafe { slice_mut::<f32>(out) };
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `logits = act(pre) Wᵀ + b` row by row: the last hidden layer's activation fused with the small
+/// output layer, so the activated matrix is never written out.
+fn logits_rows(pre: &impl Pre, act: Activation, w: &[f32], b: &[f32], logits: &mut [f32]) {
+    let (k, classes) = (act.pieces() as usize, b.len());
+    let width = w.len() / classes;
+    logits.par_chunks_mut(ROWS * classes).enumerate().for_each(|(c, rows)| {
+        let (mut tmp, mut h) = (vec![0f32; width * k], vec![0f32; width]);
+        for (r, out) in rows.chunks_exact_mut(classes).enumerate() {
+            pre.fill(&mut tmp, (c * ROWS + r) * width * k);
+            map_chunk(&mut h, &tmp, act);
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = dot(&h, &w[j * width..(j + 1) * width]) + b[j];
+            }
+        }
+    });
+}
+
+fn check_output_layer(w: &Tensor, b: &Tensor, logits: &Tensor, rows_in: usize) -> Result<()> {
+    for (t, what) in [(w, "output weight"), (b, "output bias"), (logits, "logits")] {
+        check(t, &[Kind::Float], what)?;
+    }
+    let classes = b.numel();
+    if w.numel() % classes.max(1) != 0 || logits.numel() != rows_in * classes {
+        return Err(Error::InvalidArgument("output layer: shapes do not match".into()));
+    }
+    Ok(())
+}
+
+/// `logits = act(z0 + α·dz) Wᵀ + b` (a network with one hidden layer); all float32.
+pub fn line_logits(
+    z0: &Tensor,
+    dz: &Tensor,
+    alpha: f64,
+    act: Activation,
+    (w, b): (&Tensor, &Tensor),
+    logits: &Tensor,
+) -> Result<()> {
+    check(z0, &[Kind::Float], "z0")?;
+    check(dz, &[Kind::Float], "dz")?;
+    let rows = *z0.size().first().unwrap_or(&0) as usize;
+    check_output_layer(w, b, logits, rows)?;
+    if z0.size() != dz.size() || z0.numel() != rows * (w.numel() / b.numel()) * act.pieces() as usize {
+        return Err(Error::InvalidArgument("line_logits: shapes do not match".into()));
+    }
+    // SAFETY: all checked to be contiguous float32 CPU tensors; `logits` is a distinct buffer.
+    let pre = unsafe { Line(slice(z0), slice(dz), alpha as f32) };
+    logits_rows(&pre, act, unsafe { slice(w) }, unsafe { slice(b) }, unsafe { slice_mut(logits) });
+    Ok(())
+}
+
+/// `logits = act(z) Wᵀ + b` with `z` float32 or bf16 `[m, w·k]`, the rest float32.
+pub fn activation_logits(
+    z: &Tensor,
+    act: Activation,
+    (w, b): (&Tensor, &Tensor),
+    logits: &Tensor,
+) -> Result<()> {
+    check(z, &[Kind::Float, Kind::BFloat16], "z")?;
+    let rows = *z.size().first().unwrap_or(&0) as usize;
+    check_output_layer(w, b, logits, rows)?;
+    if z.numel() != rows * (w.numel() / b.numel()) * act.pieces() as usize {
+        return Err(Error::InvalidArgument("activation_logits: shapes do not match".into()));
+    }
+    // SAFETY: checked above; `logits` is a distinct buffer.
+    let (w, b, out) = unsafe { (slice::<f32>(w), slice::<f32>(b), slice_mut::<f32>(logits)) };
     match z.f_kind()? {
-        Kind::Float => {
-            let src = unsafe { slice::<f32>(z) };
-            map_activation(dst, act, &src);
-        }
-        _ => {
-            let src = unsafe { slice::<Bf16>(z) };
-            map_activation(dst, act, &src);
-        }
+        Kind::Float => logits_rows(&unsafe { slice::<f32>(z) }, act, w, b, out),
+        _ => logits_rows(&unsafe { slice::<Bf16>(z) }, act, w, b, out),
     }
     Ok(())
 }
@@ -195,6 +266,8 @@ pub fn activation_to_f32(z: &Tensor, act: Activation, out: &Tensor) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FLOAT: (Kind, Device) = (Kind::Float, Device::Cpu);
 
     #[test]
     fn kernels_match_tensor_ops_for_every_activation() {
@@ -210,10 +283,25 @@ mod tests {
             let half = Tensor::zeros([37, 5], (Kind::BFloat16, Device::Cpu));
             line_activation(&z0, &dz, 0.3, act, &half).unwrap();
             assert!(half.to_kind(Kind::Float).equal(&expected.to_kind(Kind::BFloat16).to_kind(Kind::Float)));
-            let z = (&dz * 0.3 + &z0).to_kind(Kind::BFloat16);
-            activation_to_f32(&z, act, &out).unwrap();
-            let expected = act.apply(&z.to_kind(Kind::Float)).unwrap();
-            assert!((&out - &expected).abs().max().double_value(&[]) < 1e-6, "{act:?}");
+        }
+    }
+
+    #[test]
+    fn logits_kernels_match_tensor_ops() {
+        tch::manual_seed(12);
+        for act in [Activation::Relu, Activation::Sigmoid, Activation::Tanh, Activation::Maxout(2)] {
+            let k = act.pieces();
+            let (z0, dz) = (Tensor::randn([70, 37 * k], FLOAT), Tensor::randn([70, 37 * k], FLOAT));
+            let (w, b) = (Tensor::randn([10, 37], FLOAT), Tensor::randn([10], FLOAT));
+            let logits = Tensor::zeros([70, 10], FLOAT);
+            let h = act.apply(&(&dz * -0.7 + &z0)).unwrap();
+            let expected = h.matmul(&w.tr()) + &b;
+            line_logits(&z0, &dz, -0.7, act, (&w, &b), &logits).unwrap();
+            assert!((&logits - &expected).abs().max().double_value(&[]) < 1e-4, "{act:?}");
+            let z = (&dz * -0.7 + &z0).to_kind(Kind::BFloat16);
+            activation_logits(&z, act, (&w, &b), &logits).unwrap();
+            let expected = act.apply(&z.to_kind(Kind::Float)).unwrap().matmul(&w.tr()) + &b;
+            assert!((&logits - &expected).abs().max().double_value(&[]) < 1e-4, "{act:?}");
         }
     }
 
@@ -223,7 +311,11 @@ mod tests {
         let out = Tensor::zeros([4, 5], (Kind::Float, Device::Cpu));
         assert!(line_activation(&z, &z, 1.0, Activation::Relu, &out).is_err());
         let ints = Tensor::zeros([4, 6], (Kind::Int64, Device::Cpu));
-        assert!(activation_to_f32(&ints, Activation::Relu, &z).is_err());
-        assert!(activation_to_f32(&z, Activation::Relu, &z.tr()).is_err());
+        let (w, b) = (Tensor::zeros([2, 6], FLOAT), Tensor::zeros([2], FLOAT));
+        assert!(activation_logits(&ints, Activation::Relu, (&w, &b), &out).is_err());
+        assert!(
+            activation_logits(&z, Activation::Relu, (&w, &b), &Tensor::zeros([4, 2], FLOAT).tr()).is_err()
+        );
+        assert!(activation_logits(&z, Activation::Relu, (&w, &b), &Tensor::zeros([4, 2], FLOAT)).is_ok());
     }
 }

@@ -6,7 +6,7 @@
 //! (the line's weights live in their own tensors), autograd is off, and in `Bf16` precision the
 //! per-α layers run in bfloat16 (AMX on recent Xeons) while the first layer stays float32.
 
-use super::kernels::{activation_to_f32, line_activation};
+use super::kernels::{activation_logits, line_activation, line_logits};
 use super::mlp::{Mlp, MlpConfig};
 use crate::error::{Error, Result};
 use crate::flat::check_vector;
@@ -110,37 +110,62 @@ fn first_layer(line: &LayerLine, x: &Tensor, y: &Tensor) -> Result<FirstLayer> {
 }
 
 /// Preallocated activations of one batch length (reused across α: no allocation per α).
+///
+/// With D affine layers, the per-α matrix products are those of hidden layers 1..D-2 (in the
+/// compute kind); the last hidden activation and the small output layer are one fused kernel.
 struct Buffers {
-    /// Output of each hidden layer, in the compute kind (the last one in float32).
-    hidden: Vec<Tensor>,
-    /// Affine output of each later hidden layer, in the compute kind.
+    /// Activated input of each per-α hidden layer (layers 1..D-2), in the compute kind.
+    inputs: Vec<Tensor>,
+    /// Affine output of each per-α hidden layer, in the compute kind.
     affine: Vec<Tensor>,
+    /// `[m, classes]` float32.
+    logits: Tensor,
 }
 
 impl Buffers {
     fn new(config: &MlpConfig, m: i64, kind: Kind) -> Result<Self> {
-        let hidden_layers = config.depth() - 1;
-        let opts = |i: usize| (if i + 1 == hidden_layers { Kind::Float } else { kind }, tch::Device::Cpu);
-        let hidden = (0..hidden_layers)
-            .map(|i| Tensor::f_empty([m, config.sizes[i + 1]], opts(i)))
-            .collect::<std::result::Result<_, _>>()?;
-        let affine = (1..hidden_layers)
-            .map(|i| Tensor::f_empty([m, config.weight_shape(i)[0]], (kind, tch::Device::Cpu)))
-            .collect::<std::result::Result<_, _>>()?;
-        Ok(Buffers { hidden, affine })
+        let cpu = |shape: [i64; 2], kind: Kind| Tensor::f_empty(shape, (kind, tch::Device::Cpu));
+        let per_alpha = 1..config.depth().saturating_sub(1);
+        let inputs = per_alpha.clone().map(|l| cpu([m, config.sizes[l]], kind));
+        let affine = per_alpha.map(|l| cpu([m, config.weight_shape(l)[0]], kind));
+        Ok(Buffers {
+            inputs: inputs.collect::<std::result::Result<_, _>>()?,
+            affine: affine.collect::<std::result::Result<_, _>>()?,
+            logits: cpu([m, *config.sizes.last().unwrap_or(&1)], Kind::Float)?,
+        })
     }
 }
 
-/// `out = act(z)`: the fused kernel for the last hidden layer (float32 out), tensor ops otherwise.
-fn hidden_activation(config: &MlpConfig, z: &Tensor, out: &Tensor, last: bool) -> Result<()> {
-    if last {
-        return activation_to_f32(z, config.activation, out);
+/// The logits of one batch at one α, given the later layers' weights.
+fn logits_at(
+    config: &MlpConfig,
+    batch: &FirstLayer,
+    alpha: f64,
+    later: &[(Tensor, Tensor)],
+    bufs: &Buffers,
+) -> Result<Tensor> {
+    let act = config.activation;
+    match later.split_last() {
+        None => Ok(batch.dz.f_mul_scalar(alpha)?.f_add_(&batch.z0)?), // no hidden layer: z(α) is the output
+        Some(((w, b), [])) => {
+            line_logits(&batch.z0, &batch.dz, alpha, act, (w, b), &bufs.logits)?;
+            Ok(bufs.logits.shallow_clone())
+        }
+        Some(((w_out, b_out), hidden)) => {
+            line_activation(&batch.z0, &batch.dz, alpha, act, &bufs.inputs[0])?;
+            for (i, (w, b)) in hidden.iter().enumerate() {
+                let z = b.f_addmm_out(&bufs.affine[i], &bufs.inputs[i], &w.f_tr()?)?;
+                match bufs.inputs.get(i + 1) {
+                    Some(next) => drop(next.shallow_clone().f_copy_(&act.apply(&z)?)?),
+                    None => activation_logits(&z, act, (w_out, b_out), &bufs.logits)?,
+                }
+            }
+            Ok(bufs.logits.shallow_clone())
+        }
     }
-    out.shallow_clone().f_copy_(&config.activation.apply(z)?)?;
-    Ok(())
 }
 
-/// Summed loss and number of errors of one batch at one α, given the later layers' weights.
+/// Summed loss and number of errors of one batch at one α.
 fn batch_at(
     config: &MlpConfig,
     batch: &FirstLayer,
@@ -148,19 +173,7 @@ fn batch_at(
     later: &[(Tensor, Tensor)],
     bufs: &Buffers,
 ) -> Result<(f64, i64)> {
-    let logits = match later.split_last() {
-        None => batch.dz.f_mul_scalar(alpha)?.f_add_(&batch.z0)?, // no hidden layer: z(α) is the output
-        Some((output, hidden)) => {
-            line_activation(&batch.z0, &batch.dz, alpha, config.activation, &bufs.hidden[0])?;
-            for (i, (w, b)) in hidden.iter().enumerate() {
-                let z = b.f_addmm_out(&bufs.affine[i], &bufs.hidden[i], &w.f_tr()?)?;
-                hidden_activation(config, &z, &bufs.hidden[i + 1], i + 2 == bufs.hidden.len())?;
-            }
-            let h = &bufs.hidden[bufs.hidden.len() - 1];
-            output.1.f_addmm(h, &output.0.f_tr()?)?
-        }
-    };
-    let logits = logits.f_to_kind(Kind::Double)?;
+    let logits = logits_at(config, batch, alpha, later, bufs)?.f_to_kind(Kind::Double)?;
     let (mean_loss, wrong) = Mlp::loss_and_errors(&logits, &batch.targets)?;
     let n = batch.targets.size()[0] as f64;
     Ok((mean_loss.f_double_value(&[])? * n, wrong.f_int64_value(&[])?))
