@@ -12,6 +12,58 @@ use tch::{Device, Kind, Tensor};
 /// Elements per rayon task.
 const CHUNK: usize = 1 << 14;
 
+/// The widest vector instructions this CPU has, detected once at run time: one build runs
+/// everywhere, and fast where it can.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Avx512,
+    Avx2,
+    Base,
+}
+
+fn level() -> Level {
+    static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw") {
+                return Level::Avx512;
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                return Level::Avx2;
+            }
+        }
+        Level::Base
+    })
+}
+
+/// Defines `$name`, which runs the `#[inline(always)]` function `$body` compiled for the CPU's
+/// widest vector level (the body is inlined into a `#[target_feature]` copy per level).
+macro_rules! multiversion {
+    ($name:ident, $body:ident, <$($g:ident: $bound:path),*>, ($($arg:ident: $ty:ty),*)) => {
+        fn $name<$($g: $bound),*>($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+            unsafe fn avx512<$($g: $bound),*>($($arg: $ty),*) {
+                $body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2<$($g: $bound),*>($($arg: $ty),*) {
+                $body($($arg),*)
+            }
+            match level() {
+                // SAFETY: `level()` found these features on this CPU.
+                #[cfg(target_arch = "x86_64")]
+                Level::Avx512 => unsafe { avx512($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                Level::Avx2 => unsafe { avx2($($arg),*) },
+                _ => $body($($arg),*),
+            }
+        }
+    };
+}
+
 /// An output element: float32, or bfloat16 stored as its upper 16 bits.
 trait Out: Copy + Send + Sync {
     fn from_f32(v: f32) -> Self;
@@ -99,6 +151,7 @@ trait Pre: Sync {
 struct Line<'a>(&'a [f32], &'a [f32], f32);
 
 impl Pre for Line<'_> {
+    #[inline(always)]
     fn fill(&self, tmp: &mut [f32], start: usize) {
         let (a, b) = (&self.0[start..start + tmp.len()], &self.1[start..start + tmp.len()]);
         for ((t, &x), &y) in tmp.iter_mut().zip(a).zip(b) {
@@ -108,12 +161,14 @@ impl Pre for Line<'_> {
 }
 
 impl Pre for &[f32] {
+    #[inline(always)]
     fn fill(&self, tmp: &mut [f32], start: usize) {
         tmp.copy_from_slice(&self[start..start + tmp.len()]);
     }
 }
 
 impl Pre for &[Bf16] {
+    #[inline(always)]
     fn fill(&self, tmp: &mut [f32], start: usize) {
         let src = &self[start..start + tmp.len()];
         for (t, &x) in tmp.iter_mut().zip(src) {
@@ -125,12 +180,19 @@ impl Pre for &[Bf16] {
 /// Applies `act` to the pre-activations of `pre`, one output per unit, in parallel chunks.
 fn map_activation<O: Out>(out: &mut [O], act: Activation, pre: &impl Pre) {
     let k = act.pieces() as usize;
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
-        let mut tmp = vec![0f32; chunk.len() * k];
-        pre.fill(&mut tmp, c * CHUNK * k);
-        map_chunk(chunk, &tmp, act);
-    });
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, chunk)| activation_chunk(chunk, pre, c * CHUNK * k, act));
 }
+
+#[inline(always)]
+fn activation_chunk_body<O: Out, P: Pre>(chunk: &mut [O], pre: &P, start: usize, act: Activation) {
+    let mut tmp = vec![0f32; chunk.len() * act.pieces() as usize];
+    pre.fill(&mut tmp, start);
+    map_chunk(chunk, &tmp, act);
+}
+
+multiversion!(activation_chunk, activation_chunk_body, <O: Out, P: Pre>, (chunk: &mut [O], pre: &P, start: usize, act: Activation));
 
 /// One output per unit from the pre-activations in `tmp` (`k` per unit for maxout).
 #[inline(always)]
@@ -177,14 +239,17 @@ pub fn line_activation(z0: &Tensor, dz: &Tensor, alpha: f64, act: Activation, ou
 /// Rows per rayon task of the logits kernel.
 const ROWS: usize = 32;
 
-/// Σ a·b with sixteen partial sums (vectorises).
+/// Lanes of partial sums in [`dot`] (one AVX-512 register).
+const LANES: usize = 16;
+
+/// Σ a·b with [`LANES`] partial sums (vectorises).
 #[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let (ac, bc) = (a.chunks_exact(16), b.chunks_exact(16));
+    let mut acc = [0f32; LANES];
+    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
     for (x, y) in ac.zip(bc) {
-        for k in 0..16 {
+        for k in 0..LANES {
             acc[k] += x[k] * y[k];
         }
     }
@@ -194,19 +259,34 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// `logits = act(pre) Wᵀ + b` row by row: the last hidden layer's activation fused with the small
 /// output layer, so the activated matrix is never written out.
 fn logits_rows(pre: &impl Pre, act: Activation, w: &[f32], b: &[f32], logits: &mut [f32]) {
+    logits
+        .par_chunks_mut(ROWS * b.len())
+        .enumerate()
+        .for_each(|(c, rows)| logits_chunk(rows, pre, c * ROWS, act, w, b));
+}
+
+#[inline(always)]
+fn logits_chunk_body<P: Pre>(
+    rows: &mut [f32],
+    pre: &P,
+    first_row: usize,
+    act: Activation,
+    w: &[f32],
+    b: &[f32],
+) {
     let (k, classes) = (act.pieces() as usize, b.len());
     let width = w.len() / classes;
-    logits.par_chunks_mut(ROWS * classes).enumerate().for_each(|(c, rows)| {
-        let (mut tmp, mut h) = (vec![0f32; width * k], vec![0f32; width]);
-        for (r, out) in rows.chunks_exact_mut(classes).enumerate() {
-            pre.fill(&mut tmp, (c * ROWS + r) * width * k);
-            map_chunk(&mut h, &tmp, act);
-            for (j, o) in out.iter_mut().enumerate() {
-                *o = dot(&h, &w[j * width..(j + 1) * width]) + b[j];
-            }
+    let (mut tmp, mut h) = (vec![0f32; width * k], vec![0f32; width]);
+    for (r, out) in rows.chunks_exact_mut(classes).enumerate() {
+        pre.fill(&mut tmp, (first_row + r) * width * k);
+        map_chunk(&mut h, &tmp, act);
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = dot(&h, &w[j * width..(j + 1) * width]) + b[j];
         }
-    });
+    }
 }
+
+multiversion!(logits_chunk, logits_chunk_body, <P: Pre>, (rows: &mut [f32], pre: &P, first_row: usize, act: Activation, w: &[f32], b: &[f32]));
 
 fn check_output_layer(w: &Tensor, b: &Tensor, logits: &Tensor, rows_in: usize) -> Result<()> {
     for (t, what) in [(w, "output weight"), (b, "output bias"), (logits, "logits")] {
