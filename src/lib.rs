@@ -9,6 +9,7 @@ pub mod flat;
 pub mod models;
 pub mod project;
 pub mod sweep;
+pub mod train;
 pub mod trajectory;
 
 #[cfg(feature = "python")]

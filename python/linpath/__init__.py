@@ -22,6 +22,7 @@ import torch  # noqa: F401  (import order matters; see above)
 from . import _linpath
 from .params import ParamVector, assign, flatten
 from .sweep import Sweep, interpolate
+from .train import TrainResult, train
 from .trajectory import Projection, Trajectory, TrajectoryRecorder, project
 
 __version__ = _linpath.__version__
@@ -30,6 +31,7 @@ __all__ = [
     "ParamVector",
     "Projection",
     "Sweep",
+    "TrainResult",
     "Trajectory",
     "TrajectoryRecorder",
     "__version__",
@@ -37,4 +39,5 @@ __all__ = [
     "flatten",
     "interpolate",
     "project",
+    "train",
 ]

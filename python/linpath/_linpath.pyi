@@ -1,6 +1,6 @@
 """Type stub of linpath's native module (Rust, built by maturin). Internal: use the `linpath` API."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from os import PathLike
 
 import numpy as np
@@ -59,6 +59,41 @@ class TrajectoryStore:
     @property
     def path(self) -> str | None: ...
 
+class NativeMlp:
+    """A LibTorch MLP living in Rust; its parameters are shared with Python without copies."""
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        activation: str = "relu",
+        pieces: int = 2,
+        input_dropout: float = 0.0,
+        hidden_dropout: float = 0.0,
+    ) -> None: ...
+    def named_parameters(self) -> list[tuple[str, torch.Tensor]]:
+        """(name, tensor) pairs in PyTorch order; the tensors are the model's own variables."""
+    def forward(self, x: torch.Tensor, train: bool = False) -> torch.Tensor: ...
+    def sweep(
+        self,
+        theta0: torch.Tensor,
+        theta1: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        alphas: Sequence[float],
+        batch_size: int,
+        precision: str = "float32",
+        progress: Callable[[int, int], object] | None = None,
+    ) -> tuple[list[float], list[float]]:
+        """(mean losses, error rates) along θ0 + α·(θ1 − θ0), natively; GIL released."""
+    @property
+    def sizes(self) -> list[int]: ...
+    @property
+    def activation(self) -> str: ...
+    @property
+    def pieces(self) -> int: ...
+    @property
+    def dropout(self) -> tuple[float, float]: ...
+
 def project_store(
     store: TrajectoryStore, theta0: npt.NDArray[np.float64], direction: npt.NDArray[np.float64]
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -71,3 +106,18 @@ def summarize(
     direction_norm: float,
 ) -> tuple[float, float, float]:
     """(path_length, max_residual, explained)."""
+
+def train_mlp(
+    model: NativeMlp,
+    train: tuple[torch.Tensor, torch.Tensor],
+    valid: tuple[torch.Tensor, torch.Tensor] | None,
+    config: dict[str, int | float | None],
+    path: str | PathLike[str] | None = None,
+    progress: Callable[[int, int, int, float], object] | None = None,
+) -> dict[str, object]:
+    """Trains `model` in place with minibatch SGD (GIL released); see `linpath.train`.
+
+    `config` holds epochs, batch_size, lr, momentum, weight_decay, max_norm, lr_decay,
+    early_stopping, seed and record_every. Returns history, initial, final, best, best_epoch,
+    interrupted, epochs_run, steps and store (a new TrajectoryStore). Ctrl-C sets interrupted.
+    """

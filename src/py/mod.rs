@@ -7,6 +7,7 @@ pub mod models;
 mod project;
 mod sweep;
 mod tensor;
+mod train;
 mod trajectory;
 
 use pyo3::prelude::*;
@@ -20,5 +21,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     sweep::register(m)?;
     trajectory::register(m)?;
     project::register(m)?;
+    train::register(m)?;
     Ok(())
 }

@@ -17,6 +17,8 @@ pub struct MlpState {
 /// A LibTorch MLP living in Rust; its parameters are shared with Python without copies.
 #[pyclass(frozen, module = "linpath._linpath")]
 pub struct NativeMlp {
+    /// The configuration, outside the lock: reading it never waits for a running trainer.
+    config: MlpConfig,
     // tch tensors are Send but not Sync: a pyclass must be Sync, hence the Mutex.
     state: Mutex<MlpState>,
 }
@@ -47,13 +49,14 @@ impl NativeMlp {
             hidden_dropout,
         };
         let vs = nn::VarStore::new(Device::Cpu);
-        let mlp = tch::no_grad(|| Mlp::new(&vs.root(), config))?;
-        Ok(NativeMlp { state: Mutex::new(MlpState { vs, mlp }) })
+        let mlp = tch::no_grad(|| Mlp::new(&vs.root(), config.clone()))?;
+        Ok(NativeMlp { config, state: Mutex::new(MlpState { vs, mlp }) })
     }
 
     /// `(name, tensor)` pairs in PyTorch order; the tensors are the model's own variables.
     fn named_parameters<'py>(&self, py: Python<'py>) -> PyResult<Vec<(String, Bound<'py, PyAny>)>> {
-        let params = self.lock().mlp.named_parameters();
+        // Without the GIL while waiting: a trainer holding the lock calls back into Python.
+        let params = py.detach(|| self.lock().mlp.named_parameters());
         params.into_iter().map(|(name, t)| Ok((name, wrap(py, &t)?))).collect()
     }
 
@@ -91,7 +94,7 @@ impl NativeMlp {
         let (t0, t1, x, y) =
             (unpack(theta0, "start")?, unpack(theta1, "end")?, unpack(x, "x")?, unpack(y, "y")?);
         let precision = Precision::parse(precision)?;
-        let config = self.lock().mlp.config().clone();
+        let config = self.config.clone();
         let mut failure: Option<PyErr> = None;
         let mut on_alpha = |done: usize, total: usize| {
             Python::attach(|py| {
@@ -116,12 +119,12 @@ impl NativeMlp {
 
     #[getter]
     fn sizes(&self) -> Vec<i64> {
-        self.lock().mlp.config().sizes.clone()
+        self.config.sizes.clone()
     }
 
     #[getter]
     fn activation(&self) -> &'static str {
-        match self.lock().mlp.config().activation {
+        match self.config.activation {
             Activation::Relu => "relu",
             Activation::Sigmoid => "sigmoid",
             Activation::Tanh => "tanh",
@@ -131,14 +134,12 @@ impl NativeMlp {
 
     #[getter]
     fn pieces(&self) -> i64 {
-        self.lock().mlp.config().activation.pieces()
+        self.config.activation.pieces()
     }
 
     #[getter]
     fn dropout(&self) -> (f64, f64) {
-        let state = self.lock();
-        let c = state.mlp.config();
-        (c.input_dropout, c.hidden_dropout)
+        (self.config.input_dropout, self.config.hidden_dropout)
     }
 }
 

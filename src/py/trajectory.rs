@@ -21,7 +21,8 @@ impl TrajectoryStore {
         self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn wrap_store(store: Store) -> Self {
+    /// The Python object for a core store (used by the trainer, which creates its own).
+    pub fn wrap_store(store: Store) -> Self {
         TrajectoryStore { inner: RwLock::new(store) }
     }
 }

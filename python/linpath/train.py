@@ -1,0 +1,244 @@
+"""Native training of :class:`linpath.models.MLP`: minibatch SGD run by LibTorch in Rust.
+
+:func:`train` is the trainer of the paper's experiments: SGD with momentum, weight decay, the
+max-norm constraint, learning-rate decay, dropout and early stopping, recording the parameter
+trajectory as it goes. The loop runs in Rust with the GIL released; a progress bar and Ctrl-C
+(which stops the run cleanly) are handled every few steps.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from . import _linpath
+from .models import MLP
+from .params import ParamVector
+from .trajectory import Trajectory
+
+HISTORY_KEYS = ("epoch", "train_loss", "train_error", "valid_loss", "valid_error", "step_loss")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        history: Lists keyed ``"epoch"``, ``"train_loss"``, ``"train_error"``, ``"valid_loss"``,
+            ``"valid_error"`` (one entry per evaluated epoch, epoch 0 being before training; the
+            ``valid_*`` keys only with validation data) and ``"step_loss"`` (the minibatch loss of
+            every step, dropout active). Losses are mean cross-entropy, errors fractions in [0, 1].
+        trajectory: The recorded checkpoints (step 0, every ``record_every`` steps, the last step).
+        initial: The parameters before training.
+        final: The parameters after the last step trained.
+        best: The parameters at the epoch of lowest validation error (the earliest, on ties;
+            epoch 0 counts), or None without validation data.
+        interrupted: True when Ctrl-C stopped the run early.
+        epochs_run: Epochs trained and evaluated in full.
+        best_epoch: The epoch of ``best``, or None.
+    """
+
+    history: dict[str, list[float]]
+    trajectory: Trajectory
+    initial: ParamVector
+    final: ParamVector
+    best: ParamVector | None
+    interrupted: bool
+    epochs_run: int
+    best_epoch: int | None = None
+
+
+def _int(name: str, value: Any, optional: bool = False) -> int | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _real(name: str, value: Any, optional: bool = False) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def _pair(data: Any, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(X, Y)`` as CPU float32 inputs and int64 targets (copies only where needed)."""
+    if not isinstance(data, tuple | list) or len(data) != 2:
+        raise TypeError(f"{name} must be an (X, Y) pair of tensors, got {type(data).__name__}")
+    x, y = data
+    for t, what in ((x, "X"), (y, "Y")):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: {what} must be a torch.Tensor, got {type(t).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name}: X must hold floating-point inputs, got {x.dtype}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"{name}: Y must hold integer class indices, got {y.dtype}")
+    return x.detach().to("cpu", torch.float32), y.detach().to("cpu", torch.int64)
+
+
+def _config(**values: Any) -> dict[str, Any]:
+    """The native trainer's config dict, with types checked (ranges are checked natively)."""
+    config = {k: _int(k, values[k]) for k in ("epochs", "batch_size")}
+    config |= {k: _int(k, values[k], optional=True) for k in ("early_stopping", "record_every")}
+    config |= {k: _real(k, values[k]) for k in ("lr", "momentum", "weight_decay")}
+    config |= {k: _real(k, values[k], optional=True) for k in ("max_norm", "lr_decay")}
+    if not isinstance(values["eval_train"], bool):
+        raise TypeError(f"eval_train must be True or False, got {values['eval_train']!r}")
+    config["eval_train"] = values["eval_train"]
+    seed = _int("seed", values["seed"])
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed must lie in [0, 2**64), got {seed}")
+    return config | {"seed": seed}
+
+
+def _bar(total: int, progress: bool | None) -> tuple[Any, Any]:
+    """A tqdm bar and the native trainer's callback that advances it."""
+    bar = tqdm(
+        total=total,
+        desc="linpath train",
+        unit="step",
+        disable=progress is False,
+        delay=0 if progress else 2.0,
+        leave=False,
+    )
+
+    def report(step: int, total_steps: int, epoch: int, loss: float) -> None:
+        bar.update(step - bar.n)
+        bar.set_postfix(epoch=epoch, loss=f"{loss:.4f}", refresh=False)
+
+    return bar, report
+
+
+def train(
+    model: MLP,
+    train: tuple[torch.Tensor, torch.Tensor],
+    valid: tuple[torch.Tensor, torch.Tensor] | None = None,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    max_norm: float | None = None,
+    lr_decay: float | None = None,
+    early_stopping: int | None = None,
+    seed: int = 0,
+    record_every: int | None = None,
+    trajectory: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
+    eval_train: bool = True,
+) -> TrainResult:
+    """Trains a linpath MLP in place with minibatch SGD, natively, recording its trajectory.
+
+    Each epoch visits the training set once in a fresh random order, in minibatches of
+    ``batch_size`` (the last one may be smaller). Each step minimises the mean cross-entropy of
+    the minibatch with the model's dropout active, using PyTorch's SGD update
+    ``v ← momentum·v + g + weight_decay·θ``, ``θ ← θ − lr·v``; with ``max_norm``, each row of
+    every weight matrix (a unit's incoming weights) is then rescaled to L2 norm ≤ ``max_norm``
+    (biases untouched). After each epoch the model is evaluated (eval mode) on the whole
+    training and validation sets, and ``lr`` is multiplied by ``lr_decay``.
+
+    The run is reproducible: the minibatch order and the dropout masks are drawn from ``seed``,
+    so one seed gives bit-identical results. The global torch RNG is left as it was.
+
+    Ctrl-C stops training after the current step (it is checked every few steps) and returns
+    what was trained so far with ``interrupted=True``; an epoch cut short is not evaluated.
+
+    Args:
+        model: A :class:`linpath.models.MLP` (trained in place).
+        train: ``(X, Y)``: inputs ``[n, sizes[0]]`` (floating point; converted to float32) and
+            integer class indices ``[n]`` in ``[0, sizes[-1])``.
+        valid: Validation ``(X, Y)`` in the same form, or None.
+        epochs: Passes over the training set (at least 1).
+        batch_size: Examples per step (at least 1).
+        lr: Learning rate (positive).
+        momentum: Momentum in [0, 1).
+        weight_decay: L2 penalty coefficient added to the gradient (non-negative).
+        max_norm: Largest L2 norm of each unit's incoming weight vector, or None.
+        lr_decay: Factor applied to ``lr`` after every epoch, or None for a constant rate.
+        early_stopping: Patience in epochs, or None. Training stops once the validation error
+            has not improved for this many epochs; at the end (also after Ctrl-C) the model
+            holds the best parameters (``result.best``; ``result.final`` is where training
+            stopped). Needs ``valid``. Without it the model keeps the final parameters.
+        seed: Seed of the minibatch order and the dropout masks.
+        record_every: Record the parameters every this many steps; None records once per epoch.
+            Step 0 (before training) and the last step are always recorded.
+        trajectory: A new file to write the trajectory to (never overwrites one), or None to
+            keep it in memory.
+        progress: Show a progress bar: True always, False never, None (default) when training
+            takes more than two seconds.
+        eval_train: Evaluate the whole training set after each epoch (and before training) for
+            ``history["train_loss"]`` and ``history["train_error"]``. False skips those passes
+            (the keys are then absent; ``step_loss`` still has every minibatch's loss).
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        TypeError: If ``model`` is not a linpath MLP, the data are not pairs of tensors of the
+            right kinds, or a hyper-parameter has the wrong type.
+        ValueError: For out-of-range hyper-parameters, data of the wrong shape, mismatched X/Y
+            lengths, class indices out of range, ``early_stopping`` without ``valid``, or an
+            existing ``trajectory`` file.
+    """
+    if not isinstance(model, MLP):
+        raise TypeError(
+            f"linpath.train trains a linpath.models.MLP, got {type(model).__name__}; "
+            "for other modules write a PyTorch loop with linpath.TrajectoryRecorder"
+        )
+    config = _config(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        max_norm=max_norm,
+        lr_decay=lr_decay,
+        early_stopping=early_stopping,
+        seed=seed,
+        record_every=record_every,
+        eval_train=eval_train,
+    )
+    train_pair = _pair(train, "train")
+    valid_pair = None if valid is None else _pair(valid, "valid")
+    path = None if trajectory is None else os.fspath(trajectory)
+    n = train_pair[0].shape[0] if train_pair[0].dim() else 0
+    steps = config["epochs"] * math.ceil(n / max(config["batch_size"], 1))
+    bar, report = _bar(max(steps, 0), progress)
+    rng_state = torch.random.get_rng_state()
+    try:
+        # Dropout draws from the global CPU generator, shared with the native code.
+        torch.default_generator.manual_seed(config["seed"])
+        with bar:
+            callback = None if progress is False else report
+            out = _linpath.train_mlp(model._native, train_pair, valid_pair, config, path, callback)
+    finally:
+        torch.random.set_rng_state(rng_state)
+    return _result(model, out, has_valid=valid is not None, has_train=eval_train)
+
+
+def _result(model: MLP, out: dict[str, Any], has_valid: bool, has_train: bool) -> TrainResult:
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [tuple(p.shape) for p in model.parameters()]
+    kept = {"valid": has_valid, "train": has_train}
+    history = {k: list(out["history"][k]) for k in HISTORY_KEYS if kept.get(k.split("_")[0], True)}
+    best = out["best"]
+    return TrainResult(
+        history=history,
+        trajectory=Trajectory(out["store"]),
+        initial=ParamVector(out["initial"], names, shapes),
+        final=ParamVector(out["final"], names, shapes),
+        best=None if best is None else ParamVector(best, names, shapes),
+        interrupted=bool(out["interrupted"]),
+        epochs_run=int(out["epochs_run"]),
+        best_epoch=out["best_epoch"],
+    )

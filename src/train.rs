@@ -1,0 +1,771 @@
+//! Native minibatch SGD for an [`Mlp`]: momentum, weight decay, the max-norm constraint,
+//! learning-rate decay, dropout, early stopping, and checkpoints for the trajectory store.
+//!
+//! The update is PyTorch's SGD: `v ← μ·v + g + λ·θ` (the first `v` being the gradient term
+//! itself), then `θ ← θ − η·v`, with cross-entropy loss on each minibatch and the model's own
+//! dropout active. With a max norm `c`, every row of every weight matrix (the incoming weights of
+//! one unit, or of one maxout piece) is rescaled to norm ≤ `c` after each step; biases are left
+//! alone.
+//!
+//! A run is reproducible: minibatches come from a splitmix64-driven Fisher–Yates shuffle of the
+//! training set seeded with [`TrainConfig::seed`], and dropout masks from libtorch's global CPU
+//! generator, which the *caller* seeds (the Python `linpath.train` seeds it with the same seed and
+//! restores its state afterwards). Everything runs on the calling thread: the forward and
+//! backward passes with grad mode on, the parameter update and evaluation under `no_grad`.
+//! libtorch errors come back as [`Error::Torch`]; nothing here panics.
+
+use crate::error::{Error, Result};
+use crate::flat;
+use crate::models::Mlp;
+use crate::trajectory::Checkpoint;
+use tch::{Kind, Reduction, Tensor};
+
+/// How often, in steps, the [`Observer`] hears about progress (and may stop the run).
+pub const PROGRESS_EVERY: i64 = 20;
+/// Rows per forward pass when evaluating a whole split.
+const EVAL_CHUNK: i64 = 2048;
+
+/// Hyper-parameters of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// Passes over the training set (at least 1).
+    pub epochs: i64,
+    /// Examples per minibatch (at least 1); the last minibatch of an epoch may be smaller.
+    pub batch_size: i64,
+    /// Learning rate η (positive).
+    pub lr: f64,
+    /// Momentum μ in [0, 1).
+    pub momentum: f64,
+    /// L2 weight decay λ (non-negative), added to the gradient as in PyTorch's SGD.
+    pub weight_decay: f64,
+    /// Largest L2 norm of each weight-matrix row after each step, or None.
+    pub max_norm: Option<f64>,
+    /// Factor applied to the learning rate after each epoch, or None for a constant rate.
+    pub lr_decay: Option<f64>,
+    /// Patience in epochs: stop when the validation error has not improved for this long.
+    pub early_stopping: Option<i64>,
+    /// Seed of the minibatch order.
+    pub seed: u64,
+    /// Record a checkpoint every this many steps; None records once per epoch.
+    pub record_every: Option<i64>,
+    /// Evaluate the whole training set after each epoch (for the history); false skips it.
+    pub eval_train: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 1,
+            batch_size: 128,
+            lr: 0.1,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            max_norm: None,
+            lr_decay: None,
+            early_stopping: None,
+            seed: 0,
+            record_every: None,
+            eval_train: true,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks every value's range.
+    pub fn validate(&self) -> Result<()> {
+        let counts = [
+            ("epochs", Some(self.epochs)),
+            ("batch_size", Some(self.batch_size)),
+            ("early_stopping", self.early_stopping),
+            ("record_every", self.record_every),
+        ];
+        if let Some((name, v)) = counts.iter().find_map(|&(n, v)| v.filter(|&v| v < 1).map(|v| (n, v))) {
+            return Err(Error::InvalidArgument(format!("{name} must be at least 1, got {v}")));
+        }
+        check_real("lr", self.lr, "positive", |v| v > 0.0)?;
+        check_real("momentum", self.momentum, "in [0, 1)", |v| (0.0..1.0).contains(&v))?;
+        check_real("weight_decay", self.weight_decay, "non-negative", |v| v >= 0.0)?;
+        if let Some(c) = self.max_norm {
+            check_real("max_norm", c, "positive", |v| v > 0.0)?;
+        }
+        if let Some(d) = self.lr_decay {
+            check_real("lr_decay", d, "positive", |v| v > 0.0)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_real(name: &str, value: f64, want: &str, ok: impl Fn(f64) -> bool) -> Result<()> {
+    if value.is_finite() && ok(value) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!("{name} must be a finite number, {want}; got {value}")))
+    }
+}
+
+/// Labelled examples: float inputs `[n, sizes[0]]` and int64 class indices `[n]`.
+#[derive(Debug)]
+pub struct Split {
+    pub x: Tensor,
+    pub y: Tensor,
+}
+
+impl Split {
+    /// Number of examples.
+    pub fn len(&self) -> i64 {
+        self.x.size().first().copied().unwrap_or(0)
+    }
+
+    /// True when the split holds no example.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Checks shapes, dtypes, device and label range against `mlp`; `what` names the split.
+    pub fn check(&self, mlp: &Mlp, what: &str) -> Result<()> {
+        let sizes = &mlp.config().sizes;
+        let (xs, ys) = (self.x.size(), self.y.size());
+        if xs.len() != 2 || xs[1] != sizes[0] {
+            return Err(Error::InvalidArgument(format!(
+                "{what}: the inputs must have shape [n, {}] for this model, got {xs:?}",
+                sizes[0]
+            )));
+        }
+        flat::check_float_kind(self.x.f_kind()?, &format!("{what}: the inputs"))?;
+        if self.y.f_kind()? != Kind::Int64 {
+            let kind = self.y.f_kind()?;
+            return Err(Error::Dtype(format!(
+                "{what}: the targets must be int64 class indices, not {kind:?}"
+            )));
+        }
+        if ys.len() != 1 || ys[0] != xs[0] {
+            return Err(Error::InvalidArgument(format!(
+                "{what}: {} inputs but targets of shape {ys:?}; give one class index per example",
+                xs[0]
+            )));
+        }
+        if xs[0] == 0 {
+            return Err(Error::InvalidArgument(format!("{what}: no examples")));
+        }
+        self.check_placement(mlp, what)?;
+        self.check_labels(*sizes.last().unwrap_or(&0), what)
+    }
+
+    fn check_placement(&self, mlp: &Mlp, what: &str) -> Result<()> {
+        let device = mlp.layers().first().map(|l| l.weight.device());
+        if [self.x.device(), self.y.device()].iter().any(|&d| Some(d) != device) {
+            return Err(Error::InvalidArgument(format!(
+                "{what}: the data must be on the model's device ({device:?})"
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_labels(&self, classes: i64, what: &str) -> Result<()> {
+        let lo = self.y.f_min()?.f_int64_value(&[])?;
+        let hi = self.y.f_max()?.f_int64_value(&[])?;
+        if lo < 0 || hi >= classes {
+            return Err(Error::InvalidArgument(format!(
+                "{what}: class indices must lie in [0, {classes}) for this model; found {lo} to {hi}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The training split and an optional validation split.
+#[derive(Debug)]
+pub struct Data {
+    pub train: Split,
+    pub valid: Option<Split>,
+}
+
+/// Checks `config`, and `data` against `mlp` and `config` (everything [`train`] checks up front).
+pub fn check(mlp: &Mlp, data: &Data, config: &TrainConfig) -> Result<()> {
+    config.validate()?;
+    data.train.check(mlp, "train")?;
+    match &data.valid {
+        Some(valid) => valid.check(mlp, "valid"),
+        None if config.early_stopping.is_some() => {
+            Err(Error::InvalidArgument("early_stopping needs validation data (pass valid=(X, Y))".into()))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Per-epoch evaluations (epoch 0 is before training) and per-step minibatch losses.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    pub epoch: Vec<i64>,
+    pub train_loss: Vec<f64>,
+    pub train_error: Vec<f64>,
+    /// Empty without validation data.
+    pub valid_loss: Vec<f64>,
+    /// Empty without validation data.
+    pub valid_error: Vec<f64>,
+    /// The training loss of every minibatch (dropout active), in step order.
+    pub step_loss: Vec<f64>,
+}
+
+/// The parameters at the epoch of lowest validation error (the earliest such epoch).
+#[derive(Debug)]
+pub struct Best {
+    pub epoch: i64,
+    pub valid_error: f64,
+    /// Flattened float32 parameters.
+    pub params: Tensor,
+}
+
+/// The result of [`train`]. Parameter vectors are flattened float32 copies, in
+/// [`Mlp::named_parameters`] order.
+#[derive(Debug)]
+pub struct Outcome {
+    pub history: History,
+    pub initial: Tensor,
+    /// The parameters after the last step trained.
+    pub final_params: Tensor,
+    /// Tracked whenever there is validation data.
+    pub best: Option<Best>,
+    /// True when the observer stopped the run.
+    pub interrupted: bool,
+    /// Epochs trained and evaluated in full.
+    pub epochs_run: i64,
+    /// Steps taken.
+    pub steps: i64,
+}
+
+/// What [`Observer::progress`] is told.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    pub step: i64,
+    pub total_steps: i64,
+    /// The epoch under way (1-based).
+    pub epoch: i64,
+    /// The latest minibatch loss.
+    pub loss: f64,
+}
+
+/// Receives the checkpoints and progress reports of a run.
+pub trait Observer {
+    /// Stores the parameters after `step` steps.
+    fn checkpoint(&mut self, step: i64, values: Checkpoint) -> Result<()>;
+    /// Called every [`PROGRESS_EVERY`] steps and after each epoch; `false` stops the run there.
+    fn progress(&mut self, report: &Progress) -> bool;
+}
+
+/// Mean cross-entropy and error rate of `mlp` on a whole split, in eval mode without autograd.
+pub fn evaluate(mlp: &Mlp, split: &Split) -> Result<(f64, f64)> {
+    let _guard = tch::no_grad_guard();
+    let n = split.len();
+    let (mut loss, mut wrong) = (0.0, 0i64);
+    for start in (0..n).step_by(EVAL_CHUNK as usize) {
+        let len = EVAL_CHUNK.min(n - start);
+        let logits = mlp.try_forward(&split.x.f_narrow(0, start, len)?, false)?;
+        let (l, w) = Mlp::loss_and_errors(&logits, &split.y.f_narrow(0, start, len)?)?;
+        loss += l.f_double_value(&[])? * len as f64;
+        wrong += w.f_int64_value(&[])?;
+    }
+    Ok((loss / n as f64, wrong as f64 / n as f64))
+}
+
+/// Trains `mlp` in place (see the module documentation); with early stopping the model ends
+/// up holding the best parameters. Records a checkpoint at step 0, every `record_every` steps
+/// (every epoch if None) and at the last step.
+pub fn train(mlp: &Mlp, data: &Data, config: &TrainConfig, observer: &mut dyn Observer) -> Result<Outcome> {
+    check(mlp, data, config)?;
+    let mut run = Run::new(mlp, data, config, observer)?;
+    let initial = run.snapshot()?;
+    run.end_epoch(0)?;
+    run.record()?;
+    for epoch in 1..=config.epochs {
+        if !run.epoch(epoch)? {
+            break;
+        }
+    }
+    run.finish(initial)
+}
+
+/// splitmix64 (Steele, Lea & Flood 2014): small, fast, and the same on every platform.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (Lemire's multiply-shift; the bias is below n / 2⁶⁴).
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    }
+
+    /// A uniformly shuffled `0..n` (Fisher–Yates).
+    pub fn permutation(&mut self, n: i64) -> Vec<i64> {
+        let mut order: Vec<i64> = (0..n).collect();
+        for i in (1..order.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            order.swap(i, j);
+        }
+        order
+    }
+}
+
+/// The parameter update: momentum buffers, weight decay, max-norm. Each of them is one fused
+/// `addcmul_` pass (with a 0-d factor tensor), so a step with momentum reads and writes each
+/// parameter-sized array fewer times than PyTorch's `mul_`/`add_` sequence, and allocates nothing.
+struct Sgd {
+    params: Vec<Tensor>,
+    weights: Vec<Tensor>,
+    velocity: Vec<Option<Tensor>>,
+    /// μ as a 0-d tensor, or None without momentum.
+    momentum: Option<Tensor>,
+    /// λ as a 0-d tensor, or None without weight decay.
+    weight_decay: Option<Tensor>,
+    /// −η as a 0-d tensor.
+    neg_lr: Tensor,
+    lr: f64,
+    max_norm: Option<f64>,
+}
+
+/// `value` as a 0-d float32 tensor, or None when it is zero.
+fn factor(value: f64) -> Result<Option<Tensor>> {
+    let make = || Tensor::f_from_slice(&[value as f32])?.f_squeeze();
+    Ok((value != 0.0).then(make).transpose()?)
+}
+
+impl Sgd {
+    fn new(mlp: &Mlp, config: &TrainConfig) -> Result<Self> {
+        let params: Vec<Tensor> = mlp.named_parameters().into_iter().map(|(_, t)| t).collect();
+        Ok(Sgd {
+            weights: mlp.layers().iter().map(|l| l.weight.shallow_clone()).collect(),
+            velocity: params.iter().map(|_| None).collect(),
+            params,
+            momentum: factor(config.momentum)?,
+            weight_decay: factor(config.weight_decay)?,
+            neg_lr: Tensor::f_from_slice(&[-config.lr as f32])?.f_squeeze()?,
+            lr: config.lr,
+            max_norm: config.max_norm,
+        })
+    }
+
+    /// Multiplies the learning rate by `factor`.
+    fn decay(&mut self, factor: f64) -> Result<()> {
+        self.lr *= factor;
+        let _guard = tch::no_grad_guard();
+        let _ = self.neg_lr.f_fill_(-self.lr)?;
+        Ok(())
+    }
+
+    /// One step with the gradients `grads` (one per parameter, in order; consumed: each
+    /// becomes the parameter's new velocity).
+    fn update(&mut self, grads: Vec<Tensor>) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        for ((param, velocity), mut g) in self.params.iter_mut().zip(&mut self.velocity).zip(grads) {
+            if let Some(wd) = &self.weight_decay {
+                let _ = g.f_addcmul_(param, wd)?; // g + λ·θ
+            }
+            if let (Some(mu), Some(v)) = (&self.momentum, velocity.as_ref()) {
+                let _ = g.f_addcmul_(v, mu)?; // v ← μ·v + g (the first v is g itself, as in PyTorch)
+            }
+            let _ = param.f_addcmul_(&g, &self.neg_lr)?; // θ ← θ − η·v
+            if self.momentum.is_some() {
+                *velocity = Some(g);
+            }
+        }
+        if let Some(c) = self.max_norm {
+            for w in &mut self.weights {
+                let _ = w.f_renorm_(2.0, 0, c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The state of one run of [`train`].
+struct Run<'a> {
+    mlp: &'a Mlp,
+    data: &'a Data,
+    config: &'a TrainConfig,
+    observer: &'a mut dyn Observer,
+    sgd: Sgd,
+    rng: SplitMix64,
+    step: i64,
+    last_recorded: i64,
+    record_every: i64,
+    steps_per_epoch: i64,
+    history: History,
+    best: Option<Best>,
+    epochs_without_progress: i64,
+    epochs_run: i64,
+    interrupted: bool,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        mlp: &'a Mlp,
+        data: &'a Data,
+        config: &'a TrainConfig,
+        observer: &'a mut dyn Observer,
+    ) -> Result<Self> {
+        let steps_per_epoch = (data.train.len() + config.batch_size - 1) / config.batch_size;
+        Ok(Run {
+            mlp,
+            data,
+            config,
+            observer,
+            sgd: Sgd::new(mlp, config)?,
+            rng: SplitMix64::new(config.seed),
+            step: 0,
+            last_recorded: -1,
+            record_every: config.record_every.unwrap_or(steps_per_epoch),
+            steps_per_epoch,
+            history: History::default(),
+            best: None,
+            epochs_without_progress: 0,
+            epochs_run: 0,
+            interrupted: false,
+        })
+    }
+
+    /// A flat float32 copy of the current parameters.
+    fn snapshot(&self) -> Result<Tensor> {
+        flat::flatten(&self.sgd.params, Kind::Float)
+    }
+
+    /// Hands the current parameters to the observer as checkpoint `self.step`.
+    fn record(&mut self) -> Result<()> {
+        let values = Vec::<f32>::try_from(&self.snapshot()?)?;
+        self.observer.checkpoint(self.step, Checkpoint::F32(values))?;
+        self.last_recorded = self.step;
+        Ok(())
+    }
+
+    /// Trains one epoch; false when the run should stop.
+    fn epoch(&mut self, epoch: i64) -> Result<bool> {
+        let (n, batch_size) = (self.data.train.len(), self.config.batch_size);
+        let order = Tensor::f_from_slice(&self.rng.permutation(n))?;
+        let mut losses = Vec::with_capacity(self.steps_per_epoch as usize);
+        for start in (0..n).step_by(batch_size as usize) {
+            losses.push(self.sgd_step(&order.f_narrow(0, start, batch_size.min(n - start))?)?);
+            if !self.after_step(epoch, &losses)? {
+                break;
+            }
+        }
+        self.keep_losses(&losses)?;
+        if self.interrupted {
+            return Ok(false);
+        }
+        let patient = self.end_epoch(epoch)?;
+        if let Some(factor) = self.config.lr_decay {
+            self.sgd.decay(factor)?;
+        }
+        let go_on = self.report(epoch, losses.last())?;
+        Ok(patient && go_on)
+    }
+
+    /// Forward, backward and update on the examples `batch`; returns the (detached) loss.
+    fn sgd_step(&mut self, batch: &Tensor) -> Result<Tensor> {
+        let train = &self.data.train;
+        let (x, y) = (train.x.f_index_select(0, batch)?, train.y.f_index_select(0, batch)?);
+        let loss = tch::with_grad(|| -> Result<Tensor> {
+            let logits = self.mlp.try_forward(&x, true)?;
+            let log_p = logits.f_log_softmax(-1, Kind::Float)?;
+            Ok(log_p.f_nll_loss::<Tensor>(&y, None, Reduction::Mean, -100)?)
+        })?;
+        let grads = Tensor::f_run_backward(&[&loss], &self.sgd.params, false, false)?;
+        self.sgd.update(grads)?;
+        Ok(loss.f_detach()?)
+    }
+
+    /// Counts the step, records and reports as due; false when the observer stopped the run.
+    fn after_step(&mut self, epoch: i64, losses: &[Tensor]) -> Result<bool> {
+        self.step += 1;
+        if self.step % self.record_every == 0 {
+            self.record()?;
+        }
+        if self.step % PROGRESS_EVERY == 0 {
+            return self.report(epoch, losses.last());
+        }
+        Ok(true)
+    }
+
+    /// Tells the observer where the run is; false (and `interrupted`) when it says stop.
+    fn report(&mut self, epoch: i64, loss: Option<&Tensor>) -> Result<bool> {
+        let loss = loss.map(|l| l.f_double_value(&[])).transpose()?.unwrap_or(f64::NAN);
+        let total_steps = self.config.epochs * self.steps_per_epoch;
+        let go_on = self.observer.progress(&Progress { step: self.step, total_steps, epoch, loss });
+        self.interrupted |= !go_on;
+        Ok(go_on)
+    }
+
+    /// Appends an epoch's minibatch losses to the history (one host read per epoch).
+    fn keep_losses(&mut self, losses: &[Tensor]) -> Result<()> {
+        if !losses.is_empty() {
+            let all = Tensor::f_stack(losses, 0)?.f_to_kind(Kind::Double)?;
+            self.history.step_loss.extend(Vec::<f64>::try_from(&all)?);
+        }
+        Ok(())
+    }
+
+    /// Evaluates after `epoch` and tracks the best parameters; false when patience ran out.
+    fn end_epoch(&mut self, epoch: i64) -> Result<bool> {
+        self.history.epoch.push(epoch);
+        if self.config.eval_train {
+            let (loss, error) = evaluate(self.mlp, &self.data.train)?;
+            self.history.train_loss.push(loss);
+            self.history.train_error.push(error);
+        }
+        self.epochs_run = epoch;
+        let Some(valid) = &self.data.valid else { return Ok(true) };
+        let (loss, error) = evaluate(self.mlp, valid)?;
+        self.history.valid_loss.push(loss);
+        self.history.valid_error.push(error);
+        if self.best.as_ref().is_none_or(|b| error < b.valid_error) {
+            self.best = Some(Best { epoch, valid_error: error, params: self.snapshot()? });
+            self.epochs_without_progress = 0;
+        } else {
+            self.epochs_without_progress += 1;
+        }
+        Ok(self.config.early_stopping.is_none_or(|patience| self.epochs_without_progress < patience))
+    }
+
+    /// Records the last step, and with early stopping puts the best parameters back.
+    fn finish(mut self, initial: Tensor) -> Result<Outcome> {
+        if self.last_recorded != self.step {
+            self.record()?;
+        }
+        let final_params = self.snapshot()?;
+        if let (Some(_), Some(best)) = (self.config.early_stopping, &self.best) {
+            flat::assign(&mut self.sgd.params, &best.params)?;
+        }
+        Ok(Outcome {
+            history: self.history,
+            initial,
+            final_params,
+            best: self.best,
+            interrupted: self.interrupted,
+            epochs_run: self.epochs_run,
+            steps: self.step,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flat::Layout;
+    use crate::models::{Activation, MlpConfig};
+    use crate::trajectory::{Dtype, TrajectoryStore};
+    use tch::{nn, Device};
+
+    /// Keeps the checkpoints in a store; says stop once `stop_at` steps are done.
+    struct Recorder {
+        store: TrajectoryStore,
+        stop_at: Option<i64>,
+        reports: Vec<Progress>,
+    }
+
+    impl Observer for Recorder {
+        fn checkpoint(&mut self, step: i64, values: Checkpoint) -> Result<()> {
+            self.store.append(step, values)
+        }
+
+        fn progress(&mut self, report: &Progress) -> bool {
+            self.reports.push(*report);
+            self.stop_at.is_none_or(|s| report.step < s)
+        }
+    }
+
+    /// Uniform values in [-bound, bound) from a private generator (the global torch RNG is
+    /// shared with concurrently running tests, so these tests never draw from it).
+    fn uniform(rng: &mut SplitMix64, n: usize, bound: f64) -> Vec<f32> {
+        (0..n)
+            .map(|_| ((rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * bound)
+            .map(|v| v as f32)
+            .collect()
+    }
+
+    /// A 6-16-3 ReLU MLP with fixed parameters.
+    fn model() -> (nn::VarStore, Mlp) {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let config =
+            MlpConfig { sizes: vec![6, 16, 3], activation: Activation::Relu, ..MlpConfig::default() };
+        let mlp = tch::no_grad(|| Mlp::new(&vs.root(), config)).unwrap();
+        let mut params: Vec<Tensor> = mlp.named_parameters().into_iter().map(|(_, t)| t).collect();
+        let numel = params.iter().map(|p| p.numel()).sum();
+        let values = uniform(&mut SplitMix64::new(7), numel, 0.4);
+        flat::assign(&mut params, &Tensor::from_slice(&values)).unwrap();
+        (vs, mlp)
+    }
+
+    /// `n` examples whose class is the argmax of three fixed linear scores of the inputs.
+    fn split(n: i64, seed: u64) -> Split {
+        let x = Tensor::from_slice(&uniform(&mut SplitMix64::new(seed), (n * 6) as usize, 1.0)).view([n, 6]);
+        let w = Tensor::from_slice(&uniform(&mut SplitMix64::new(99), 18, 1.0)).view([6, 3]);
+        let y = x.matmul(&w).argmax(-1, false);
+        Split { x, y }
+    }
+
+    fn data(valid: bool) -> Data {
+        Data { train: split(50, 1), valid: valid.then(|| split(40, 2)) }
+    }
+
+    fn recorder(mlp: &Mlp, stop_at: Option<i64>) -> Recorder {
+        let (names, tensors): (Vec<_>, Vec<_>) = mlp.named_parameters().into_iter().unzip();
+        let layout = Layout::of_tensors(names, &tensors).unwrap();
+        Recorder { store: TrajectoryStore::in_memory(layout, Dtype::F32).unwrap(), stop_at, reports: vec![] }
+    }
+
+    fn config() -> TrainConfig {
+        TrainConfig { epochs: 2, batch_size: 8, lr: 0.1, momentum: 0.9, ..TrainConfig::default() }
+    }
+
+    fn run(config: &TrainConfig, data: &Data, stop_at: Option<i64>) -> (Mlp, Outcome, Recorder) {
+        let (_vs, mlp) = model();
+        let mut rec = recorder(&mlp, stop_at);
+        let outcome = train(&mlp, data, config, &mut rec).unwrap();
+        (mlp, outcome, rec)
+    }
+
+    fn params_of(mlp: &Mlp) -> Tensor {
+        flat::flatten(&mlp.named_parameters().into_iter().map(|(_, t)| t).collect::<Vec<_>>(), Kind::Float)
+            .unwrap()
+    }
+
+    #[test]
+    fn same_seed_same_run_and_another_seed_differs() {
+        let data = data(true);
+        let (_, a, _) = run(&config(), &data, None);
+        let (_, b, _) = run(&config(), &data, None);
+        assert!(a.final_params.equal(&b.final_params));
+        assert_eq!(a.history, b.history);
+        let (_, c, _) = run(&TrainConfig { seed: 1, ..config() }, &data, None);
+        assert!(!a.final_params.equal(&c.final_params));
+    }
+
+    #[test]
+    fn training_lowers_the_loss_and_history_has_the_right_lengths() {
+        let cfg = TrainConfig { epochs: 30, ..config() };
+        let (mlp, out, _) = run(&cfg, &data(true), None);
+        let h = &out.history;
+        assert_eq!(h.epoch, (0..=30).collect::<Vec<_>>());
+        assert_eq!((h.train_loss.len(), h.valid_error.len(), h.step_loss.len()), (31, 31, 30 * 7));
+        assert!(h.train_loss[30] < 0.5 * h.train_loss[0], "{:?}", h.train_loss);
+        assert!(h.train_error[30] < 0.2, "{:?}", h.train_error);
+        assert_eq!((out.epochs_run, out.steps, out.interrupted), (30, 210, false));
+        assert!(out.final_params.equal(&params_of(&mlp)));
+        assert!(out.initial.equal(&params_of(&model().1)));
+    }
+
+    #[test]
+    fn checkpoints_at_step_zero_every_k_steps_and_the_last() {
+        let cfg = TrainConfig { record_every: Some(3), ..config() };
+        let (_, out, rec) = run(&cfg, &data(false), None);
+        assert_eq!(rec.store.steps(), &[0, 3, 6, 9, 12, 14]);
+        assert_eq!(rec.store.checkpoint(0).unwrap(), Checkpoint::F32(Vec::try_from(&out.initial).unwrap()));
+        let last = Checkpoint::F32(Vec::try_from(&out.final_params).unwrap());
+        assert_eq!(rec.store.checkpoint(5).unwrap(), last);
+        let (_, _, per_epoch) = run(&config(), &data(false), None);
+        assert_eq!(per_epoch.store.steps(), &[0, 7, 14]);
+    }
+
+    #[test]
+    fn max_norm_holds_after_every_step() {
+        let cfg = TrainConfig { max_norm: Some(0.3), record_every: Some(1), lr: 0.5, ..config() };
+        let (mlp, _, rec) = run(&cfg, &data(false), None);
+        let layout = rec.store.layout().clone();
+        for i in 1..rec.store.len() {
+            let Checkpoint::F32(values) = rec.store.checkpoint(i).unwrap() else { panic!("dtype") };
+            for (t, name) in layout.names().iter().enumerate().filter(|(_, n)| n.ends_with("weight")) {
+                let (start, len) = layout.span(t);
+                let w = Tensor::from_slice(&values[start..start + len]).view(layout.shapes()[t].as_slice());
+                let worst = w.norm_scalaropt_dim(2, [1i64].as_slice(), false).max().double_value(&[]);
+                assert!(worst <= 0.3 + 1e-6, "{name} at checkpoint {i}: row norm {worst}");
+            }
+        }
+        let bias_norm = mlp.layers()[0].bias.norm().double_value(&[]);
+        assert!(bias_norm > 0.0);
+    }
+
+    #[test]
+    fn early_stopping_restores_the_best_epoch() {
+        let cfg = TrainConfig { epochs: 20, lr: 5.0, early_stopping: Some(2), ..config() };
+        let (mlp, out, _) = run(&cfg, &data(true), None);
+        let best = out.best.as_ref().unwrap();
+        let errors = &out.history.valid_error;
+        let lowest = errors.iter().cloned().fold(f64::INFINITY, f64::min);
+        assert_eq!(best.valid_error, lowest);
+        assert_eq!(errors.iter().position(|&e| e == lowest), Some(best.epoch as usize));
+        assert_eq!(out.epochs_run, best.epoch + 2, "{errors:?}");
+        assert!(params_of(&mlp).equal(&best.params));
+        assert!(!out.final_params.equal(&best.params));
+    }
+
+    #[test]
+    fn a_stop_from_the_observer_ends_the_run_cleanly() {
+        let cfg = TrainConfig { epochs: 10, ..config() };
+        let (mlp, out, rec) = run(&cfg, &data(true), Some(20));
+        assert!(out.interrupted);
+        assert_eq!((out.steps, out.epochs_run), (20, 2));
+        assert_eq!(out.history.epoch, [0, 1, 2]);
+        assert_eq!(out.history.step_loss.len(), 20);
+        assert_eq!(rec.store.steps(), &[0, 7, 14, 20]);
+        assert!(out.final_params.equal(&params_of(&mlp)));
+        assert_eq!(rec.reports.last().map(|r| (r.step, r.epoch, r.total_steps)), Some((20, 3, 70)));
+    }
+
+    #[test]
+    fn bad_configs_and_data_are_errors() {
+        let (_vs, mlp) = model();
+        let good = data(true);
+        for bad in [
+            TrainConfig { lr: 0.0, ..config() },
+            TrainConfig { lr: -1.0, ..config() },
+            TrainConfig { lr: f64::NAN, ..config() },
+            TrainConfig { epochs: 0, ..config() },
+            TrainConfig { batch_size: 0, ..config() },
+            TrainConfig { momentum: 1.0, ..config() },
+            TrainConfig { weight_decay: -0.1, ..config() },
+            TrainConfig { max_norm: Some(0.0), ..config() },
+            TrainConfig { record_every: Some(0), ..config() },
+        ] {
+            assert!(matches!(check(&mlp, &good, &bad), Err(Error::InvalidArgument(_))), "{bad:?}");
+        }
+        let no_valid = TrainConfig { early_stopping: Some(3), ..config() };
+        assert!(check(&mlp, &data(false), &no_valid).is_err());
+        let wide = Data {
+            train: Split { x: Tensor::zeros([4, 7], (Kind::Float, Device::Cpu)), ..split(4, 1) },
+            valid: None,
+        };
+        assert!(matches!(check(&mlp, &wide, &config()), Err(Error::InvalidArgument(_))));
+        let short = Data { train: Split { y: split(4, 1).y, ..split(5, 1) }, valid: None };
+        assert!(matches!(check(&mlp, &short, &config()), Err(Error::InvalidArgument(_))));
+        let labels =
+            Data { train: Split { y: Tensor::from_slice(&[0i64, 3, 1, 2]), ..split(4, 1) }, valid: None };
+        assert!(matches!(check(&mlp, &labels, &config()), Err(Error::InvalidArgument(_))));
+        let float_y = Data {
+            train: Split { y: Tensor::zeros([4], (Kind::Float, Device::Cpu)), ..split(4, 1) },
+            valid: None,
+        };
+        assert!(matches!(check(&mlp, &float_y, &config()), Err(Error::Dtype(_))));
+    }
+
+    #[test]
+    fn permutations_are_permutations_and_depend_on_the_seed() {
+        let mut a = SplitMix64::new(3).permutation(1000);
+        assert_ne!(a, SplitMix64::new(4).permutation(1000));
+        assert_eq!(a, SplitMix64::new(3).permutation(1000));
+        a.sort_unstable();
+        assert_eq!(a, (0..1000).collect::<Vec<_>>());
+    }
+}
