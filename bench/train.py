@@ -56,7 +56,7 @@ def main() -> None:
                 batch_size=bs,
                 lr=LR,
                 momentum=0.9,
-                record_every=10**9,
+                eval_train=False,
                 progress=False,
             ),
             repeats=2,
