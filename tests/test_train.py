@@ -310,7 +310,7 @@ def _check_interrupted(model, result):
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals")
 def test_ctrl_c_in_the_progress_callback_stops_cleanly(data, monkeypatch):
-    monkeypatch.setattr(train_module, "tqdm", _InterruptingBar)
+    monkeypatch.setattr(train_module, "progress_bar", _InterruptingBar)
     model, result = _fit(data, epochs=50, batch_size=8, progress=True)  # 25 steps per epoch
     _check_interrupted(model, result)
     assert len(result.history["step_loss"]) == 40  # checked every 20 steps: stops right at 40

@@ -141,12 +141,12 @@ def _drop_partial_metrics(values: dict[str, dict[str, list[float]]], n: int) -> 
             del mv[metric]
 
 
-def progress_bar(total: int, progress: bool | None) -> tqdm:
-    """A tqdm bar over α: always (True), never (False), or when slower than 2 s (None)."""
+def progress_bar(total: int, progress: bool | None, desc: str = "linpath sweep", unit: str = "α") -> tqdm:
+    """A tqdm bar: shown always (True), never (False), or once the work takes over 2 s (None)."""
     return tqdm(
         total=total,
-        desc="linpath sweep",
-        unit="α",
+        desc=desc,
+        unit=unit,
         disable=progress is False,
         delay=0 if progress else 2.0,
         leave=False,

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from . import _linpath
+from .engines import progress_bar
 from .models import MLP
 from .params import ParamVector
 from .trajectory import Trajectory
@@ -102,14 +102,7 @@ def _config(**values: Any) -> dict[str, Any]:
 
 def _bar(total: int, progress: bool | None) -> tuple[Any, Any]:
     """A tqdm bar and the native trainer's callback that advances it."""
-    bar = tqdm(
-        total=total,
-        desc="linpath train",
-        unit="step",
-        disable=progress is False,
-        delay=0 if progress else 2.0,
-        leave=False,
-    )
+    bar = progress_bar(total, progress, desc="linpath train", unit="step")
 
     def report(step: int, total_steps: int, epoch: int, loss: float) -> None:
         bar.update(step - bar.n)
