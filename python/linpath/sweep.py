@@ -255,7 +255,7 @@ def interpolate(
             takes more than two seconds.
         precision: ``"float32"`` (default) or ``"bf16"``: evaluate in bfloat16 (autocast for the
             module engine, bfloat16 layers for the native one), then re-evaluate the ends of the
-            grid and three interior α in float32; the result is ``sweep.precision_check``, with a
+            grid and two interior α in float32; the result is ``sweep.precision_check``, with a
             warning when the loss deviates by more than 2%.
         engine: ``"auto"`` (native when possible), ``"native"`` or ``"module"``.
 

@@ -256,18 +256,52 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// `logits = act(pre) Wᵀ + b` row by row: the last hidden layer's activation fused with the small
-/// output layer, so the activated matrix is never written out.
-fn logits_rows(pre: &impl Pre, act: Activation, w: &[f32], b: &[f32], logits: &mut [f32]) {
-    logits
-        .par_chunks_mut(ROWS * b.len())
+/// Summed cross-entropy and number of misclassified rows of a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LossSums {
+    pub loss: f64,
+    pub wrong: i64,
+}
+
+/// Cross-entropy of one row of logits against `target` (log-sum-exp accumulated in float64),
+/// and whether its argmax (the first maximum, NaN counting as the largest, as torch.argmax) misses.
+#[inline(always)]
+fn row_loss(logits: &[f32], target: usize) -> (f64, bool) {
+    let mut best = 0;
+    for (j, &v) in logits.iter().enumerate() {
+        let m = logits[best];
+        if v > m || (v.is_nan() && !m.is_nan()) {
+            best = j;
+        }
+    }
+    let max = logits[best];
+    let sum: f64 = logits.iter().map(|&v| ((v - max).exp()) as f64).sum();
+    let lse = max as f64 + sum.ln();
+    (lse - logits[target] as f64, best != target)
+}
+
+/// `act(pre) Wᵀ + b` row by row, straight into the loss: the last hidden activation, the small
+/// output layer and the cross-entropy fused, so no activated matrix or logits are written out.
+/// Partial sums are combined in row order (the result does not depend on the thread count).
+fn loss_rows(pre: &impl Pre, act: Activation, w: &[f32], b: &[f32], targets: &[i64]) -> LossSums {
+    let parts: Vec<LossSums> = targets
+        .par_chunks(ROWS)
         .enumerate()
-        .for_each(|(c, rows)| logits_chunk(rows, pre, c * ROWS, act, w, b));
+        .map(|(c, t)| {
+            let mut out = LossSums::default();
+            loss_chunk(&mut out, t, pre, c * ROWS, act, w, b);
+            out
+        })
+        .collect();
+    parts
+        .iter()
+        .fold(LossSums::default(), |s, p| LossSums { loss: s.loss + p.loss, wrong: s.wrong + p.wrong })
 }
 
 #[inline(always)]
-fn logits_chunk_body<P: Pre>(
-    rows: &mut [f32],
+fn loss_chunk_body<P: Pre>(
+    out: &mut LossSums,
+    targets: &[i64],
     pre: &P,
     first_row: usize,
     act: Activation,
@@ -276,69 +310,111 @@ fn logits_chunk_body<P: Pre>(
 ) {
     let (k, classes) = (act.pieces() as usize, b.len());
     let width = w.len() / classes;
-    let (mut tmp, mut h) = (vec![0f32; width * k], vec![0f32; width]);
-    for (r, out) in rows.chunks_exact_mut(classes).enumerate() {
+    let (mut tmp, mut h, mut logits) = (vec![0f32; width * k], vec![0f32; width], vec![0f32; classes]);
+    for (r, &target) in targets.iter().enumerate() {
         pre.fill(&mut tmp, (first_row + r) * width * k);
         map_chunk(&mut h, &tmp, act);
-        for (j, o) in out.iter_mut().enumerate() {
+        for (j, o) in logits.iter_mut().enumerate() {
             *o = dot(&h, &w[j * width..(j + 1) * width]) + b[j];
         }
+        let (loss, wrong) = row_loss(&logits, target as usize);
+        out.loss += loss;
+        out.wrong += wrong as i64;
     }
 }
 
-multiversion!(logits_chunk, logits_chunk_body, <P: Pre>, (rows: &mut [f32], pre: &P, first_row: usize, act: Activation, w: &[f32], b: &[f32]));
+multiversion!(loss_chunk, loss_chunk_body, <P: Pre>, (out: &mut LossSums, targets: &[i64], pre: &P, first_row: usize, act: Activation, w: &[f32], b: &[f32]));
 
-fn check_output_layer(w: &Tensor, b: &Tensor, logits: &Tensor, rows_in: usize) -> Result<()> {
-    for (t, what) in [(w, "output weight"), (b, "output bias"), (logits, "logits")] {
-        check(t, &[Kind::Float], what)?;
-    }
+/// Checks the output layer `(w, b)` and the targets of `rows` rows (class indices below `b.len()`).
+fn check_output_layer(w: &Tensor, b: &Tensor, targets: &Tensor, rows: usize) -> Result<()> {
+    check(w, &[Kind::Float], "output weight")?;
+    check(b, &[Kind::Float], "output bias")?;
+    check(targets, &[Kind::Int64], "targets")?;
     let classes = b.numel();
-    if w.numel() % classes.max(1) != 0 || logits.numel() != rows_in * classes {
+    if classes == 0 || w.numel() % classes != 0 || targets.numel() != rows {
         return Err(Error::InvalidArgument("output layer: shapes do not match".into()));
+    }
+    // SAFETY: checked to be a contiguous int64 CPU tensor.
+    if unsafe { slice::<i64>(targets) }.iter().any(|&t| t < 0 || t as usize >= classes) {
+        return Err(Error::InvalidArgument(format!("targets must be class indices in [0, {classes})")));
     }
     Ok(())
 }
 
-/// `logits = act(z0 + α·dz) Wᵀ + b` (a network with one hidden layer); all float32.
-pub fn line_logits(
+/// Loss sums of `act(z0 + α·dz) Wᵀ + b` (a network with one hidden layer) against `targets`.
+pub fn line_loss(
     z0: &Tensor,
     dz: &Tensor,
     alpha: f64,
     act: Activation,
     (w, b): (&Tensor, &Tensor),
-    logits: &Tensor,
-) -> Result<()> {
+    targets: &Tensor,
+) -> Result<LossSums> {
     check(z0, &[Kind::Float], "z0")?;
     check(dz, &[Kind::Float], "dz")?;
     let rows = *z0.size().first().unwrap_or(&0) as usize;
-    check_output_layer(w, b, logits, rows)?;
+    check_output_layer(w, b, targets, rows)?;
     if z0.size() != dz.size() || z0.numel() != rows * (w.numel() / b.numel()) * act.pieces() as usize {
-        return Err(Error::InvalidArgument("line_logits: shapes do not match".into()));
+        return Err(Error::InvalidArgument("line_loss: shapes do not match".into()));
     }
-    // SAFETY: all checked to be contiguous float32 CPU tensors; `logits` is a distinct buffer.
+    // SAFETY: all checked to be contiguous CPU tensors of these element types.
     let pre = unsafe { Line(slice(z0), slice(dz), alpha as f32) };
-    logits_rows(&pre, act, unsafe { slice(w) }, unsafe { slice(b) }, unsafe { slice_mut(logits) });
-    Ok(())
+    Ok(loss_rows(&pre, act, unsafe { slice(w) }, unsafe { slice(b) }, unsafe { slice(targets) }))
 }
 
-/// `logits = act(z) Wᵀ + b` with `z` float32 or bf16 `[m, w·k]`, the rest float32.
-pub fn activation_logits(
+/// Loss sums of `act(z) Wᵀ + b` against `targets`, with `z` float32 or bf16 `[m, w·k]`.
+pub fn activation_loss(
     z: &Tensor,
     act: Activation,
     (w, b): (&Tensor, &Tensor),
-    logits: &Tensor,
-) -> Result<()> {
+    targets: &Tensor,
+) -> Result<LossSums> {
     check(z, &[Kind::Float, Kind::BFloat16], "z")?;
     let rows = *z.size().first().unwrap_or(&0) as usize;
-    check_output_layer(w, b, logits, rows)?;
+    check_output_layer(w, b, targets, rows)?;
     if z.numel() != rows * (w.numel() / b.numel()) * act.pieces() as usize {
-        return Err(Error::InvalidArgument("activation_logits: shapes do not match".into()));
+        return Err(Error::InvalidArgument("activation_loss: shapes do not match".into()));
     }
-    // SAFETY: checked above; `logits` is a distinct buffer.
-    let (w, b, out) = unsafe { (slice::<f32>(w), slice::<f32>(b), slice_mut::<f32>(logits)) };
-    match z.f_kind()? {
-        Kind::Float => logits_rows(&unsafe { slice::<f32>(z) }, act, w, b, out),
-        _ => logits_rows(&unsafe { slice::<Bf16>(z) }, act, w, b, out),
+    // SAFETY: checked above.
+    let (w, b, t) = unsafe { (slice::<f32>(w), slice::<f32>(b), slice::<i64>(targets)) };
+    Ok(match z.f_kind()? {
+        Kind::Float => loss_rows(&unsafe { slice::<f32>(z) }, act, w, b, t),
+        _ => loss_rows(&unsafe { slice::<Bf16>(z) }, act, w, b, t),
+    })
+}
+
+#[inline(always)]
+fn line_chunk_body<O: Out>(out: &mut [O], a: &[f32], b: &[f32], alpha: f32) {
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o = O::from_f32(x + alpha * y);
+    }
+}
+
+multiversion!(line_chunk, line_chunk_body, <O: Out>, (out: &mut [O], a: &[f32], b: &[f32], alpha: f32));
+
+/// `out = a + α·b` elementwise, with `a`, `b` float32 and `out` float32 or bf16 (same numel).
+pub fn line_into(a: &Tensor, b: &Tensor, alpha: f64, out: &Tensor) -> Result<()> {
+    check(a, &[Kind::Float], "a")?;
+    check(b, &[Kind::Float], "b")?;
+    check(out, &[Kind::Float, Kind::BFloat16], "out")?;
+    if a.numel() != b.numel() || a.numel() != out.numel() {
+        return Err(Error::InvalidArgument("line_into: sizes do not match".into()));
+    }
+    // SAFETY: checked above; `out` is a distinct buffer.
+    let (a, b, alpha) = unsafe { (slice::<f32>(a), slice::<f32>(b), alpha as f32) };
+    match out.f_kind()? {
+        Kind::Float => {
+            let o = unsafe { slice_mut::<f32>(out) };
+            o.par_chunks_mut(CHUNK)
+                .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+                .for_each(|(o, (a, b))| line_chunk(o, a, b, alpha));
+        }
+        _ => {
+            let o = unsafe { slice_mut::<Bf16>(out) };
+            o.par_chunks_mut(CHUNK)
+                .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+                .for_each(|(o, (a, b))| line_chunk(o, a, b, alpha));
+        }
     }
     Ok(())
 }
@@ -366,23 +442,50 @@ mod tests {
         }
     }
 
+    /// (Σ cross-entropy, #wrong) of logits against targets, with tensor ops in float64.
+    fn reference_loss(logits: &Tensor, targets: &Tensor) -> LossSums {
+        let logits = logits.to_kind(Kind::Double);
+        let loss = logits
+            .log_softmax(-1, Kind::Double)
+            .f_nll_loss::<Tensor>(targets, None, tch::Reduction::Sum, -100)
+            .unwrap();
+        let wrong = logits.argmax(-1, false).ne_tensor(targets).sum(Kind::Int64);
+        LossSums { loss: loss.double_value(&[]), wrong: wrong.int64_value(&[]) }
+    }
+
     #[test]
-    fn logits_kernels_match_tensor_ops() {
+    fn loss_kernels_match_tensor_ops() {
         tch::manual_seed(12);
         for act in [Activation::Relu, Activation::Sigmoid, Activation::Tanh, Activation::Maxout(2)] {
             let k = act.pieces();
             let (z0, dz) = (Tensor::randn([70, 37 * k], FLOAT), Tensor::randn([70, 37 * k], FLOAT));
             let (w, b) = (Tensor::randn([10, 37], FLOAT), Tensor::randn([10], FLOAT));
-            let logits = Tensor::zeros([70, 10], FLOAT);
-            let h = act.apply(&(&dz * -0.7 + &z0)).unwrap();
-            let expected = h.matmul(&w.tr()) + &b;
-            line_logits(&z0, &dz, -0.7, act, (&w, &b), &logits).unwrap();
-            assert!((&logits - &expected).abs().max().double_value(&[]) < 1e-4, "{act:?}");
+            let targets = Tensor::randint(10, [70], (Kind::Int64, Device::Cpu));
+            let expected =
+                reference_loss(&(act.apply(&(&dz * -0.7 + &z0)).unwrap().matmul(&w.tr()) + &b), &targets);
+            let got = line_loss(&z0, &dz, -0.7, act, (&w, &b), &targets).unwrap();
+            assert!((got.loss - expected.loss).abs() < 1e-5 * expected.loss, "{act:?}");
+            assert_eq!(got.wrong, expected.wrong);
             let z = (&dz * -0.7 + &z0).to_kind(Kind::BFloat16);
-            activation_logits(&z, act, (&w, &b), &logits).unwrap();
-            let expected = act.apply(&z.to_kind(Kind::Float)).unwrap().matmul(&w.tr()) + &b;
-            assert!((&logits - &expected).abs().max().double_value(&[]) < 1e-4, "{act:?}");
+            let expected =
+                reference_loss(&(act.apply(&z.to_kind(Kind::Float)).unwrap().matmul(&w.tr()) + &b), &targets);
+            let got = activation_loss(&z, act, (&w, &b), &targets).unwrap();
+            assert!((got.loss - expected.loss).abs() < 1e-5 * expected.loss, "{act:?}");
+            assert_eq!(got.wrong, expected.wrong);
         }
+    }
+
+    #[test]
+    fn line_into_matches_tensor_ops_in_both_kinds() {
+        let (a, b) = (Tensor::randn([1000, 33], FLOAT), Tensor::randn([1000, 33], FLOAT));
+        let expected = &a + &b * 0.25;
+        let out = Tensor::zeros([1000, 33], FLOAT);
+        line_into(&a, &b, 0.25, &out).unwrap();
+        assert!((&out - &expected).abs().max().double_value(&[]) < 1e-6);
+        let half = Tensor::zeros([1000, 33], (Kind::BFloat16, Device::Cpu));
+        line_into(&a, &b, 0.25, &half).unwrap();
+        assert!(half.equal(&out.to_kind(Kind::BFloat16)));
+        assert!(line_into(&a, &b, 0.25, &Tensor::zeros([3], FLOAT)).is_err());
     }
 
     #[test]
@@ -392,10 +495,11 @@ mod tests {
         assert!(line_activation(&z, &z, 1.0, Activation::Relu, &out).is_err());
         let ints = Tensor::zeros([4, 6], (Kind::Int64, Device::Cpu));
         let (w, b) = (Tensor::zeros([2, 6], FLOAT), Tensor::zeros([2], FLOAT));
-        assert!(activation_logits(&ints, Activation::Relu, (&w, &b), &out).is_err());
-        assert!(
-            activation_logits(&z, Activation::Relu, (&w, &b), &Tensor::zeros([4, 2], FLOAT).tr()).is_err()
-        );
-        assert!(activation_logits(&z, Activation::Relu, (&w, &b), &Tensor::zeros([4, 2], FLOAT)).is_ok());
+        let targets = Tensor::zeros([4], (Kind::Int64, Device::Cpu));
+        let relu = Activation::Relu;
+        assert!(activation_loss(&ints, relu, (&w, &b), &targets).is_err());
+        assert!(activation_loss(&z, relu, (&w, &b), &(targets.ones_like() * 2)).is_err());
+        assert!(activation_loss(&z, relu, (&w, &b), &Tensor::zeros([5], (Kind::Int64, Device::Cpu))).is_err());
+        assert!(activation_loss(&z, relu, (&w, &b), &targets).is_ok());
     }
 }

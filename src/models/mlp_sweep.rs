@@ -6,7 +6,7 @@
 //! (the line's weights live in their own tensors), autograd is off, and in `Bf16` precision the
 //! per-α layers run in bfloat16 (AMX on recent Xeons) while the first layer stays float32.
 
-use super::kernels::{activation_logits, line_activation, line_logits};
+use super::kernels::{activation_loss, line_activation, line_into, line_loss, LossSums};
 use super::mlp::{Mlp, MlpConfig};
 use crate::error::{Error, Result};
 use crate::flat::check_vector;
@@ -53,19 +53,36 @@ struct LayerLine {
     dw: Tensor,
     b0: Tensor,
     db: Tensor,
+    /// Preallocated W(α) and b(α), in the kind the layer computes in.
+    w_at: Tensor,
+    b_at: Tensor,
 }
 
 impl LayerLine {
-    /// (W(α), b(α)) in `kind`, computed in float32 from the layer's start and direction.
-    fn at(&self, alpha: f64, kind: Kind) -> Result<(Tensor, Tensor)> {
-        let w = self.dw.f_mul_scalar(alpha)?.f_add_(&self.w0)?.f_to_kind(kind)?;
-        let b = self.db.f_mul_scalar(alpha)?.f_add_(&self.b0)?.f_to_kind(kind)?;
-        Ok((w, b))
+    fn new((w0, dw): (Tensor, Tensor), (b0, db): (Tensor, Tensor), kind: Kind) -> Result<Self> {
+        let w_at = Tensor::f_empty(w0.size(), (kind, tch::Device::Cpu))?;
+        let b_at = Tensor::f_empty(b0.size(), (kind, tch::Device::Cpu))?;
+        Ok(LayerLine { w0, dw, b0, db, w_at, b_at })
+    }
+
+    /// (W(α), b(α)), computed in float32 from the layer's start and direction (one fused pass
+    /// each), in the preallocated buffers (valid until the next call).
+    fn at(&self, alpha: f64) -> Result<(Tensor, Tensor)> {
+        line_into(&self.w0, &self.dw, alpha, &self.w_at)?;
+        line_into(&self.b0, &self.db, alpha, &self.b_at)?;
+        Ok((self.w_at.shallow_clone(), self.b_at.shallow_clone()))
     }
 }
 
-/// Cuts θ0 and d = θ1 − θ0 (taken in float64, stored float32) into per-layer lines.
-fn layer_lines(config: &MlpConfig, theta0: &Tensor, theta1: &Tensor) -> Result<Vec<LayerLine>> {
+/// Cuts θ0 and d = θ1 − θ0 (taken in float64, stored float32) into per-layer lines. Hidden
+/// layers after the first compute in `precision`; the output layer always in float32 (bf16 logits
+/// would round the loss too coarsely).
+fn layer_lines(
+    config: &MlpConfig,
+    theta0: &Tensor,
+    theta1: &Tensor,
+    precision: Precision,
+) -> Result<Vec<LayerLine>> {
     let numel: i64 = (0..config.depth())
         .map(|i| config.weight_shape(i).iter().product::<i64>() + config.weight_shape(i)[0])
         .sum();
@@ -83,12 +100,12 @@ fn layer_lines(config: &MlpConfig, theta0: &Tensor, theta1: &Tensor) -> Result<V
         offset += n;
         Ok(pair)
     };
+    let last = config.depth() - 1;
     (0..config.depth())
         .map(|i| {
             let shape = config.weight_shape(i);
-            let (w0, dw) = take(&shape)?;
-            let (b0, db) = take(&shape[..1])?;
-            Ok(LayerLine { w0, dw, b0, db })
+            let (weight, bias) = (take(&shape)?, take(&shape[..1])?);
+            LayerLine::new(weight, bias, if i == 0 || i == last { Kind::Float } else { precision.kind() })
         })
         .collect()
 }
@@ -112,80 +129,63 @@ fn first_layer(line: &LayerLine, x: &Tensor, y: &Tensor) -> Result<FirstLayer> {
 /// Preallocated activations of one batch length (reused across α: no allocation per α).
 ///
 /// With D affine layers, the per-α matrix products are those of hidden layers 1..D-2 (in the
-/// compute kind); the last hidden activation and the small output layer are one fused kernel.
+/// compute kind); the last hidden activation, the output layer and the loss are one fused kernel.
 struct Buffers {
     /// Activated input of each per-α hidden layer (layers 1..D-2), in the compute kind.
     inputs: Vec<Tensor>,
     /// Affine output of each per-α hidden layer, in the compute kind.
     affine: Vec<Tensor>,
-    /// `[m, classes]` float32.
-    logits: Tensor,
 }
 
 impl Buffers {
     fn new(config: &MlpConfig, m: i64, kind: Kind) -> Result<Self> {
-        let cpu = |shape: [i64; 2], kind: Kind| Tensor::f_empty(shape, (kind, tch::Device::Cpu));
+        let cpu = |shape: [i64; 2]| Tensor::f_empty(shape, (kind, tch::Device::Cpu));
         let per_alpha = 1..config.depth().saturating_sub(1);
-        let inputs = per_alpha.clone().map(|l| cpu([m, config.sizes[l]], kind));
-        let affine = per_alpha.map(|l| cpu([m, config.weight_shape(l)[0]], kind));
+        let inputs = per_alpha.clone().map(|l| cpu([m, config.sizes[l]]));
+        let affine = per_alpha.map(|l| cpu([m, config.weight_shape(l)[0]]));
         Ok(Buffers {
             inputs: inputs.collect::<std::result::Result<_, _>>()?,
             affine: affine.collect::<std::result::Result<_, _>>()?,
-            logits: cpu([m, *config.sizes.last().unwrap_or(&1)], Kind::Float)?,
         })
     }
 }
 
-/// The logits of one batch at one α, given the later layers' weights.
-fn logits_at(
-    config: &MlpConfig,
-    batch: &FirstLayer,
-    alpha: f64,
-    later: &[(Tensor, Tensor)],
-    bufs: &Buffers,
-) -> Result<Tensor> {
-    let act = config.activation;
-    match later.split_last() {
-        None => Ok(batch.dz.f_mul_scalar(alpha)?.f_add_(&batch.z0)?), // no hidden layer: z(α) is the output
-        Some(((w, b), [])) => {
-            line_logits(&batch.z0, &batch.dz, alpha, act, (w, b), &bufs.logits)?;
-            Ok(bufs.logits.shallow_clone())
-        }
-        Some(((w_out, b_out), hidden)) => {
-            line_activation(&batch.z0, &batch.dz, alpha, act, &bufs.inputs[0])?;
-            for (i, (w, b)) in hidden.iter().enumerate() {
-                let z = b.f_addmm_out(&bufs.affine[i], &bufs.inputs[i], &w.f_tr()?)?;
-                match bufs.inputs.get(i + 1) {
-                    Some(next) => drop(next.shallow_clone().f_copy_(&act.apply(&z)?)?),
-                    None => activation_logits(&z, act, (w_out, b_out), &bufs.logits)?,
-                }
-            }
-            Ok(bufs.logits.shallow_clone())
-        }
-    }
-}
-
-/// Summed loss and number of errors of one batch at one α.
+/// Summed loss and number of errors of one batch at one α, given the later layers' weights.
 fn batch_at(
     config: &MlpConfig,
     batch: &FirstLayer,
     alpha: f64,
     later: &[(Tensor, Tensor)],
     bufs: &Buffers,
-) -> Result<(f64, i64)> {
-    let logits = logits_at(config, batch, alpha, later, bufs)?.f_to_kind(Kind::Double)?;
-    let (mean_loss, wrong) = Mlp::loss_and_errors(&logits, &batch.targets)?;
-    let n = batch.targets.size()[0] as f64;
-    Ok((mean_loss.f_double_value(&[])? * n, wrong.f_int64_value(&[])?))
+) -> Result<LossSums> {
+    let (act, targets) = (config.activation, &batch.targets);
+    match later.split_last() {
+        None => {
+            // No hidden layer: z(α) is the output.
+            let logits = batch.dz.f_mul_scalar(alpha)?.f_add_(&batch.z0)?.f_to_kind(Kind::Double)?;
+            let (mean_loss, wrong) = Mlp::loss_and_errors(&logits, targets)?;
+            let n = targets.size()[0] as f64;
+            Ok(LossSums { loss: mean_loss.f_double_value(&[])? * n, wrong: wrong.f_int64_value(&[])? })
+        }
+        Some(((w, b), [])) => line_loss(&batch.z0, &batch.dz, alpha, act, (w, b), targets),
+        Some(((w_out, b_out), hidden)) => {
+            line_activation(&batch.z0, &batch.dz, alpha, act, &bufs.inputs[0])?;
+            let mut sums = LossSums::default();
+            for (i, (w, b)) in hidden.iter().enumerate() {
+                let z = b.f_addmm_out(&bufs.affine[i], &bufs.inputs[i], &w.f_tr()?)?;
+                match bufs.inputs.get(i + 1) {
+                    Some(next) => drop(next.shallow_clone().f_copy_(&act.apply(&z)?)?),
+                    None => sums = activation_loss(&z, act, (w_out, b_out), targets)?,
+                }
+            }
+            Ok(sums)
+        }
+    }
 }
 
-/// (W(α), b(α)) of every layer after the first: hidden layers in the compute kind, the output
-/// layer in float32 (bf16 logits would round the loss too coarsely).
-fn later_layers(lines: &[LayerLine], alpha: f64, precision: Precision) -> Result<Vec<(Tensor, Tensor)>> {
-    let last = lines.len() - 1;
-    (1..lines.len())
-        .map(|i| lines[i].at(alpha, if i == last { Kind::Float } else { precision.kind() }))
-        .collect()
+/// (W(α), b(α)) of every layer after the first.
+fn later_layers(lines: &[LayerLine], alpha: f64) -> Result<Vec<(Tensor, Tensor)>> {
+    lines[1..].iter().map(|l| l.at(alpha)).collect()
 }
 
 /// The buffers for batches of `m` examples (at most two lengths occur: full and last batch).
@@ -251,7 +251,7 @@ pub fn sweep_mlp(
     }
     check_split(x, y, config.sizes[0], *config.sizes.last().unwrap_or(&0))?;
     let _guard = tch::no_grad_guard();
-    let lines = layer_lines(config, theta0, theta1)?;
+    let lines = layer_lines(config, theta0, theta1, precision)?;
     let n = x.size()[0];
     let (mut loss, mut wrong) = (vec![0f64; alphas.len()], vec![0i64; alphas.len()]);
     let block = block_len(config, batch_size, n);
@@ -268,12 +268,12 @@ pub fn sweep_mlp(
             })
             .collect::<Result<Vec<_>>>()?;
         for (ai, &alpha) in alphas.iter().enumerate() {
-            let later = later_layers(&lines, alpha, precision)?;
+            let later = later_layers(&lines, alpha)?;
             for batch in &batches {
                 let bufs = buffers_for(&mut buffers, config, batch.targets.size()[0], precision.kind())?;
-                let (l, w) = batch_at(config, batch, alpha, &later, bufs)?;
-                loss[ai] += l;
-                wrong[ai] += w;
+                let sums = batch_at(config, batch, alpha, &later, bufs)?;
+                loss[ai] += sums.loss;
+                wrong[ai] += sums.wrong;
             }
             done += 1;
             if !on_alpha(done, total) {
