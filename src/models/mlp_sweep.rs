@@ -223,14 +223,21 @@ fn check_split(x: &Tensor, y: &Tensor, width: i64, classes: i64) -> Result<()> {
     Ok(())
 }
 
-/// Examples per block whose first-layer outputs are cached (≈256 MB of float32).
-fn block_len(config: &MlpConfig, batch_size: i64, n: i64) -> i64 {
+thread_local! {
+    /// Bytes of first-layer outputs cached per block (a knob for tests of the multi-block path).
+    static BLOCK_BYTES: std::cell::RefCell<i64> = const { std::cell::RefCell::new(256 << 20) };
+}
+
+/// Examples per block: a multiple of `batch_size` whose first-layer outputs (α = 0 and slope)
+/// take at most ≈256 MB of float32. Each block is evaluated as one matrix per α.
+fn block_len(config: &MlpConfig, batch_size: i64, n: i64, budget: i64) -> i64 {
     let per_example = 2 * config.weight_shape(0)[0] * 4;
-    let fit = ((256i64 << 20) / per_example.max(1)).max(batch_size);
+    let fit = (budget / per_example.max(1)).max(batch_size);
     (fit / batch_size * batch_size).min(n)
 }
 
-/// Sweeps `alphas` on the split (`x`, `y`) in batches of `batch_size`. `on_alpha(done, total)` runs
+/// Sweeps `alphas` on the split (`x`, `y`) in blocks of whole batches of `batch_size` (see
+/// [`block_len`]: batch_size only sets the granularity of the memory bound). `on_alpha(done, total)` runs
 /// after each α of each block of data (for progress and cancellation); returning `false` stops the
 /// sweep early with `Error::InvalidArgument("interrupted")`.
 #[allow(clippy::too_many_arguments)]
@@ -254,27 +261,18 @@ pub fn sweep_mlp(
     let lines = layer_lines(config, theta0, theta1, precision)?;
     let n = x.size()[0];
     let (mut loss, mut wrong) = (vec![0f64; alphas.len()], vec![0i64; alphas.len()]);
-    let block = block_len(config, batch_size, n);
+    let block = block_len(config, batch_size, n, BLOCK_BYTES.with(|b| *b.borrow()));
     let mut buffers: Vec<(i64, Buffers)> = Vec::new();
     let total = alphas.len() * (n as usize).div_ceil(block as usize);
     let mut done = 0;
     for start in (0..n).step_by(block as usize) {
         let len = block.min(n - start);
-        let batches = (0..len)
-            .step_by(batch_size as usize)
-            .map(|b| {
-                let m = batch_size.min(len - b);
-                first_layer(&lines[0], &x.f_narrow(0, start + b, m)?, &y.f_narrow(0, start + b, m)?)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let batch = first_layer(&lines[0], &x.f_narrow(0, start, len)?, &y.f_narrow(0, start, len)?)?;
+        let bufs = buffers_for(&mut buffers, config, len, precision.kind())?;
         for (ai, &alpha) in alphas.iter().enumerate() {
-            let later = later_layers(&lines, alpha)?;
-            for batch in &batches {
-                let bufs = buffers_for(&mut buffers, config, batch.targets.size()[0], precision.kind())?;
-                let sums = batch_at(config, batch, alpha, &later, bufs)?;
-                loss[ai] += sums.loss;
-                wrong[ai] += sums.wrong;
-            }
+            let sums = batch_at(config, &batch, alpha, &later_layers(&lines, alpha)?, bufs)?;
+            loss[ai] += sums.loss;
+            wrong[ai] += sums.wrong;
             done += 1;
             if !on_alpha(done, total) {
                 return Err(Error::InvalidArgument("interrupted".into()));
@@ -337,6 +335,41 @@ mod tests {
                 );
                 assert!((got.error[i] - error).abs() <= 1.0 / 50.0 + 1e-12);
             }
+        }
+    }
+
+    #[test]
+    fn several_blocks_give_the_same_numbers_as_one() {
+        tch::manual_seed(8);
+        let cfg = MlpConfig { sizes: vec![6, 9, 4], ..MlpConfig::default() };
+        let numel = 6 * 9 + 9 + 9 * 4 + 4;
+        let (t0, t1) = (
+            Tensor::randn([numel], (Kind::Float, Device::Cpu)),
+            Tensor::randn([numel], (Kind::Float, Device::Cpu)),
+        );
+        let x = Tensor::randn([103, 6], (Kind::Float, Device::Cpu));
+        let y = Tensor::randint(4, [103], (Kind::Int64, Device::Cpu));
+        let run = || {
+            sweep_mlp(&cfg, &t0, &t1, &x, &y, &[-0.5, 0.3, 1.2], 10, Precision::F32, &mut |_, _| true)
+                .unwrap()
+        };
+        let one = run();
+        BLOCK_BYTES.with(|b| *b.borrow_mut() = 2 * 9 * 4 * 25); // 25 examples per block -> 20 (two batches)
+        assert_eq!(block_len(&cfg, 10, 103, 2 * 9 * 4 * 25), 20);
+        let (mut calls, mut seen_total) = (0, 0);
+        let many =
+            sweep_mlp(&cfg, &t0, &t1, &x, &y, &[-0.5, 0.3, 1.2], 10, Precision::F32, &mut |_, total| {
+                calls += 1;
+                seen_total = total;
+                true
+            })
+            .unwrap();
+        BLOCK_BYTES.with(|b| *b.borrow_mut() = 256 << 20);
+        assert_eq!((calls, seen_total), (18, 18)); // 6 blocks x 3 alphas
+                                                   // Float32 matrix products of other shapes round differently: agreement to float32 precision.
+        for ((a, b), (e, f)) in one.loss.iter().zip(&many.loss).zip(one.error.iter().zip(&many.error)) {
+            assert!((a - b).abs() <= 1e-6 * a.abs(), "{a} vs {b}");
+            assert!((e - f).abs() <= 1.0 / 103.0 + 1e-12);
         }
     }
 
