@@ -6,7 +6,8 @@
 
 use crate::error::{Error, Result};
 use crate::flat::{assign, check_float_kind, check_vector};
-use tch::{Kind, Tensor};
+use rayon::prelude::*;
+use tch::{Device, Kind, Tensor};
 
 /// Checks an α grid: at least one value, all finite.
 pub fn check_alphas(alphas: &[f64]) -> Result<()> {
@@ -77,11 +78,72 @@ impl Line {
         Ok(&self.point)
     }
 
-    /// Writes θ(α) into `tensors` in place (see [`crate::flat::assign`]).
+    /// Writes θ(α) into `tensors` in place (see [`crate::flat::assign`]). Contiguous float32 or
+    /// float64 CPU tensors take one fused pass (θ0 + α·d computed in float64, rounded once);
+    /// others go through the general path.
     pub fn write_point(&mut self, tensors: &mut [Tensor], alpha: f64) -> Result<()> {
-        self.point(alpha)?;
-        assign(tensors, &self.point)
+        check_alphas(&[alpha])?;
+        if !self.write_direct(tensors, alpha)? {
+            self.point(alpha)?;
+            assign(tensors, &self.point)?;
+        }
+        Ok(())
     }
+
+    /// The fused CPU path of [`write_point`](Self::write_point); false when it does not apply.
+    fn write_direct(&self, tensors: &mut [Tensor], alpha: f64) -> Result<bool> {
+        let cpu_contiguous = |t: &Tensor| t.device() == Device::Cpu && t.is_contiguous();
+        let line_ok = self.theta0.f_kind()? == Kind::Double && cpu_contiguous(&self.theta0);
+        let sizes_ok = tensors.iter().map(Tensor::numel).sum::<usize>() == self.numel();
+        let kinds_ok =
+            tensors.iter().all(|t| cpu_contiguous(t) && matches!(t.f_kind(), Ok(Kind::Float | Kind::Double)));
+        if !(line_ok && sizes_ok && kinds_ok && cpu_contiguous(&self.direction)) {
+            return Ok(false);
+        }
+        // SAFETY: θ0 and d are contiguous float64 CPU tensors of `numel` elements owned by the line.
+        let (t0, d) = unsafe { (f64_slice(&self.theta0), f64_slice(&self.direction)) };
+        let mut offset = 0;
+        for t in tensors.iter() {
+            let n = t.numel();
+            let (a, b) = (&t0[offset..offset + n], &d[offset..offset + n]);
+            // SAFETY: `t` is a contiguous CPU tensor of this element type with `n` elements; like
+            // `copy_`, this writes its storage in place.
+            match t.f_kind()? {
+                Kind::Float => fill(
+                    unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n) },
+                    a,
+                    b,
+                    alpha,
+                    |v| v as f32,
+                ),
+                _ => fill(
+                    unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f64, n) },
+                    a,
+                    b,
+                    alpha,
+                    |v| v,
+                ),
+            }
+            offset += n;
+        }
+        Ok(true)
+    }
+}
+
+/// # Safety
+/// `t` must be a contiguous float64 CPU tensor.
+unsafe fn f64_slice(t: &Tensor) -> &[f64] {
+    unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f64, t.numel()) }
+}
+
+/// `out[i] = cast(a[i] + α·b[i])`, in parallel chunks.
+fn fill<T: Send>(out: &mut [T], a: &[f64], b: &[f64], alpha: f64, cast: impl Fn(f64) -> T + Sync) {
+    const CHUNK: usize = 1 << 15;
+    out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (a, b))| {
+        for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
+            *o = cast(x + alpha * y);
+        }
+    });
 }
 
 #[cfg(test)]
