@@ -123,32 +123,8 @@ impl Split {
 
     /// Checks shapes, dtypes, device and label range against `mlp`; `what` names the split.
     pub fn check(&self, mlp: &Mlp, what: &str) -> Result<()> {
-        let sizes = &mlp.config().sizes;
-        let (xs, ys) = (self.x.size(), self.y.size());
-        if xs.len() != 2 || xs[1] != sizes[0] {
-            return Err(Error::InvalidArgument(format!(
-                "{what}: the inputs must have shape [n, {}] for this model, got {xs:?}",
-                sizes[0]
-            )));
-        }
-        flat::check_float_kind(self.x.f_kind()?, &format!("{what}: the inputs"))?;
-        if self.y.f_kind()? != Kind::Int64 {
-            let kind = self.y.f_kind()?;
-            return Err(Error::Dtype(format!(
-                "{what}: the targets must be int64 class indices, not {kind:?}"
-            )));
-        }
-        if ys.len() != 1 || ys[0] != xs[0] {
-            return Err(Error::InvalidArgument(format!(
-                "{what}: {} inputs but targets of shape {ys:?}; give one class index per example",
-                xs[0]
-            )));
-        }
-        if xs[0] == 0 {
-            return Err(Error::InvalidArgument(format!("{what}: no examples")));
-        }
-        self.check_placement(mlp, what)?;
-        self.check_labels(*sizes.last().unwrap_or(&0), what)
+        mlp.config().check_labelled(&self.x, &self.y, what)?;
+        self.check_placement(mlp, what)
     }
 
     fn check_placement(&self, mlp: &Mlp, what: &str) -> Result<()> {
@@ -156,17 +132,6 @@ impl Split {
         if [self.x.device(), self.y.device()].iter().any(|&d| Some(d) != device) {
             return Err(Error::InvalidArgument(format!(
                 "{what}: the data must be on the model's device ({device:?})"
-            )));
-        }
-        Ok(())
-    }
-
-    fn check_labels(&self, classes: i64, what: &str) -> Result<()> {
-        let lo = self.y.f_min()?.f_int64_value(&[])?;
-        let hi = self.y.f_max()?.f_int64_value(&[])?;
-        if lo < 0 || hi >= classes {
-            return Err(Error::InvalidArgument(format!(
-                "{what}: class indices must lie in [0, {classes}) for this model; found {lo} to {hi}"
             )));
         }
         Ok(())

@@ -131,9 +131,9 @@ def test_engine_choice_and_its_errors():
         linpath.interpolate(start, start, end, (x, y), engine="fast")
     with pytest.raises(ValueError, match="precision must be"):
         linpath.interpolate(start, start, end, (x, y), precision="fp8")
-    with pytest.raises(ValueError, match=r"inputs \[n, 12\]"):
+    with pytest.raises(ValueError, match=r"inputs must have shape \[n, 12\]"):
         linpath.interpolate(start, start, end, data(40, 7, width=13), engine="native")
-    with pytest.raises(ValueError, match="classes"):
+    with pytest.raises(ValueError, match="class indices must lie in"):
         linpath.interpolate(start, start, end, (x, y + 5), engine="native")
     with pytest.raises(ValueError, match="NaN|finite"):
         linpath.interpolate(start, start, end, (x, y), alphas=[0.0, float("nan")])

@@ -102,6 +102,41 @@ impl MlpConfig {
         self.sizes.len() - 1
     }
 
+    /// Checks labelled data for this network: inputs `[n, sizes[0]]` of a floating dtype and
+    /// int64 class indices `[n]` below the number of classes, with n > 0. `what` names the data.
+    pub fn check_labelled(&self, x: &Tensor, y: &Tensor, what: &str) -> Result<()> {
+        let (xs, ys, width) = (x.size(), y.size(), self.sizes[0]);
+        if xs.len() != 2 || xs[1] != width {
+            return Err(Error::InvalidArgument(format!(
+                "{what}: the inputs must have shape [n, {width}] for this model, got {xs:?}"
+            )));
+        }
+        crate::flat::check_float_kind(x.f_kind()?, &format!("{what}: the inputs"))?;
+        let kind = y.f_kind()?;
+        if kind != Kind::Int64 {
+            return Err(Error::Dtype(format!(
+                "{what}: the targets must be int64 class indices, not {kind:?}"
+            )));
+        }
+        if ys.len() != 1 || ys[0] != xs[0] {
+            return Err(Error::InvalidArgument(format!(
+                "{what}: {} inputs but targets of shape {ys:?}; give one class index per example",
+                xs[0]
+            )));
+        }
+        if xs[0] == 0 {
+            return Err(Error::InvalidArgument(format!("{what}: no examples")));
+        }
+        let classes = *self.sizes.last().unwrap_or(&0);
+        let (lo, hi) = (y.f_min()?.f_int64_value(&[])?, y.f_max()?.f_int64_value(&[])?);
+        if lo < 0 || hi >= classes {
+            return Err(Error::InvalidArgument(format!(
+                "{what}: class indices must lie in [0, {classes}) for this model; found {lo} to {hi}"
+            )));
+        }
+        Ok(())
+    }
+
     /// Shape of layer `i`'s weight: `[out·k, in]` (k = 1 for the output layer).
     pub fn weight_shape(&self, i: usize) -> [i64; 2] {
         let k = if i + 1 < self.depth() { self.activation.pieces() } else { 1 };

@@ -202,27 +202,6 @@ fn buffers_for<'a>(
     Ok(&cache[cache.len() - 1].1)
 }
 
-/// Checks the split: `x` `[n, width]` floating, `y` `[n]` int64 class indices below `classes`.
-fn check_split(x: &Tensor, y: &Tensor, width: i64, classes: i64) -> Result<()> {
-    let (xs, ys) = (x.size(), y.size());
-    if xs.len() != 2 || xs[1] != width || ys.len() != 1 || ys[0] != xs[0] || xs[0] == 0 {
-        return Err(Error::InvalidArgument(format!(
-            "the data must be inputs [n, {width}] and targets [n] with n > 0; got {xs:?} and {ys:?}"
-        )));
-    }
-    crate::flat::check_float_kind(x.f_kind()?, "the inputs")?;
-    if y.f_kind()? != Kind::Int64 {
-        return Err(Error::Dtype(format!("targets must be int64 class indices, got {:?}", y.f_kind()?)));
-    }
-    let (lo, hi) = (y.f_min()?.f_int64_value(&[])?, y.f_max()?.f_int64_value(&[])?);
-    if lo < 0 || hi >= classes {
-        return Err(Error::InvalidArgument(format!(
-            "targets lie in [{lo}, {hi}] but the model has {classes} classes"
-        )));
-    }
-    Ok(())
-}
-
 thread_local! {
     /// Bytes of first-layer outputs cached per block (a knob for tests of the multi-block path).
     static BLOCK_BYTES: std::cell::RefCell<i64> = const { std::cell::RefCell::new(256 << 20) };
@@ -256,7 +235,7 @@ pub fn sweep_mlp(
     if batch_size < 1 {
         return Err(Error::InvalidArgument(format!("batch_size must be positive, got {batch_size}")));
     }
-    check_split(x, y, config.sizes[0], *config.sizes.last().unwrap_or(&0))?;
+    config.check_labelled(x, y, "the data")?;
     let _guard = tch::no_grad_guard();
     let lines = layer_lines(config, theta0, theta1, precision)?;
     let n = x.size()[0];
