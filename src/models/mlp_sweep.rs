@@ -202,10 +202,8 @@ fn buffers_for<'a>(
     Ok(&cache[cache.len() - 1].1)
 }
 
-thread_local! {
-    /// Bytes of first-layer outputs cached per block (a knob for tests of the multi-block path).
-    static BLOCK_BYTES: std::cell::RefCell<i64> = const { std::cell::RefCell::new(256 << 20) };
-}
+/// Bytes of first-layer outputs (float32, α = 0 and slope) cached per block.
+const BLOCK_BYTES: i64 = 256 << 20;
 
 /// Examples per block: a multiple of `batch_size` whose first-layer outputs (α = 0 and slope)
 /// take at most ≈256 MB of float32. Each block is evaluated as one matrix per α.
@@ -231,6 +229,19 @@ pub fn sweep_mlp(
     precision: Precision,
     on_alpha: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<SplitSweep> {
+    sweep_in_blocks(config, (theta0, theta1), (x, y), alphas, (batch_size, BLOCK_BYTES), precision, on_alpha)
+}
+
+/// [`sweep_mlp`] with the block budget in bytes as a parameter (`sizes` = (batch_size, budget)).
+fn sweep_in_blocks(
+    config: &MlpConfig,
+    (theta0, theta1): (&Tensor, &Tensor),
+    (x, y): (&Tensor, &Tensor),
+    alphas: &[f64],
+    (batch_size, budget): (i64, i64),
+    precision: Precision,
+    on_alpha: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<SplitSweep> {
     check_alphas(alphas)?;
     if batch_size < 1 {
         return Err(Error::InvalidArgument(format!("batch_size must be positive, got {batch_size}")));
@@ -240,7 +251,7 @@ pub fn sweep_mlp(
     let lines = layer_lines(config, theta0, theta1, precision)?;
     let n = x.size()[0];
     let (mut loss, mut wrong) = (vec![0f64; alphas.len()], vec![0i64; alphas.len()]);
-    let block = block_len(config, batch_size, n, BLOCK_BYTES.with(|b| *b.borrow()));
+    let block = block_len(config, batch_size, n, budget);
     let mut buffers: Vec<(i64, Buffers)> = Vec::new();
     let total = alphas.len() * (n as usize).div_ceil(block as usize);
     let mut done = 0;
@@ -333,17 +344,18 @@ mod tests {
                 .unwrap()
         };
         let one = run();
-        BLOCK_BYTES.with(|b| *b.borrow_mut() = 2 * 9 * 4 * 25); // 25 examples per block -> 20 (two batches)
-        assert_eq!(block_len(&cfg, 10, 103, 2 * 9 * 4 * 25), 20);
+        let budget = 2 * 9 * 4 * 25; // 25 examples' worth: blocks of 20 (two whole batches)
+        assert_eq!(block_len(&cfg, 10, 103, budget), 20);
         let (mut calls, mut seen_total) = (0, 0);
+        let mut count = |_, total| {
+            calls += 1;
+            seen_total = total;
+            true
+        };
+        let alphas = [-0.5, 0.3, 1.2];
         let many =
-            sweep_mlp(&cfg, &t0, &t1, &x, &y, &[-0.5, 0.3, 1.2], 10, Precision::F32, &mut |_, total| {
-                calls += 1;
-                seen_total = total;
-                true
-            })
-            .unwrap();
-        BLOCK_BYTES.with(|b| *b.borrow_mut() = 256 << 20);
+            sweep_in_blocks(&cfg, (&t0, &t1), (&x, &y), &alphas, (10, budget), Precision::F32, &mut count)
+                .unwrap();
         assert_eq!((calls, seen_total), (18, 18)); // 6 blocks x 3 alphas
                                                    // Float32 matrix products of other shapes round differently: agreement to float32 precision.
         for ((a, b), (e, f)) in one.loss.iter().zip(&many.loss).zip(one.error.iter().zip(&many.error)) {
