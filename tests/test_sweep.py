@@ -719,6 +719,79 @@ def test_monotone_and_non_monotone_series():
     assert Sweep(np.array([0.3]), {"t": {"loss": np.array([1.0])}}).monotonicity_gap() == 0.0
 
 
+def brute_local_minima(alphas, v, lo=-np.inf, hi=np.inf):
+    """Interior points (in increasing α) strictly below both neighbours, with plateaus reduced to one point."""
+    pairs = sorted((a, x) for a, x in zip(alphas, v, strict=True) if lo <= a <= hi)
+    collapsed = []  # (alpha of the plateau's first point, value)
+    for a, x in pairs:
+        if not collapsed or collapsed[-1][1] != x:
+            collapsed.append((a, x))
+    return [
+        (float(collapsed[k][0]), float(collapsed[k][1]))
+        for k in range(1, len(collapsed) - 1)
+        if collapsed[k - 1][1] > collapsed[k][1] < collapsed[k + 1][1]
+    ]
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("interval", [None, (0.0, 1.0), (0.2, 0.9)])
+def test_local_minima_match_brute_force(seed, interval):
+    s = random_sweep(seed)
+    lo, hi = interval or (-np.inf, np.inf)
+    for split, metric in (("a", "loss"), ("a", "error"), ("b", "loss")):
+        want = brute_local_minima(s.alphas, s.values[split][metric], lo, hi)
+        assert s.local_minima(split, metric, interval) == want
+
+
+def test_local_minima_of_known_shapes():
+    alphas = np.linspace(-1, 2, 31)
+    assert Sweep(alphas, {"t": {"loss": (alphas - 0.5) ** 2}}).local_minima() == [(alphas[15], 0.0)]
+    assert Sweep(alphas, {"t": {"loss": alphas.copy()}}).local_minima() == []  # minimum at the grid's end
+    plateau = np.array([3.0, 1.0, 1.0, 1.0, 2.0, 0.5, 0.5, 0.7])
+    found = Sweep(np.arange(8.0), {"t": {"loss": plateau}}).local_minima()
+    assert found == [(1.0, 1.0), (5.0, 0.5)]
+    # A plateau that runs into the grid's end is not a minimum.
+    assert Sweep(np.arange(4.0), {"t": {"loss": np.array([2.0, 1.0, 1.0, 1.0])}}).local_minima() == []
+
+
+def brute_barrier(alphas, v, form):
+    j0, j1 = v[list(alphas).index(0.0)], v[list(alphas).index(1.0)]
+    best = -np.inf
+    for a, x in zip(alphas, v, strict=True):
+        if 0.0 <= a <= 1.0:
+            base = 0.5 * (j0 + j1) if form == "midpoint" else (1 - a) * j0 + a * j1
+            best = max(best, x - base)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("form", ["midpoint", "linear"])
+def test_barrier_matches_brute_force(seed, form):
+    rng = np.random.default_rng(seed)
+    alphas = rng.permutation(np.linspace(-0.5, 1.5, 41))  # 0 and 1 are on this grid
+    s = Sweep(alphas, {"t": {"loss": rng.standard_normal(41)}})
+    assert s.barrier(form=form) == pytest.approx(brute_barrier(alphas, s.values["t"]["loss"], form), abs=1e-15)
+
+
+def test_barrier_of_known_shapes():
+    alphas = np.linspace(0, 1, 11)
+    bump = Sweep(alphas, {"t": {"loss": 1.0 + alphas + 4 * alphas * (1 - alphas)}})
+    assert bump.barrier(form="linear") == pytest.approx(1.0)  # 4·½·½ at α = ½
+    # The tilted bump peaks at α = 0.625; on this grid at 0.6 (2.56), against the ends' mean 1.5.
+    assert bump.barrier(form="midpoint") == pytest.approx(2.56 - 1.5)
+    valley = Sweep(alphas, {"t": {"loss": (alphas - 0.5) ** 2}})
+    assert valley.barrier() == 0.0 and valley.barrier(form="linear") == 0.0
+
+
+def test_barrier_needs_both_endpoints_and_a_known_form():
+    off_grid = Sweep(np.linspace(0.05, 0.95, 5), {"t": {"loss": np.arange(5.0)}})
+    with pytest.raises(ValueError, match="alpha = 0 and alpha = 1"):
+        off_grid.barrier()
+    on_grid = Sweep(np.linspace(0, 1, 5), {"t": {"loss": np.arange(5.0)}})
+    with pytest.raises(ValueError, match="unknown barrier form 'max'"):
+        on_grid.barrier(form="max")
+
+
 def test_real_sweep_minimum_and_gap(sweep):
     alpha, value = sweep.minimum("valid")
     i = int(np.argmin(sweep.values["valid"]["loss"]))

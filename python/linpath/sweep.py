@@ -82,10 +82,7 @@ class Sweep:
         This is Δ of Lucas et al. (2021), computed over every pair of grid points (as a running
         minimum, which is the same thing). 0 means the metric never increases on the interval.
         """
-        v = self._series(split, metric)
-        inside = (self.alphas >= interval[0]) & (self.alphas <= interval[1])
-        order = np.argsort(self.alphas[inside], kind="stable")
-        series = v[inside][order]
+        _, series = self._sorted(split, metric, interval)
         if series.size < 2:
             return 0.0
         rises = series[1:] - np.minimum.accumulate(series[:-1])
@@ -96,6 +93,60 @@ class Sweep:
     ) -> bool:
         """True when the metric never increases on ``interval`` (see :meth:`monotonicity_gap`)."""
         return self.monotonicity_gap(split, metric, interval) == 0.0
+
+    def local_minima(
+        self, split: str | None = None, metric: str = "loss", interval: tuple[float, float] | None = None
+    ) -> list[tuple[float, float]]:
+        """Interior local minima of the metric along the grid: ``[(alpha, value), ...]``.
+
+        A grid point (taken in increasing α) is a local minimum when its value is strictly below
+        both neighbours'; on a plateau of equal values, the plateau's first point counts when the
+        values on both sides of the plateau are higher. The grid's two ends never count. With
+        ``interval``, only the grid points inside it are considered.
+        """
+        alphas, v = self._sorted(split, metric, interval)
+        minima = []
+        i = 1
+        while i < len(v) - 1:
+            j = i
+            while j + 1 < len(v) and v[j + 1] == v[i]:
+                j += 1  # the plateau v[i..j]
+            if j + 1 < len(v) and v[i - 1] > v[i] < v[j + 1]:
+                minima.append((float(alphas[i]), float(v[i])))
+            i = j + 1
+        return minima
+
+    def barrier(self, split: str | None = None, metric: str = "loss", form: str = "midpoint") -> float:
+        """Height of the barrier on the segment α ∈ [0, 1] between the two endpoints.
+
+        ``form="midpoint"`` (Frankle et al. 2020): max over α of J(α) − ½[J(0) + J(1)];
+        ``form="linear"`` (Entezari et al. 2021): max over α of J(α) − [(1−α)J(0) + αJ(1)].
+        The maxima run over the grid points in [0, 1]; the grid must contain 0 and 1.
+
+        Raises:
+            ValueError: If α = 0 or α = 1 is not on the grid, or ``form`` is unknown.
+        """
+        if form not in ("midpoint", "linear"):
+            raise ValueError(f"unknown barrier form {form!r}; use 'midpoint' or 'linear'")
+        alphas, v = self._sorted(split, metric, (0.0, 1.0))
+        if alphas.size == 0 or alphas[0] != 0.0 or alphas[-1] != 1.0:
+            raise ValueError("the barrier needs alpha = 0 and alpha = 1 on the grid")
+        if form == "midpoint":
+            baseline = 0.5 * (v[0] + v[-1])
+        else:
+            baseline = (1.0 - alphas) * v[0] + alphas * v[-1]
+        return float(np.max(v - baseline))
+
+    def _sorted(
+        self, split: str | None, metric: str, interval: tuple[float, float] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The grid and the metric in increasing α, restricted to ``interval`` when given."""
+        v = self._series(split, metric)
+        keep = np.ones(self.alphas.shape, dtype=bool)
+        if interval is not None:
+            keep = (self.alphas >= interval[0]) & (self.alphas <= interval[1])
+        order = np.argsort(self.alphas[keep], kind="stable")
+        return self.alphas[keep][order], v[keep][order]
 
     def _series(self, split: str | None, metric: str) -> np.ndarray:
         split = self.splits[0] if split is None else split
