@@ -1,4 +1,4 @@
-"""Command line: ``python -m linpath demo`` (see ``--help``)."""
+"""Command line: ``python -m linpath demo`` and ``python -m linpath reproduce`` (see ``--help``)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--epochs", type=int, default=None, help="training epochs (default 5)")
     demo.add_argument("--seed", type=int, default=0, help="random seed")
     demo.add_argument("--smoke", action="store_true", help="a seconds-long run on 2,000 examples (for tests)")
+    _add_reproduce(commands)
     args = parser.parse_args(argv)
+    if args.command == "reproduce":
+        return _reproduce(args)
 
     from . import demo as demo_module
 
@@ -31,6 +34,41 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--epochs must be at least 1")
     summary = demo_module.run(cfg)
     print(demo_module.report(summary, cfg.out))
+    return 0
+
+
+FIGURE_CHOICES = ("fig1", "fig2", "fig3", "fig4", "fig5", "all")
+
+
+def _add_reproduce(commands: argparse._SubParsersAction) -> None:
+    reproduce = commands.add_parser(
+        "reproduce",
+        help="the paper's MNIST figures 1-5: PNG + JSON per figure, summary.json",
+        description="Reproduce figures of Goodfellow, Vinyals & Saxe (2015) on real MNIST. Training runs are "
+        "cached in OUT/runs/ and reused by later calls with the same settings.",
+    )
+    reproduce.add_argument(
+        "figures", nargs="+", choices=FIGURE_CHOICES, metavar="FIGURE", help=", ".join(FIGURE_CHOICES)
+    )
+    reproduce.add_argument(
+        "--scale",
+        choices=("smoke", "small", "paper"),
+        default="small",
+        help="smoke: seconds (CI); small: real MNIST, minutes on a CPU (default); paper: as in the paper",
+    )
+    reproduce.add_argument(
+        "--out", type=Path, default=None, help="output directory (default results/reproduce/SCALE)"
+    )
+    reproduce.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from . import experiments
+    from .experiments.report import report
+
+    out = args.out if args.out is not None else Path("results/reproduce") / args.scale
+    summary = experiments.reproduce(args.figures, args.scale, out, progress=False if args.quiet else None)
+    print(report(summary, out))
     return 0
 
 

@@ -125,30 +125,20 @@ def _figures(out: Path, sweep: Sweep, proj: Projection, history: dict[str, list[
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .plotting import plot_learning_curve
+    from .plotting import plot_learning_curve, save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     sweep.plot(axes[0], metric="loss")
     sweep.plot(axes[1], metric="error")
     fig.suptitle("ReLU MLP on MNIST: the line from initial to final parameters")
-    _save(fig, out / "line.png")
+    save_figure(fig, out / "line.png")
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     proj.plot(ax)
-    _save(fig, out / "projection.png")
+    save_figure(fig, out / "projection.png")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     plot_learning_curve(history, axes[0], "loss")
     plot_learning_curve(history, axes[1], "error")
-    _save(fig, out / "learning_curve.png")
-
-
-def _save(fig: Any, path: Path) -> None:
-    from ._io import atomic_write
-
-    with atomic_write(path) as f:
-        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    save_figure(fig, out / "learning_curve.png")
 
 
 def summarize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -101,3 +102,16 @@ def plot_learning_curve(history: Mapping[str, Sequence[float]], ax: Any = None, 
     ax.legend(frameon=False)
     ax.grid(alpha=0.25)
     return ax
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 120) -> None:
+    """Writes ``fig`` as a PNG atomically (never a half-written file under ``path``) and closes it."""
+    import matplotlib.pyplot as plt
+
+    from ._io import atomic_write
+
+    try:
+        with atomic_write(path) as f:
+            fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)

@@ -131,10 +131,7 @@ class Sweep:
         alphas, v = self._sorted(split, metric, (0.0, 1.0))
         if alphas.size == 0 or alphas[0] != 0.0 or alphas[-1] != 1.0:
             raise ValueError("the barrier needs alpha = 0 and alpha = 1 on the grid")
-        if form == "midpoint":
-            baseline = 0.5 * (v[0] + v[-1])
-        else:
-            baseline = (1.0 - alphas) * v[0] + alphas * v[-1]
+        baseline = 0.5 * (v[0] + v[-1]) if form == "midpoint" else (1.0 - alphas) * v[0] + alphas * v[-1]
         return float(np.max(v - baseline))
 
     def _sorted(

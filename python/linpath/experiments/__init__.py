@@ -1,0 +1,99 @@
+"""The paper's experiments, reproduced on real data: ``python -m linpath reproduce``.
+
+Figures 1 to 5 (fully connected networks on MNIST) at three scales (see
+:mod:`linpath.experiments.scales`)::
+
+    from linpath import experiments
+    findings = experiments.reproduce(["fig1", "fig5"], scale="small", out="results/reproduce/small")
+
+Each figure writes ``figN.png`` and ``figN.json`` (numbers, findings, settings) to ``out``; the
+training runs are cached in ``out/runs/`` and shared by the figures that need them; ``out/summary.json``
+collects every figure's findings and timing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .._io import save_json
+from .findings import NOISE_FLOOR, line_grid
+from .mnist import FIGURES
+from .runs import Context, Run
+from .scales import SCALE_NAMES, SCALES, RunSpec, Scale, get_scale
+
+__all__ = [
+    "FIGURES",
+    "NOISE_FLOOR",
+    "SCALES",
+    "SCALE_NAMES",
+    "Context",
+    "Run",
+    "RunSpec",
+    "Scale",
+    "get_scale",
+    "line_grid",
+    "reproduce",
+]
+
+
+def _figure_names(figures: str | Sequence[str]) -> list[str]:
+    names = [figures] if isinstance(figures, str) else list(figures)
+    if not names:
+        raise ValueError("no figure asked for; name some of " + ", ".join([*FIGURES, "all"]))
+    if "all" in names:
+        return list(FIGURES)
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown:
+        raise ValueError(f"unknown figure(s) {unknown}; use {', '.join([*FIGURES, 'all'])}")
+    return list(dict.fromkeys(names))
+
+
+def reproduce(
+    figures: str | Sequence[str] = "all",
+    scale: str | Scale = "small",
+    out: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Runs the named figures (``"fig1"`` ... ``"fig5"`` or ``"all"``) and writes their files.
+
+    Args:
+        figures: A figure name, a list of them, or ``"all"``.
+        scale: ``"smoke"``, ``"small"`` or ``"paper"`` (or a :class:`Scale` of your own).
+        out: Output directory (default ``results/reproduce/<scale>``).
+        progress: Progress bars: True always, False never, None when a step takes over 2 s.
+
+    Returns:
+        The summary also written to ``out/summary.json``: per figure its findings and seconds.
+
+    Raises:
+        ValueError: For an unknown figure or scale.
+    """
+    names = _figure_names(figures)
+    chosen = get_scale(scale) if isinstance(scale, str) else scale
+    out_dir = Path(out) if out is not None else Path("results/reproduce") / chosen.name
+    ctx = Context(chosen, out_dir, progress)
+    summary = _previous_summary(out_dir, chosen.name)
+    for name in names:
+        start = time.perf_counter()
+        findings = FIGURES[name](ctx)
+        summary["figures"][name] = {"findings": findings, "seconds": time.perf_counter() - start}
+        save_json(summary, out_dir / "summary.json")  # after every figure, so a long run keeps what it made
+    return summary
+
+
+def _previous_summary(out: Path, scale_name: str) -> dict[str, Any]:
+    """The summary of earlier figures of the same scale in ``out`` (kept), or a fresh one."""
+    notes = SCALES[scale_name].notes if scale_name in SCALES else []
+    fresh: dict[str, Any] = {"scale": scale_name, "notes": notes, "figures": {}}
+    try:
+        old = json.loads((out / "summary.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return fresh
+    if isinstance(old, dict) and old.get("scale") == scale_name and isinstance(old.get("figures"), dict):
+        return {**fresh, "figures": old["figures"]}
+    return fresh

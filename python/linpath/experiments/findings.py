@@ -1,0 +1,102 @@
+"""Findings computed from the measured curves: the numbers behind each figure's claims."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..sweep import Sweep
+from ..trajectory import Projection
+
+#: A local minimum shallower than this, relative to its value, is within float32 evaluation noise
+#: (the native float32 sweep agrees with float64 to about 1e-7 relative; see bench/sweep.py).
+NOISE_FLOOR = 1e-6
+
+
+def line_grid(low: float, high: float, points: int) -> np.ndarray:
+    """``points`` evenly spaced α in [low, high], with 0 and 1 exact whenever they fall on the grid."""
+    grid = np.linspace(low, high, points)
+    for anchor in (0.0, 1.0):
+        grid[np.isclose(grid, anchor, rtol=0.0, atol=1e-12)] = anchor
+    return grid
+
+
+def prominence(alphas: np.ndarray, values: np.ndarray, alpha: float) -> float:
+    """How far the curve must rise from the local minimum at ``alpha`` before it can go lower.
+
+    The smaller of the two rises: from the minimum to the highest point before the curve next
+    drops below it (or reaches the grid's end), on the left and on the right.
+    """
+    order = np.argsort(alphas, kind="stable")
+    a, v = alphas[order], values[order]
+    i = int(np.flatnonzero(a == alpha)[0])
+    rises = []
+    for step in (-1, 1):
+        j, peak = i + step, v[i]
+        while 0 <= j < len(v) and v[j] >= v[i]:
+            peak = max(peak, v[j])
+            j += step
+        rises.append(peak - v[i])
+    return float(min(rises))
+
+
+def minima_of(sweep: Sweep, split: str, metric: str, interval: tuple[float, float] | None) -> list[dict]:
+    """The interior local minima with their prominence and whether it exceeds float32 noise."""
+    values = sweep.values[split][metric]
+    found = []
+    for alpha, value in sweep.local_minima(split, metric, interval):
+        depth = prominence(sweep.alphas, values, alpha)
+        found.append(
+            {
+                "alpha": alpha,
+                "value": value,
+                "prominence": depth,
+                "above_noise": bool(depth > NOISE_FLOOR * max(abs(value), 1e-12)),
+            }
+        )
+    return found
+
+
+def line_findings(sweep: Sweep, split: str = "train", metric: str = "loss") -> dict[str, Any]:
+    """Shape of one curve: monotone on [0, 1]? local minima? its minimum? (JSON-ready)."""
+    alpha_min, value_min = sweep.minimum(split, metric)
+    minima = minima_of(sweep, split, metric, None)
+    findings: dict[str, Any] = {
+        "split": split,
+        "metric": metric,
+        "monotone_on_0_1": sweep.is_monotone(split, metric),
+        "max_rise_on_0_1": sweep.monotonicity_gap(split, metric),
+        "minimum": {"alpha": alpha_min, "value": value_min},
+        "local_minima": minima,
+        "local_minima_above_noise": sum(m["above_noise"] for m in minima),
+    }
+    for anchor in (0.0, 1.0):
+        hit = np.flatnonzero(sweep.alphas == anchor)
+        if hit.size:
+            findings[f"value_at_{anchor:g}"] = float(sweep.values[split][metric][hit[0]])
+    return findings
+
+
+def barrier_findings(sweep: Sweep, split: str = "train") -> dict[str, float]:
+    """Barrier heights on [0, 1] (both forms, loss and error, where the sweep has them)."""
+    out = {}
+    for metric in ("loss", "error"):
+        if metric in sweep.values[split]:
+            for form in ("midpoint", "linear"):
+                out[f"{metric}_{form}"] = sweep.barrier(split, metric, form)
+    return out
+
+
+def projection_findings(proj: Projection) -> dict[str, Any]:
+    """Figure 5's numbers: how much of the trajectory the line captures, how far SGD strays."""
+    return {
+        "checkpoints": len(proj.steps),
+        "explained": proj.explained,
+        "path_length": proj.path_length,
+        "path_length_over_distance": proj.path_length / proj.direction_norm,
+        "max_residual": proj.max_residual,
+        "max_residual_over_distance": proj.max_residual / proj.direction_norm,
+        "distance": proj.direction_norm,
+        "coordinate_range": [float(np.min(proj.coordinate)), float(np.max(proj.coordinate))],
+    }

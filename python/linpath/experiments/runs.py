@@ -1,0 +1,203 @@
+"""Training runs shared by the figures, cached on disk under ``OUT/runs/``.
+
+Figures 1 and 5 use the same maxout run, Figures 3 and 4 the same ReLU run, so each run is trained
+once per output directory: its trajectory file and a ``run.json`` are kept in
+``OUT/runs/<name>-<hash of its RunSpec>/`` and reused while the spec is unchanged. ``run.json`` is
+written last (atomically), so a run cut short is trained again rather than half-read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import datasets
+from .._io import save_json
+from ..models import MLP
+from ..params import ParamVector, assign
+from ..sweep import Sweep, interpolate
+from ..train import train
+from ..trajectory import Trajectory
+from .scales import RunSpec, Scale
+
+RUN_FORMAT = "linpath-run/1"
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished training run: its spec, trajectory, learning curve and test error."""
+
+    name: str
+    spec: RunSpec
+    trajectory: Trajectory
+    history: dict[str, list[float]]
+    test_error: float
+    test_examples: int
+    seconds: float
+
+    @property
+    def initial(self) -> ParamVector:
+        """θi: the parameters before training."""
+        return self.trajectory[0]
+
+    @property
+    def final(self) -> ParamVector:
+        """θf: the parameters after the last step."""
+        return self.trajectory[-1]
+
+    @property
+    def test_mistakes(self) -> int:
+        """Misclassified test examples at θf."""
+        return round(self.test_error * self.test_examples)
+
+    def model(self) -> MLP:
+        """A fresh MLP of this run's architecture, holding θf."""
+        model = new_model(self.spec)
+        assign(model, self.final)
+        return model
+
+
+def new_model(spec: RunSpec) -> MLP:
+    """The untrained MLP of ``spec`` (initialised from ``spec.seed``)."""
+    return MLP(spec.sizes, spec.activation, pieces=spec.pieces, dropout=spec.dropout, seed=spec.seed)
+
+
+def error_rate(model: torch.nn.Module, pair: tuple[torch.Tensor, torch.Tensor], batch: int = 2000) -> float:
+    """The fraction of ``pair`` that ``model`` (in eval mode) misclassifies."""
+    x, y = pair
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            batches = zip(x.split(batch), y.split(batch), strict=True)
+            wrong = sum(int((model(xb).argmax(1) != yb).sum()) for xb, yb in batches)
+    finally:
+        model.train(was_training)
+    return wrong / len(y)
+
+
+class Context:
+    """What the figures of one ``reproduce`` call share: the scale, the data, the runs, the output."""
+
+    def __init__(self, scale: Scale, out: Path, progress: bool | None = None) -> None:
+        self.scale, self.out, self.progress = scale, Path(out), progress
+        self._data: datasets.Dataset | None = None
+        self._runs: dict[str, Run] = {}
+
+    @property
+    def data(self) -> datasets.Dataset:
+        """MNIST, cut to the scale's sizes."""
+        if self._data is None:
+            full = datasets.mnist()
+            n, m = self.scale.train_examples, self.scale.eval_examples
+            self._data = datasets.Dataset(
+                tuple(t[:n] for t in full.train),
+                tuple(t[:m] for t in full.valid),
+                tuple(t[:m] for t in full.test),
+            )
+        return self._data
+
+    def run(self, name: str) -> Run:
+        """The run called ``name`` in the scale: from memory, from ``OUT/runs/``, or trained now."""
+        if name not in self._runs:
+            spec = self.scale.runs[name]
+            folder = self.out / "runs" / f"{name}-{spec.key()}"
+            self._runs[name] = _load_run(name, spec, folder) or _train_run(name, spec, folder, self)
+        return self._runs[name]
+
+    def line(
+        self,
+        model: MLP,
+        start: Any,
+        end: Any,
+        alphas: np.ndarray,
+        splits: tuple[str, ...] = ("train", "valid"),
+    ) -> Sweep:
+        """The loss and error along the line from ``start`` to ``end`` on the named splits."""
+        data = {name: getattr(self.data, name) for name in splits}
+        return interpolate(model, start, end, data, alphas=alphas, batch_size=2000, progress=self.progress)
+
+
+def _train_run(name: str, spec: RunSpec, folder: Path, ctx: Context) -> Run:
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".trajectory.{os.getpid()}.lpt"
+    partial.unlink(missing_ok=True)
+    model = new_model(spec)
+    data = ctx.data
+    train_pair = (
+        data.train if spec.train_examples is None else tuple(t[: spec.train_examples] for t in data.train)
+    )
+    steps_per_epoch = math.ceil(len(train_pair[1]) / spec.batch_size)
+    every = (
+        steps_per_epoch // spec.records_per_epoch if spec.records_per_epoch else steps_per_epoch * spec.epochs
+    )
+    t0 = time.perf_counter()
+    result = train(
+        model,
+        train_pair,
+        data.valid,
+        epochs=spec.epochs,
+        batch_size=spec.batch_size,
+        lr=spec.lr,
+        momentum=spec.momentum,
+        max_norm=spec.max_norm,
+        lr_decay=spec.lr_decay,
+        seed=spec.seed,
+        record_every=max(every, 1),
+        trajectory=partial,
+        progress=ctx.progress,
+    )
+    if result.interrupted:
+        partial.unlink(missing_ok=True)
+        raise KeyboardInterrupt(f"training of run {name!r} was interrupted")
+    seconds = time.perf_counter() - t0
+    history = result.history
+    del result  # closes the trajectory file before it is moved
+    os.replace(partial, folder / "trajectory.lpt")
+    test_error = error_rate(model, data.test)
+    record = {
+        "format": RUN_FORMAT,
+        "name": name,
+        "spec": dataclasses.asdict(spec),
+        "history": history,
+        "test_error": test_error,
+        "test_examples": len(data.test[1]),
+        "seconds": seconds,
+    }
+    save_json(record, folder / "run.json")
+    return _load_run(name, spec, folder) or _corrupt(folder)
+
+
+def _corrupt(folder: Path) -> Run:
+    raise ValueError(f"the run just written to {folder} cannot be read back")
+
+
+def _load_run(name: str, spec: RunSpec, folder: Path) -> Run | None:
+    """The cached run in ``folder``, or None when there is none (or it does not match ``spec``)."""
+    try:
+        record = json.loads((folder / "run.json").read_text())
+        trajectory = Trajectory.open(folder / "trajectory.lpt")
+    except (FileNotFoundError, ValueError):
+        return None
+    if record.get("format") != RUN_FORMAT or record.get("spec") != json.loads(
+        json.dumps(dataclasses.asdict(spec))
+    ):
+        return None
+    return Run(
+        name=name,
+        spec=spec,
+        trajectory=trajectory,
+        history=record["history"],
+        test_error=float(record["test_error"]),
+        test_examples=int(record["test_examples"]),
+        seconds=float(record["seconds"]),
+    )
