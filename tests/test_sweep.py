@@ -720,7 +720,7 @@ def test_monotone_and_non_monotone_series():
 
 
 def brute_local_minima(alphas, v, lo=-np.inf, hi=np.inf):
-    """Interior points (in increasing α) strictly below both neighbours, with plateaus reduced to one point."""
+    """Interior points (in increasing α) strictly below both neighbours; a plateau counts as one point."""
     pairs = sorted((a, x) for a, x in zip(alphas, v, strict=True) if lo <= a <= hi)
     collapsed = []  # (alpha of the plateau's first point, value)
     for a, x in pairs:
@@ -770,7 +770,9 @@ def test_barrier_matches_brute_force(seed, form):
     rng = np.random.default_rng(seed)
     alphas = rng.permutation(np.linspace(-0.5, 1.5, 41))  # 0 and 1 are on this grid
     s = Sweep(alphas, {"t": {"loss": rng.standard_normal(41)}})
-    assert s.barrier(form=form) == pytest.approx(brute_barrier(alphas, s.values["t"]["loss"], form), abs=1e-15)
+    assert s.barrier(form=form) == pytest.approx(
+        brute_barrier(alphas, s.values["t"]["loss"], form), abs=1e-15
+    )
 
 
 def test_barrier_of_known_shapes():

@@ -59,6 +59,13 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
     reproduce.add_argument(
         "--out", type=Path, default=None, help="output directory (default results/reproduce/SCALE)"
     )
+    reproduce.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="cpu: native trainer and sweep; cuda: PyTorch on the GPU; "
+        "auto (default): the GPU for --scale paper when there is one",
+    )
     reproduce.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -67,7 +74,14 @@ def _reproduce(args: argparse.Namespace) -> int:
     from .experiments.report import report
 
     out = args.out if args.out is not None else Path("results/reproduce") / args.scale
-    summary = experiments.reproduce(args.figures, args.scale, out, progress=False if args.quiet else None)
+    device = None if args.device == "auto" else args.device
+    try:
+        summary = experiments.reproduce(
+            args.figures, args.scale, out, progress=False if args.quiet else None, device=device
+        )
+    except ValueError as e:
+        print(f"linpath reproduce: error: {e}", file=sys.stderr)
+        return 2
     print(report(summary, out))
     return 0
 

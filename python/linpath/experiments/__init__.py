@@ -8,7 +8,8 @@ Figures 1 to 5 (fully connected networks on MNIST) at three scales (see
 
 Each figure writes ``figN.png`` and ``figN.json`` (numbers, findings, settings) to ``out``; the
 training runs are cached in ``out/runs/`` and shared by the figures that need them; ``out/summary.json``
-collects every figure's findings and timing.
+collects every figure's findings and timing, and ``out/claims.md`` checks the paper's claims
+against them.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._io import save_json
+import torch
+
+from .._io import atomic_write, save_json
 from .findings import NOISE_FLOOR, line_grid
 from .mnist import FIGURES
+from .report import claims_markdown
 from .runs import Context, Run
 from .scales import SCALE_NAMES, SCALES, RunSpec, Scale, get_scale
 
@@ -58,6 +62,7 @@ def reproduce(
     scale: str | Scale = "small",
     out: str | os.PathLike[str] | None = None,
     progress: bool | None = None,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Runs the named figures (``"fig1"`` ... ``"fig5"`` or ``"all"``) and writes their files.
 
@@ -66,6 +71,8 @@ def reproduce(
         scale: ``"smoke"``, ``"small"`` or ``"paper"`` (or a :class:`Scale` of your own).
         out: Output directory (default ``results/reproduce/<scale>``).
         progress: Progress bars: True always, False never, None when a step takes over 2 s.
+        device: ``"cpu"`` (the native trainer and sweep), ``"cuda"`` (PyTorch on the GPU), or None:
+            the GPU for the paper scale when one is available, the CPU otherwise.
 
     Returns:
         The summary also written to ``out/summary.json``: per figure its findings and seconds.
@@ -74,16 +81,27 @@ def reproduce(
         ValueError: For an unknown figure or scale.
     """
     names = _figure_names(figures)
+    if device is not None and torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but PyTorch sees no CUDA device; use device='cpu'")
     chosen = get_scale(scale) if isinstance(scale, str) else scale
     out_dir = Path(out) if out is not None else Path("results/reproduce") / chosen.name
-    ctx = Context(chosen, out_dir, progress)
+    if device is None:
+        device = "cuda" if chosen.name == "paper" and torch.cuda.is_available() else "cpu"
+    ctx = Context(chosen, out_dir, progress, device=device)
     summary = _previous_summary(out_dir, chosen.name)
     for name in names:
         start = time.perf_counter()
         findings = FIGURES[name](ctx)
         summary["figures"][name] = {"findings": findings, "seconds": time.perf_counter() - start}
-        save_json(summary, out_dir / "summary.json")  # after every figure, so a long run keeps what it made
+        _write_summary(summary, out_dir)  # after every figure, so a long run keeps what it made
     return summary
+
+
+def _write_summary(summary: dict[str, Any], out: Path) -> None:
+    """``summary.json`` and ``claims.md`` (the paper's claims against the figures made so far)."""
+    save_json(summary, out / "summary.json")
+    with atomic_write(out / "claims.md", text=True) as f:
+        f.write(f"# The paper's claims, {summary['scale']} scale\n\n{claims_markdown(summary)}\n")
 
 
 def _previous_summary(out: Path, scale_name: str) -> dict[str, Any]:

@@ -67,6 +67,7 @@ def line_findings(sweep: Sweep, split: str = "train", metric: str = "loss") -> d
         "metric": metric,
         "monotone_on_0_1": sweep.is_monotone(split, metric),
         "max_rise_on_0_1": sweep.monotonicity_gap(split, metric),
+        "max_rise_relative": _relative_rise(sweep, split, metric),
         "minimum": {"alpha": alpha_min, "value": value_min},
         "local_minima": minima,
         "local_minima_above_noise": sum(m["above_noise"] for m in minima),
@@ -76,6 +77,14 @@ def line_findings(sweep: Sweep, split: str = "train", metric: str = "loss") -> d
         if hit.size:
             findings[f"value_at_{anchor:g}"] = float(sweep.values[split][metric][hit[0]])
     return findings
+
+
+def _relative_rise(sweep: Sweep, split: str, metric: str) -> float:
+    """The largest rise on [0, 1] as a fraction of the curve's range there (0 when flat)."""
+    inside = (sweep.alphas >= 0.0) & (sweep.alphas <= 1.0)
+    values = sweep.values[split][metric][inside]
+    spread = float(values.max() - values.min()) if values.size else 0.0
+    return sweep.monotonicity_gap(split, metric) / spread if spread > 0 else 0.0
 
 
 def barrier_findings(sweep: Sweep, split: str = "train") -> dict[str, float]:

@@ -59,7 +59,7 @@ def _write(ctx: Context, name: str, fig: Any, record: dict[str, Any]) -> dict[st
 def _global_line(ctx: Context, run: Run, start: Any = None, end: Any = None) -> Sweep:
     grid = line_grid(*LINE_RANGE, ctx.scale.line_points)
     start = run.initial if start is None else start
-    return ctx.line(run.model(), start, run.final if end is None else end, grid)
+    return ctx.line(ctx.model_of(run), start, run.final if end is None else end, grid)
 
 
 def fig1(ctx: Context) -> dict[str, Any]:
@@ -67,7 +67,7 @@ def fig1(ctx: Context) -> dict[str, Any]:
     run = ctx.run("maxout")
     sweep = _global_line(ctx, run)
     plt = _pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), layout="constrained")
     for row, metric in enumerate(("loss", "error")):
         sweep.plot(axes[row, 0], metric=metric)
         plot_learning_curve(run.history, axes[row, 1], metric)
@@ -85,13 +85,13 @@ def fig1(ctx: Context) -> dict[str, Any]:
 def fig2(ctx: Context) -> dict[str, Any]:
     """The same line for a sigmoid and a ReLU network (both with dropout)."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     runs, sweeps, findings = {}, {}, {}
     for ax, name in zip(axes, ("sigmoid", "relu_dropout"), strict=True):
         run = ctx.run(name)
         sweep = _global_line(ctx, run)
         sweep.plot(ax)
-        ax.set_title(f"{run.spec.activation}: {run.spec.describe()}", fontsize=9)
+        ax.set_title(run.spec.describe(), fontsize=9)
         runs[name], sweeps[name] = _run_facts(run), sweep.to_dict()
         findings[name] = {
             "train_line": line_findings(sweep, "train"),
@@ -109,21 +109,20 @@ ZOOM_PANELS = {"a": (0.0, 1.0), "c": (0.0, 0.01), "d": (0.99, 1.0)}
 def fig3(ctx: Context) -> dict[str, Any]:
     """ReLU network without dropout: 200 α on [0, 1], a zoom, 200 on [0, 0.01], 200 on [0.99, 1] (train)."""
     run = ctx.run("relu")
-    model = run.model()
+    model = ctx.model_of(run)
     sweeps = {
         key: ctx.line(model, run.initial, run.final, np.linspace(lo, hi, ctx.scale.zoom_points), ("train",))
         for key, (lo, hi) in ZOOM_PANELS.items()
     }
     plt = _pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), layout="constrained")
     for ax, key in zip(axes.flat, ("a", "b", "c", "d"), strict=True):
         sweep = sweeps["a" if key == "b" else key]
         alphas, loss = sweep.alphas, sweep.values["train"]["loss"]
         keep = alphas >= 0.5 if key == "b" else np.ones(alphas.shape, dtype=bool)
         ax.plot(alphas[keep], loss[keep], color="tab:blue", lw=1.4, marker=".", ms=2.5)
-        ax.set_title(
-            f"{key}) α in [{alphas[keep].min():g}, {alphas[keep].max():g}], {keep.sum()} points", fontsize=10
-        )
+        span = "zoom of a) on α ≥ 0.5" if key == "b" else f"α in [{alphas.min():g}, {alphas.max():g}]"
+        ax.set_title(f"{key}) {span}, {keep.sum()} points", fontsize=10)
         ax.set_xlabel(r"$\alpha$")
         ax.set_ylabel(r"$J(\theta)$ (train)")
         ax.grid(alpha=0.25)
@@ -157,7 +156,7 @@ def fig4(ctx: Context) -> dict[str, Any]:
     between = _global_line(ctx, first, start=first.final, end=second.final)
     from_random = _global_line(ctx, first, start=random_point, end=first.final)
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     between.plot(axes[0])
     axes[0].set_title(r"$\theta_0$: solution (seed 0), $\theta_1$: solution (seed 1)", fontsize=10)
     from_random.plot(axes[1])
@@ -189,7 +188,7 @@ def fig5(ctx: Context) -> dict[str, Any]:
     run = ctx.run("maxout")
     proj = project(run.trajectory, run.initial, run.final)
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), layout="constrained")
     proj.plot(ax)
     fig.suptitle(f"Figure 5: how far SGD strays from the line ({run.spec.describe()})", fontsize=10)
     findings = {**projection_findings(proj), "test_error": run.test_error}

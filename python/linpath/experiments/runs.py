@@ -28,6 +28,7 @@ from ..sweep import Sweep, interpolate
 from ..train import train
 from ..trajectory import Trajectory
 from .scales import RunSpec, Scale
+from .torch_train import train_torch
 
 RUN_FORMAT = "linpath-run/1"
 
@@ -72,8 +73,9 @@ def new_model(spec: RunSpec) -> MLP:
 
 
 def error_rate(model: torch.nn.Module, pair: tuple[torch.Tensor, torch.Tensor], batch: int = 2000) -> float:
-    """The fraction of ``pair`` that ``model`` (in eval mode) misclassifies."""
-    x, y = pair
+    """The fraction of ``pair`` that ``model`` (in eval mode, on its own device) misclassifies."""
+    device = next(model.parameters()).device
+    x, y = (t.to(device) for t in pair)
     was_training = model.training
     model.eval()
     try:
@@ -85,11 +87,37 @@ def error_rate(model: torch.nn.Module, pair: tuple[torch.Tensor, torch.Tensor], 
     return wrong / len(y)
 
 
-class Context:
-    """What the figures of one ``reproduce`` call share: the scale, the data, the runs, the output."""
+TRAINERS = ("native", "torch")
 
-    def __init__(self, scale: Scale, out: Path, progress: bool | None = None) -> None:
+
+class Context:
+    """What the figures of one ``reproduce`` call share: the scale, the data, the runs, the output.
+
+    Args:
+        scale: The :class:`Scale`.
+        out: Output directory (runs are cached in ``out/runs/``).
+        progress: Progress bars: True always, False never, None when a step takes over 2 s.
+        device: Where to train and sweep: ``"cpu"`` or a CUDA device such as ``"cuda"``.
+        trainer: ``"native"`` (:func:`linpath.train` and the native sweep; CPU only) or ``"torch"``
+            (:mod:`linpath.experiments.torch_train` and the module sweep on ``device``). Default:
+            native on the CPU, torch elsewhere.
+    """
+
+    def __init__(
+        self,
+        scale: Scale,
+        out: str | os.PathLike[str],
+        progress: bool | None = None,
+        device: str | torch.device = "cpu",
+        trainer: str | None = None,
+    ) -> None:
         self.scale, self.out, self.progress = scale, Path(out), progress
+        self.device = torch.device(device)
+        self.trainer = trainer or ("native" if self.device.type == "cpu" else "torch")
+        if self.trainer not in TRAINERS:
+            raise ValueError(f"unknown trainer {self.trainer!r}; use 'native' or 'torch'")
+        if self.trainer == "native" and self.device.type != "cpu":
+            raise ValueError(f"the native trainer runs on the CPU; use trainer='torch' for {self.device}")
         self._data: datasets.Dataset | None = None
         self._runs: dict[str, Run] = {}
 
@@ -110,13 +138,19 @@ class Context:
         """The run called ``name`` in the scale: from memory, from ``OUT/runs/``, or trained now."""
         if name not in self._runs:
             spec = self.scale.runs[name]
-            folder = self.out / "runs" / f"{name}-{spec.key()}"
+            suffix = "" if self.trainer == "native" else f"-torch-{self.device.type}"
+            folder = self.out / "runs" / f"{name}-{spec.key()}{suffix}"
             self._runs[name] = _load_run(name, spec, folder) or _train_run(name, spec, folder, self)
         return self._runs[name]
 
+    def model_of(self, run: Run) -> torch.nn.Module:
+        """The run's network holding θf for this context's sweeps (native MLP, or its twin on the device)."""
+        model = run.model()
+        return model if self.trainer == "native" else model.to_torch().to(self.device).eval()
+
     def line(
         self,
-        model: MLP,
+        model: torch.nn.Module,
         start: Any,
         end: Any,
         alphas: np.ndarray,
@@ -131,16 +165,29 @@ def _train_run(name: str, spec: RunSpec, folder: Path, ctx: Context) -> Run:
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f".trajectory.{os.getpid()}.lpt"
     partial.unlink(missing_ok=True)
+    try:
+        return _finish_run(name, spec, folder, _train(spec, partial, ctx), ctx, partial)
+    except BaseException:
+        partial.unlink(missing_ok=True)  # an interrupted or failed run leaves nothing behind
+        raise
+
+
+def _train(spec: RunSpec, partial: Path, ctx: Context) -> tuple[torch.nn.Module, dict, float]:
+    """Trains the run, streaming its trajectory to ``partial``; returns (model, history, seconds)."""
     model = new_model(spec)
     data = ctx.data
     train_pair = (
         data.train if spec.train_examples is None else tuple(t[: spec.train_examples] for t in data.train)
     )
+    t0 = time.perf_counter()
+    if ctx.trainer == "torch":
+        twin = model.to_torch().to(ctx.device)
+        history = train_torch(twin, spec, train_pair, data.valid, partial, ctx.progress)
+        return twin, history, time.perf_counter() - t0
     steps_per_epoch = math.ceil(len(train_pair[1]) / spec.batch_size)
     every = (
         steps_per_epoch // spec.records_per_epoch if spec.records_per_epoch else steps_per_epoch * spec.epochs
     )
-    t0 = time.perf_counter()
     result = train(
         model,
         train_pair,
@@ -157,11 +204,23 @@ def _train_run(name: str, spec: RunSpec, folder: Path, ctx: Context) -> Run:
         progress=ctx.progress,
     )
     if result.interrupted:
-        partial.unlink(missing_ok=True)
-        raise KeyboardInterrupt(f"training of run {name!r} was interrupted")
-    seconds = time.perf_counter() - t0
+        raise KeyboardInterrupt("training was interrupted")
     history = result.history
     del result  # closes the trajectory file before it is moved
+    return model, history, time.perf_counter() - t0
+
+
+def _finish_run(
+    name: str,
+    spec: RunSpec,
+    folder: Path,
+    outcome: tuple[torch.nn.Module, dict, float],
+    ctx: Context,
+    partial: Path,
+) -> Run:
+    """Moves the finished trajectory into place, measures the test error and writes ``run.json``."""
+    model, history, seconds = outcome
+    data = ctx.data
     os.replace(partial, folder / "trajectory.lpt")
     test_error = error_rate(model, data.test)
     record = {
@@ -172,6 +231,8 @@ def _train_run(name: str, spec: RunSpec, folder: Path, ctx: Context) -> Run:
         "test_error": test_error,
         "test_examples": len(data.test[1]),
         "seconds": seconds,
+        "trainer": ctx.trainer,
+        "device": str(ctx.device),
     }
     save_json(record, folder / "run.json")
     return _load_run(name, spec, folder) or _corrupt(folder)

@@ -114,14 +114,14 @@ SCALES = {
     ),
     "small": Scale(
         "small",
-        _mnist_runs(512, (240, 5), {"maxout": 20, "sigmoid": 20, "relu_dropout": 20, "relu": 15}, 4, None),
+        _mnist_runs(512, (240, 5), {"maxout": 40, "sigmoid": 30, "relu_dropout": 30, "relu": 15}, 2, None),
         line_points=101,
         zoom_points=200,
     ),
     "paper": Scale(
         "paper",
         _mnist_runs(
-            1024, (240, 5), {"maxout": 200, "sigmoid": 100, "relu_dropout": 100, "relu": 100}, 2, None
+            1024, (240, 5), {"maxout": 200, "sigmoid": 100, "relu_dropout": 100, "relu": 100}, 1, None
         ),
         line_points=201,
         zoom_points=200,

@@ -1,0 +1,301 @@
+"""The paper's Figures 1-5 at smoke scale: files, findings, run cache, command line, bad input."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+import linpath
+from linpath import experiments
+from linpath.__main__ import main
+from linpath.experiments import findings as F
+from linpath.experiments import runs as R
+from linpath.experiments.report import claims, claims_markdown
+
+FIGS = ("fig1", "fig2", "fig3", "fig4", "fig5")
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """One smoke-scale run of every figure (about 5 s), shared by the tests below."""
+    out = tmp_path_factory.mktemp("reproduce")
+    summary = experiments.reproduce("all", scale="smoke", out=out, progress=False)
+    return out, summary
+
+
+def load(out, name):
+    return json.loads((out / f"{name}.json").read_text())
+
+
+def test_every_figure_writes_a_png_and_a_json(smoke):
+    out, summary = smoke
+    for name in FIGS:
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        record = load(out, name)
+        assert record["figure"] == name and record["scale"] == "smoke"
+        assert record["findings"] == summary["figures"][name]["findings"]
+        assert summary["figures"][name]["seconds"] < 60
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert claims_markdown(summary) in (out / "claims.md").read_text()
+
+
+def check_line(line):
+    assert isinstance(line["monotone_on_0_1"], bool)
+    assert isinstance(line["max_rise_on_0_1"], float) and line["max_rise_on_0_1"] >= 0.0
+    assert 0.0 <= line["max_rise_relative"] <= 1.0
+    assert (line["max_rise_relative"] == 0.0) == line["monotone_on_0_1"]
+    assert set(line["minimum"]) == {"alpha", "value"}
+    assert isinstance(line["local_minima_above_noise"], int)
+    for m in line["local_minima"]:
+        assert set(m) == {"alpha", "value", "prominence", "above_noise"}
+        assert isinstance(m["above_noise"], bool) and m["prominence"] > 0.0
+    assert line["value_at_0"] > 0.0 and line["value_at_1"] > 0.0
+
+
+def test_fig1_findings(smoke):
+    out, _ = smoke
+    record = load(out, "fig1")
+    f = record["findings"]
+    check_line(f["train_line"])
+    check_line(f["valid_line"])
+    assert 0.0 <= f["test_error"] <= 1.0
+    assert f["test_mistakes"] == round(f["test_error"] * record["run"]["test_examples"])
+    assert len(f["learning_curve_valid_error"]) == record["run"]["spec"]["epochs"] + 1
+    sweep = record["sweep"]
+    assert len(sweep["alphas"]) == experiments.SCALES["smoke"].line_points
+    assert min(sweep["alphas"]) == -0.5 and max(sweep["alphas"]) == 1.5
+    assert record["run"]["spec"]["activation"] == "maxout" and record["run"]["spec"]["max_norm"] == 1.9365
+
+
+def test_fig1_line_starts_and_ends_at_the_run(smoke):
+    """The line's values at α = 0 and 1 equal a direct evaluation of θi and θf (independent code)."""
+    out, _ = smoke
+    ctx = experiments.Context(experiments.get_scale("smoke"), out)
+    run = ctx.run("maxout")
+    model = run.model()
+    x, y = ctx.data.train
+    f = load(out, "fig1")["findings"]["train_line"]
+    for params, key in ((run.initial, "value_at_0"), (run.final, "value_at_1")):
+        twin = model.to_torch().double().eval()
+        linpath.assign(twin, params)
+        with __import__("torch").no_grad():
+            loss = __import__("torch").nn.functional.cross_entropy(twin(x.double()), y).item()
+        assert f[key] == pytest.approx(loss, rel=1e-5)
+
+
+def test_fig2_has_both_activations(smoke):
+    out, _ = smoke
+    f = load(out, "fig2")["findings"]
+    assert set(f) == {"sigmoid", "relu_dropout"}
+    for entry in f.values():
+        check_line(entry["train_line"])
+
+
+def test_fig3_panels(smoke):
+    out, _ = smoke
+    record = load(out, "fig3")
+    n = experiments.SCALES["smoke"].zoom_points
+    for key, (lo, hi) in {"a": (0, 1), "c": (0, 0.01), "d": (0.99, 1)}.items():
+        alphas = record["sweeps"][key]["alphas"]
+        assert len(alphas) == n and alphas[0] == lo and alphas[-1] == hi
+        panel = record["findings"][key]
+        assert isinstance(panel["monotone"], bool) and panel["max_rise"] >= 0.0
+        assert list(record["sweeps"][key]["values"]) == ["train"]
+    assert isinstance(record["findings"]["local_minima_above_noise"], int)
+
+
+def test_fig4_barriers(smoke):
+    out, _ = smoke
+    f = load(out, "fig4")["findings"]
+    for part in ("two_solutions", "random_to_solution"):
+        barrier = f[part]["barrier_train"]
+        assert set(barrier) == {"loss_midpoint", "loss_linear", "error_midpoint", "error_linear"}
+        assert all(isinstance(v, float) for v in barrier.values())
+        check_line(f[part]["train_line"])
+    # The two solutions differ: different seeds give different parameters and a nonzero barrier.
+    assert f["two_solutions"]["barrier_train"]["loss_linear"] > 0.0
+
+
+def test_fig5_matches_a_numpy_projection(smoke):
+    out, _ = smoke
+    f = load(out, "fig5")["findings"]
+    run = experiments.Context(experiments.get_scale("smoke"), out).run("maxout")
+    points = np.stack([p.tensor.double().numpy() for p in run.trajectory])
+    disp = points - points[0]
+    d = disp[-1]
+    coord = disp @ d / (d @ d)
+    residual = np.linalg.norm(disp - coord[:, None] * d, axis=1)
+    explained = np.sum((coord * np.linalg.norm(d)) ** 2) / np.sum(disp**2)
+    assert f["checkpoints"] == len(points) > 3
+    assert f["explained"] == pytest.approx(explained, rel=1e-9)
+    assert f["max_residual"] == pytest.approx(residual.max(), rel=1e-9)
+    assert f["path_length"] == pytest.approx(np.sum(np.abs(np.diff(coord))) * np.linalg.norm(d), rel=1e-9)
+
+
+def test_claims_table_reads_every_claim(smoke):
+    _, summary = smoke
+    rows = claims(summary)
+    assert len(rows) == 7 and {r["figure"] for r in rows} == set(FIGS)
+    assert all(r["holds"] in ("yes", "nearly", "no", "not at this scale") and r["measured"] for r in rows)
+    assert rows[1]["holds"] == "not at this scale"  # 94 mistakes is a claim about the paper's full run
+    table = claims_markdown(summary)
+    assert table.count("\n") == len(rows) + 1 and "94 test mistakes" in table
+
+
+def test_runs_are_reused_from_disk(smoke, monkeypatch):
+    out, summary = smoke
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached run was trained again")
+
+    monkeypatch.setattr(R, "train", no_training)
+    again = experiments.reproduce("fig5", scale="smoke", out=out, progress=False)
+    assert again["figures"]["fig5"]["findings"] == summary["figures"]["fig5"]["findings"]
+    assert set(again["figures"]) == set(FIGS)  # the summary keeps the other figures
+
+
+def test_a_changed_spec_trains_a_new_run(tmp_path):
+    scale = experiments.get_scale("smoke")
+    spec = dataclasses.replace(scale.runs["relu"], epochs=1)
+    changed = dataclasses.replace(scale, runs={**scale.runs, "relu": spec})
+    assert spec.key() != scale.runs["relu"].key()
+    ctx = experiments.Context(changed, tmp_path)
+    run = ctx.run("relu")
+    assert run.spec == spec and len(run.history["epoch"]) == 2
+    assert (tmp_path / "runs" / f"relu-{spec.key()}" / "run.json").exists()
+
+
+def test_same_seed_same_numbers(smoke, tmp_path):
+    out, summary = smoke
+    again = experiments.reproduce("fig4", scale="smoke", out=tmp_path, progress=False)
+    assert again["figures"]["fig4"]["findings"] == summary["figures"]["fig4"]["findings"]
+
+
+def test_a_damaged_cache_is_trained_again(tmp_path):
+    ctx = experiments.Context(experiments.get_scale("smoke"), tmp_path)
+    first = ctx.run("relu")
+    folder = tmp_path / "runs" / f"relu-{first.spec.key()}"
+    (folder / "run.json").write_text("{ not json")
+    again = experiments.Context(experiments.get_scale("smoke"), tmp_path).run("relu")
+    assert again.test_error == first.test_error
+    assert json.loads((folder / "run.json").read_text())["format"] == R.RUN_FORMAT
+
+
+def test_command_line(tmp_path, capsys):
+    assert main(["reproduce", "fig5", "fig1", "--scale", "smoke", "--out", str(tmp_path), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "fig5" in printed and "the line captures" in printed
+    assert (tmp_path / "fig1.png").exists() and (tmp_path / "fig5.json").exists()
+    assert not (tmp_path / "fig2.png").exists()
+
+
+@pytest.mark.parametrize(
+    "argv", [["reproduce", "fig9"], ["reproduce", "fig1", "--scale", "huge"], ["reproduce"]]
+)
+def test_command_line_rejects_bad_arguments(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "usage" in capsys.readouterr().err
+
+
+def test_bad_figure_or_scale(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown figure\(s\) \['fig9'\]"):
+        experiments.reproduce(["fig1", "fig9"], scale="smoke", out=tmp_path)
+    with pytest.raises(ValueError, match="unknown scale 'huge'"):
+        experiments.reproduce("fig1", scale="huge", out=tmp_path)
+    with pytest.raises(ValueError, match="no figure asked for"):
+        experiments.reproduce([], scale="smoke", out=tmp_path)
+
+
+def test_line_grid_has_exact_endpoints():
+    for points in (5, 21, 101, 201, 401):
+        grid = F.line_grid(-0.5, 1.5, points)
+        assert 0.0 in grid and 1.0 in grid and len(grid) == points
+    assert 0.0 not in F.line_grid(0.05, 0.95, 10)
+
+
+def brute_prominence(v, i):
+    left = [v[j] for j in range(i - 1, -1, -1)]
+    right = [v[j] for j in range(i + 1, len(v))]
+    rises = []
+    for side in (left, right):
+        peak = v[i]
+        for x in side:
+            if x < v[i]:
+                break
+            peak = max(peak, x)
+        rises.append(peak - v[i])
+    return min(rises)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_prominence_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    alphas = np.linspace(0, 1, 30)
+    values = rng.standard_normal(30)
+    sweep = linpath.Sweep(alphas, {"t": {"loss": values}})
+    shuffled = rng.permutation(30)
+    for alpha, value in sweep.local_minima():
+        i = int(np.flatnonzero(alphas == alpha)[0])
+        assert F.prominence(alphas[shuffled], values[shuffled], alpha) == brute_prominence(values, i)
+        assert value == values[i]
+
+
+def test_minima_below_the_noise_floor_are_flagged():
+    alphas = np.linspace(0, 1, 5)
+    values = np.array([3.0, 1.0, 2.0, 2.0 - 1e-9, 2.5])
+    sweep = linpath.Sweep(alphas, {"t": {"loss": values}})
+    found = F.minima_of(sweep, "t", "loss", None)
+    assert [m["alpha"] for m in found] == [0.25, 0.75]
+    assert [m["prominence"] for m in found] == [1.5, pytest.approx(1e-9, rel=1e-6)]
+    assert [m["above_noise"] for m in found] == [True, False]  # 1e-9 deep: rounding noise, not structure
+
+
+def test_torch_trainer_follows_the_spec(tmp_path):
+    """The PyTorch trainer (the GPU path), run on the CPU: same history keys, max-norm, reproducible."""
+    scale = experiments.get_scale("smoke")
+    ctx = experiments.Context(scale, tmp_path / "a", device="cpu", trainer="torch")
+    run = ctx.run("maxout")
+    spec = scale.runs["maxout"]
+    assert set(run.history) == {
+        "epoch",
+        "train_loss",
+        "train_error",
+        "valid_loss",
+        "valid_error",
+        "step_loss",
+    }
+    assert run.history["epoch"] == list(range(spec.epochs + 1))
+    assert len(run.history["step_loss"]) == spec.epochs * 20  # 2,000 examples in batches of 100
+    assert run.history["valid_error"][-1] < run.history["valid_error"][0]
+    final = run.model().to_torch()
+    for layer in final.layers:
+        assert layer.weight.norm(dim=1).max() <= spec.max_norm * (1 + 1e-6)
+    assert list(run.trajectory.steps) == list(range(0, spec.epochs * 20 + 1, 5))  # 4 records per epoch
+    again = experiments.Context(scale, tmp_path / "b", device="cpu", trainer="torch").run("maxout")
+    assert again.final.tensor.equal(run.final.tensor) and again.history == run.history
+    # Cached apart from the native run of the same spec.
+    assert (tmp_path / "a" / "runs" / f"maxout-{spec.key()}-torch-cpu" / "run.json").exists()
+
+
+def test_torch_trainer_figures(tmp_path):
+    from linpath.experiments.mnist import fig1, fig5
+
+    ctx = experiments.Context(experiments.get_scale("smoke"), tmp_path, device="cpu", trainer="torch")
+    f1, f5 = fig1(ctx), fig5(ctx)
+    check_line(f1["train_line"])
+    assert 0.0 < f5["explained"] <= 1.0
+    assert json.loads((tmp_path / "fig1.json").read_text())["findings"] == f1
+
+
+def test_bad_device_or_trainer(tmp_path):
+    scale = experiments.get_scale("smoke")
+    with pytest.raises(ValueError, match="native trainer runs on the CPU"):
+        experiments.Context(scale, tmp_path, device="meta", trainer="native")
+    with pytest.raises(ValueError, match="unknown trainer 'jax'"):
+        experiments.Context(scale, tmp_path, trainer="jax")
+    if not __import__("torch").cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            experiments.reproduce("fig1", scale="smoke", out=tmp_path, device="cuda")
