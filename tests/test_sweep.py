@@ -127,7 +127,9 @@ def test_dataloader_and_list_of_batches_match_the_pair(endpoints, splits):
         other = linpath.interpolate(model, start, end, data, alphas=FEW, progress=False)
         for s in splits:
             for m in ("loss", "error"):
-                np.testing.assert_array_equal(other.values[s][m], pair.values[s][m])
+                # A pair's input layer comes from z0 + α·dz (linpath.affine); other batches run it as
+                # written: the same values up to float32 rounding.
+                np.testing.assert_allclose(other.values[s][m], pair.values[s][m], rtol=1e-6)
 
 
 def test_batch_size_does_not_change_the_values(endpoints, splits):

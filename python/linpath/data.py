@@ -62,6 +62,11 @@ class Split:
         return (x, y) if ok else None
 
     @property
+    def is_pair(self) -> bool:
+        """True for an ``(X, Y)`` pair: the same batches, in the same order, on every pass."""
+        return self._pair is not None
+
+    @property
     def size(self) -> int | None:
         """Number of examples, when known without iterating."""
         return len(self._pair[0]) if self._pair is not None else None

@@ -23,6 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import _linpath
+from .affine import AffineInputs
 from .data import Split
 from .params import ModelState, as_vector, float_buffers, named_parameters
 
@@ -60,15 +61,27 @@ def _check_class_targets(out: Any, y: torch.Tensor, split: str) -> None:
 
 
 def evaluate(
-    model: nn.Module, split: Split, loss_fn: LossFn, metrics: tuple[str, ...], device: torch.device
+    model: nn.Module,
+    split: Split,
+    loss_fn: LossFn,
+    metrics: tuple[str, ...],
+    device: torch.device,
+    affine: AffineInputs | None = None,
 ) -> dict[str, float]:
-    """The mean loss (weighted by batch size) and error rate of ``model`` on one split."""
+    """The mean loss (weighted by batch size) and error rate of ``model`` on one split.
+
+    With ``affine`` (during a module sweep), input layers of ``(X, Y)`` batches come from its cache.
+    """
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     wrong = torch.zeros((), dtype=torch.int64, device=device)
     count, error_ok = 0, "error" in metrics
-    for x, y in split.batches(device):
+    for i, (x, y) in enumerate(split.batches(device)):
         try:
-            out = model(x)
+            if affine is None:
+                out = model(x)
+            else:
+                with affine.batch((split.name, i) if split.is_pair else None, x):
+                    out = model(x)
         except RuntimeError as e:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(
@@ -110,8 +123,9 @@ def _endpoint_buffers(obj: Any, names: list[str], shapes: list[tuple[int, ...]])
 
 def _lines(
     model: nn.Module, start: Any, end: Any, device: torch.device
-) -> list[tuple[Any, list[torch.Tensor]]]:
-    """A native Line for the parameters, and one for the float buffers when both endpoints carry them."""
+) -> tuple[list[tuple[Any, list[torch.Tensor]]], tuple[torch.Tensor, torch.Tensor]]:
+    """A native Line for the parameters, and one for the float buffers when both endpoints carry
+    them; and the parameters' θ0 and θ1 as flat vectors."""
     names, params = named_parameters(model)
     shapes = [tuple(p.shape) for p in params]
     t0 = as_vector(start, names, shapes, "start").to(device)
@@ -131,7 +145,7 @@ def _lines(
             "used at every alpha",
             stacklevel=3,
         )
-    return lines
+    return lines, (t0, t1)
 
 
 def _drop_partial_metrics(values: dict[str, dict[str, list[float]]], n: int) -> None:
@@ -171,18 +185,28 @@ def module_sweep(
     progress: bool | None,
 ) -> tuple[Values, bool]:
     """The module engine; returns the values and whether buffers were interpolated."""
-    device = named_parameters(model)[1][0].device
-    lines = _lines(model, start, end, device)
+    params = named_parameters(model)[1]
+    device = params[0].device
+    lines, (t0, t1) = _lines(model, start, end, device)
     values: Values = {name: {} for name in splits}
+    # Input layers from z0 + α·dz (see linpath.affine); float32 only, and only when α values repeat batches.
+    affine = AffineInputs(model, params, t0, t1) if precision == "float32" and len(grid) > 2 else None
     state = ModelState(model)
     try:
         model.eval()
-        with progress_bar(len(grid), progress) as bar, torch.no_grad(), _autocast(precision, device):
+        with (
+            progress_bar(len(grid), progress) as bar,
+            torch.no_grad(),
+            _autocast(precision, device),
+            affine.installed() if affine is not None else contextlib.nullcontext(),
+        ):
             for alpha in grid:
                 for line, targets in lines:
                     line.write(targets, float(alpha))
+                if affine is not None:
+                    affine.alpha = float(alpha)
                 for name, split in splits.items():
-                    for metric, v in evaluate(model, split, loss_fn, metrics, device).items():
+                    for metric, v in evaluate(model, split, loss_fn, metrics, device, affine).items():
                         values[name].setdefault(metric, []).append(v)
                 bar.update(1)
     finally:
