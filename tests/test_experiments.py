@@ -141,6 +141,8 @@ def test_claims_table_reads_every_claim(smoke):
     assert rows[1]["holds"] == "not at this scale"  # 94 mistakes is a claim about the paper's full run
     table = claims_markdown(summary)
     assert table.count("\n") == len(rows) + 1 and "94 test mistakes" in table
+    for row, line in zip(rows, table.splitlines()[2:], strict=True):
+        assert line.endswith(f"| {row['holds']} |") and row["measured"] in line
 
 
 def test_runs_are_reused_from_disk(smoke, monkeypatch):

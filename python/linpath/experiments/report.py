@@ -116,9 +116,7 @@ def claims_markdown(summary: dict[str, Any]) -> str:
     """:func:`claims` as a Markdown table."""
     lines = ["| figure | the paper's claim | measured here | holds |", "|---|---|---|---|"]
     for row in claims(summary):
-        lines.append(
-            f"| {row['figure']} | {row['claim']} | {row['measured']} | {'yes' if row['holds'] else 'no'} |"
-        )
+        lines.append(f"| {row['figure']} | {row['claim']} | {row['measured']} | {row['holds']} |")
     return "\n".join(lines)
 
 
