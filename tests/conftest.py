@@ -64,6 +64,17 @@ def splits():
     return {"train": _data(300, 1), "valid": _data(170, 2)}
 
 
+@pytest.fixture
+def sigint_raises():
+    """Ctrl-C raises KeyboardInterrupt during the test, even when the suite was started with SIGINT
+    ignored (as a background job is), in which case Python installs no handler of its own."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(autouse=True)
 def _close_figures():
     yield

@@ -309,7 +309,7 @@ def _check_interrupted(model, result):
 
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals")
-def test_ctrl_c_in_the_progress_callback_stops_cleanly(data, monkeypatch):
+def test_ctrl_c_in_the_progress_callback_stops_cleanly(data, monkeypatch, sigint_raises):
     monkeypatch.setattr(train_module, "progress_bar", _InterruptingBar)
     model, result = _fit(data, epochs=50, batch_size=8, progress=True)  # 25 steps per epoch
     _check_interrupted(model, result)
@@ -321,7 +321,7 @@ def test_ctrl_c_in_the_progress_callback_stops_cleanly(data, monkeypatch):
 
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals")
-def test_ctrl_c_from_outside_stops_a_long_run(data):
+def test_ctrl_c_from_outside_stops_a_long_run(data, sigint_raises):
     timer = threading.Timer(0.5, _thread.interrupt_main)
     model = _model()
     timer.start()
