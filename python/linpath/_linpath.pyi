@@ -85,6 +85,17 @@ class NativeMlp:
         progress: Callable[[int, int], object] | None = None,
     ) -> tuple[list[float], list[float]]:
         """(mean losses, error rates) along θ0 + α·(θ1 − θ0), natively; GIL released."""
+    def sweep_passes(
+        self,
+        theta0: torch.Tensor,
+        theta1: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        passes: Sequence[tuple[Sequence[float], str]],
+        batch_size: int,
+        progress: Callable[[int, int], object] | None = None,
+    ) -> list[tuple[list[float], list[float]]]:
+        """One (losses, error rates) per (alphas, precision) pass, sharing the first layer's products."""
     @property
     def sizes(self) -> list[int]: ...
     @property

@@ -227,48 +227,52 @@ def native_sweep(
     start: Any,
     end: Any,
     splits: Mapping[str, Split],
-    grid: np.ndarray,
+    passes: list[tuple[np.ndarray, str]],
     metrics: tuple[str, ...],
-    precision: str,
     progress: bool | None,
-) -> Values:
-    """The native engine (see the module docstring)."""
+) -> list[Values]:
+    """The native engine (see the module docstring): one :data:`Values` per ``(grid, precision)``
+    pass; the passes over a split share its first layer's products."""
     names, params = named_parameters(model)
     shapes = [tuple(p.shape) for p in params]
     t0 = as_vector(start, names, shapes, "start").to("cpu", torch.float64).contiguous()
     t1 = as_vector(end, names, shapes, "end").to("cpu", torch.float64).contiguous()
-    values: Values = {}
-    with progress_bar(len(grid) * len(splits), progress) as bar:
+    native_passes = [([float(a) for a in grid], precision) for grid, precision in passes]
+    per_split = sum(len(grid) for grid, _ in passes)
+    results: list[Values] = [{} for _ in passes]
+    with progress_bar(per_split * len(splits), progress) as bar:
         for k, (name, split) in enumerate(splits.items()):
             x, y = split.class_pair
 
             def advance(done: int, total: int, k: int = k) -> None:
-                bar.n = (k + done / total) * len(grid)
+                bar.n = (k + done / total) * per_split
                 bar.refresh()
 
-            loss, error = model._native.sweep(
-                t0, t1, x, y, [float(a) for a in grid], split.batch_size, precision, advance
-            )
-            values[name] = {m: v for m, v in (("loss", loss), ("error", error)) if m in metrics}
-    return values
+            swept = model._native.sweep_passes(t0, t1, x, y, native_passes, split.batch_size, advance)
+            for values, (loss, error) in zip(results, swept, strict=True):
+                values[name] = {m: v for m, v in (("loss", loss), ("error", error)) if m in metrics}
+    return results
 
 
-def precision_check(
-    run: Callable[[np.ndarray, str], Values], grid: np.ndarray, values: Values
-) -> dict[str, Any]:
-    """Re-evaluates the ends of the grid and two interior α (a third of the way in) in float32 and compares.
+def check_indices(grid: np.ndarray) -> np.ndarray:
+    """Where a reduced-precision sweep is checked: the ends of the grid and two interior α (a third
+    of the way in from each end)."""
+    return np.unique(np.round(np.linspace(0, len(grid) - 1, 4)).astype(int))
+
+
+def precision_check(reference: Values, grid: np.ndarray, index: np.ndarray, values: Values) -> dict[str, Any]:
+    """Compares a reduced-precision sweep with its float32 re-evaluation at ``grid[index]``.
 
     Args:
-        run: ``run(alphas, precision) -> values`` evaluates the same sweep on other α.
+        reference: The float32 values at ``grid[index]`` (see :func:`check_indices`).
         grid: The α grid of the reduced-precision sweep.
-        values: Its values.
+        index: The positions in ``grid`` that were re-evaluated.
+        values: The reduced-precision values on the whole grid.
 
     Returns:
         A JSON-ready dict: the α checked, the largest relative deviation of the loss, the largest
         absolute deviation of the error rate, the threshold, and whether the loss stayed within it.
     """
-    index = np.unique(np.round(np.linspace(0, len(grid) - 1, 4)).astype(int))
-    reference = run(grid[index], "float32")
     rel_loss, abs_error = 0.0, 0.0
     for split, mv in reference.items():
         if "loss" in mv:

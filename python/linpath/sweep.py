@@ -19,6 +19,7 @@ from .engines import (
     DEFAULT_LOSS,
     PRECISIONS,
     LossFn,
+    check_indices,
     module_sweep,
     native_eligible,
     native_sweep,
@@ -324,19 +325,23 @@ def interpolate(
         raise TypeError(f"loss must be callable, got {type(loss).__name__}")
     engine = _check_engine(engine, precision, native_eligible(model, splits, loss))
 
+    # A bf16 sweep is re-evaluated in float32 at a few α (in the same native pass when it can be).
+    passes = [(grid, precision)]
+    index = check_indices(grid) if precision == "bf16" else None
+    if index is not None:
+        passes.append((grid[index], "float32"))
     buffers_interpolated = False
-
-    def run(grid: np.ndarray, precision: str) -> dict[str, dict[str, list[float]]]:
-        nonlocal buffers_interpolated
-        if engine == "native":
-            return native_sweep(model, start, end, splits, grid, metrics, precision, progress)
+    if engine == "native":
+        results = native_sweep(model, start, end, splits, passes, metrics, progress)
+    else:
         loss_fn = DEFAULT_LOSS if loss is None else loss
-        values, buffers_interpolated = module_sweep(
-            model, start, end, splits, grid, loss_fn, metrics, precision, progress
-        )
-        return values
-
-    values = run(grid, precision)
+        results = []
+        for pass_grid, pass_precision in passes:
+            values, buffers_interpolated = module_sweep(
+                model, start, end, splits, pass_grid, loss_fn, metrics, pass_precision, progress
+            )
+            results.append(values)
+    values = results[0]
     meta = {
         "model": type(model).__name__,
         "n_params": sum(p.numel() for p in params),
@@ -349,8 +354,8 @@ def interpolate(
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "linpath_version": _linpath.__version__,
     }
-    if precision == "bf16":
-        meta["precision_check"] = precision_check(run, grid, values)
+    if index is not None:
+        meta["precision_check"] = precision_check(results[1], grid, index, values)
     return Sweep(grid, {s: {m: np.array(v) for m, v in mv.items()} for s, mv in values.items()}, meta)
 
 

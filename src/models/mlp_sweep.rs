@@ -188,18 +188,27 @@ fn later_layers(lines: &[LayerLine], alpha: f64) -> Result<Vec<(Tensor, Tensor)>
     lines[1..].iter().map(|l| l.at(alpha)).collect()
 }
 
-/// The buffers for batches of `m` examples (at most two lengths occur: full and last batch).
+/// The buffers for batches of `m` examples in `kind` (at most two lengths occur: full and last
+/// block; one kind per pass).
 fn buffers_for<'a>(
-    cache: &'a mut Vec<(i64, Buffers)>,
+    cache: &'a mut Vec<((i64, Kind), Buffers)>,
     config: &MlpConfig,
     m: i64,
     kind: Kind,
 ) -> Result<&'a Buffers> {
-    if let Some(i) = cache.iter().position(|(len, _)| *len == m) {
+    if let Some(i) = cache.iter().position(|(key, _)| *key == (m, kind)) {
         return Ok(&cache[i].1);
     }
-    cache.push((m, Buffers::new(config, m, kind)?));
+    cache.push(((m, kind), Buffers::new(config, m, kind)?));
     Ok(&cache[cache.len() - 1].1)
+}
+
+/// One grid of α evaluated in one precision. Several passes over the same split share the
+/// first layer's products (see [`sweep_mlp_passes`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Pass<'a> {
+    pub alphas: &'a [f64],
+    pub precision: Precision,
 }
 
 /// Bytes of first-layer outputs (float32, α = 0 and slope) cached per block.
@@ -229,51 +238,87 @@ pub fn sweep_mlp(
     precision: Precision,
     on_alpha: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<SplitSweep> {
-    sweep_in_blocks(config, (theta0, theta1), (x, y), alphas, (batch_size, BLOCK_BYTES), precision, on_alpha)
+    let pass = Pass { alphas, precision };
+    let mut sweeps = sweep_mlp_passes(config, theta0, theta1, x, y, &[pass], batch_size, on_alpha)?;
+    Ok(sweeps.remove(0))
 }
 
-/// [`sweep_mlp`] with the block budget in bytes as a parameter (`sizes` = (batch_size, budget)).
+/// [`sweep_mlp`] for several passes (α grids, each in its precision) over the same split, sharing
+/// the first layer's products: e.g. a bf16 sweep and its float32 check. One [`SplitSweep`] per pass;
+/// `on_alpha(done, total)` counts the α of every pass.
+#[allow(clippy::too_many_arguments)]
+pub fn sweep_mlp_passes(
+    config: &MlpConfig,
+    theta0: &Tensor,
+    theta1: &Tensor,
+    x: &Tensor,
+    y: &Tensor,
+    passes: &[Pass],
+    batch_size: i64,
+    on_alpha: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<Vec<SplitSweep>> {
+    sweep_in_blocks(config, (theta0, theta1), (x, y), passes, (batch_size, BLOCK_BYTES), on_alpha)
+}
+
+/// Running sums of one pass: summed loss and errors per α.
+struct PassSums {
+    loss: Vec<f64>,
+    wrong: Vec<i64>,
+}
+
+/// [`sweep_mlp_passes`] with the block budget in bytes as a parameter (`sizes` = (batch_size, budget)).
 fn sweep_in_blocks(
     config: &MlpConfig,
     (theta0, theta1): (&Tensor, &Tensor),
     (x, y): (&Tensor, &Tensor),
-    alphas: &[f64],
+    passes: &[Pass],
     (batch_size, budget): (i64, i64),
-    precision: Precision,
     on_alpha: &mut dyn FnMut(usize, usize) -> bool,
-) -> Result<SplitSweep> {
-    check_alphas(alphas)?;
+) -> Result<Vec<SplitSweep>> {
+    for pass in passes {
+        check_alphas(pass.alphas)?;
+    }
     if batch_size < 1 {
         return Err(Error::InvalidArgument(format!("batch_size must be positive, got {batch_size}")));
     }
     config.check_labelled(x, y, "the data")?;
     let _guard = tch::no_grad_guard();
-    let lines = layer_lines(config, theta0, theta1, precision)?;
+    let lines: Vec<Vec<LayerLine>> =
+        passes.iter().map(|p| layer_lines(config, theta0, theta1, p.precision)).collect::<Result<_>>()?;
     let n = x.size()[0];
-    let (mut loss, mut wrong) = (vec![0f64; alphas.len()], vec![0i64; alphas.len()]);
+    let mut sums: Vec<PassSums> = passes
+        .iter()
+        .map(|p| PassSums { loss: vec![0.0; p.alphas.len()], wrong: vec![0; p.alphas.len()] })
+        .collect();
     let block = block_len(config, batch_size, n, budget);
-    let mut buffers: Vec<(i64, Buffers)> = Vec::new();
-    let total = alphas.len() * (n as usize).div_ceil(block as usize);
+    let mut buffers = Vec::new();
+    let per_block: usize = passes.iter().map(|p| p.alphas.len()).sum();
+    let total = per_block * (n as usize).div_ceil(block as usize);
     let mut done = 0;
     for start in (0..n).step_by(block as usize) {
         let len = block.min(n - start);
-        let batch = first_layer(&lines[0], &x.f_narrow(0, start, len)?, &y.f_narrow(0, start, len)?)?;
-        let bufs = buffers_for(&mut buffers, config, len, precision.kind())?;
-        for (ai, &alpha) in alphas.iter().enumerate() {
-            let sums = batch_at(config, &batch, alpha, &later_layers(&lines, alpha)?, bufs)?;
-            loss[ai] += sums.loss;
-            wrong[ai] += sums.wrong;
-            done += 1;
-            if !on_alpha(done, total) {
-                return Err(Error::InvalidArgument("interrupted".into()));
+        let batch = first_layer(&lines[0][0], &x.f_narrow(0, start, len)?, &y.f_narrow(0, start, len)?)?;
+        for ((pass, pass_lines), pass_sums) in passes.iter().zip(&lines).zip(&mut sums) {
+            let bufs = buffers_for(&mut buffers, config, len, pass.precision.kind())?;
+            for (ai, &alpha) in pass.alphas.iter().enumerate() {
+                let at = batch_at(config, &batch, alpha, &later_layers(pass_lines, alpha)?, bufs)?;
+                pass_sums.loss[ai] += at.loss;
+                pass_sums.wrong[ai] += at.wrong;
+                done += 1;
+                if !on_alpha(done, total) {
+                    return Err(Error::InvalidArgument("interrupted".into()));
+                }
             }
         }
     }
     let n = n as f64;
-    Ok(SplitSweep {
-        loss: loss.iter().map(|l| l / n).collect(),
-        error: wrong.iter().map(|&w| w as f64 / n).collect(),
-    })
+    Ok(sums
+        .into_iter()
+        .map(|s| SplitSweep {
+            loss: s.loss.iter().map(|l| l / n).collect(),
+            error: s.wrong.iter().map(|&w| w as f64 / n).collect(),
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -352,16 +397,44 @@ mod tests {
             seen_total = total;
             true
         };
-        let alphas = [-0.5, 0.3, 1.2];
+        let pass = Pass { alphas: &[-0.5, 0.3, 1.2], precision: Precision::F32 };
         let many =
-            sweep_in_blocks(&cfg, (&t0, &t1), (&x, &y), &alphas, (10, budget), Precision::F32, &mut count)
-                .unwrap();
+            sweep_in_blocks(&cfg, (&t0, &t1), (&x, &y), &[pass], (10, budget), &mut count).unwrap().remove(0);
         assert_eq!((calls, seen_total), (18, 18)); // 6 blocks x 3 alphas
                                                    // Float32 matrix products of other shapes round differently: agreement to float32 precision.
         for ((a, b), (e, f)) in one.loss.iter().zip(&many.loss).zip(one.error.iter().zip(&many.error)) {
             assert!((a - b).abs() <= 1e-6 * a.abs(), "{a} vs {b}");
             assert!((e - f).abs() <= 1.0 / 103.0 + 1e-12);
         }
+    }
+
+    #[test]
+    fn passes_share_the_first_layer_and_match_separate_sweeps() {
+        let cfg = MlpConfig { sizes: vec![6, 16, 12, 4], ..MlpConfig::default() };
+        let numel = 6 * 16 + 16 + 16 * 12 + 12 + 12 * 4 + 4;
+        let (t0, t1) = (
+            Tensor::randn([numel], (Kind::Float, Device::Cpu)),
+            Tensor::randn([numel], (Kind::Float, Device::Cpu)),
+        );
+        let x = Tensor::randn([57, 6], (Kind::Float, Device::Cpu));
+        let y = Tensor::randint(4, [57], (Kind::Int64, Device::Cpu));
+        let (grid, check) = ([-0.5, 0.0, 0.4, 1.0, 1.5], [-0.5, 1.5]);
+        let alone = |alphas: &[f64], precision| {
+            sweep_mlp(&cfg, &t0, &t1, &x, &y, alphas, 8, precision, &mut |_, _| true).unwrap()
+        };
+        let passes = [
+            Pass { alphas: &grid, precision: Precision::Bf16 },
+            Pass { alphas: &check, precision: Precision::F32 },
+        ];
+        let mut seen = 0;
+        let both = sweep_mlp_passes(&cfg, &t0, &t1, &x, &y, &passes, 8, &mut |_, total| {
+            seen = total;
+            true
+        })
+        .unwrap();
+        assert_eq!(seen, grid.len() + check.len());
+        assert_eq!(both[0], alone(&grid, Precision::Bf16));
+        assert_eq!(both[1], alone(&check, Precision::F32));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use super::tensor::{unpack, wrap};
 use crate::error::Result;
-use crate::models::mlp_sweep::{sweep_mlp, Precision};
+use crate::models::mlp_sweep::{sweep_mlp_passes, Pass, Precision};
 use crate::models::{Activation, Mlp, MlpConfig};
 use pyo3::prelude::*;
 use std::sync::{Mutex, MutexGuard};
@@ -91,9 +91,34 @@ impl NativeMlp {
         precision: &str,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<(Vec<f64>, Vec<f64>)> {
+        let passes = vec![(alphas, precision.to_string())];
+        let mut sweeps = self.sweep_passes(py, theta0, theta1, x, y, passes, batch_size, progress)?;
+        Ok(sweeps.remove(0))
+    }
+
+    /// Several passes `[(alphas, precision), ...]` over the same data sharing the first layer's
+    /// products (e.g. a bf16 sweep and its float32 check); one (losses, error rates) per pass.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (theta0, theta1, x, y, passes, batch_size, progress=None))]
+    fn sweep_passes(
+        &self,
+        py: Python<'_>,
+        theta0: &Bound<'_, PyAny>,
+        theta1: &Bound<'_, PyAny>,
+        x: &Bound<'_, PyAny>,
+        y: &Bound<'_, PyAny>,
+        passes: Vec<(Vec<f64>, String)>,
+        batch_size: i64,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Vec<(Vec<f64>, Vec<f64>)>> {
         let (t0, t1, x, y) =
             (unpack(theta0, "start")?, unpack(theta1, "end")?, unpack(x, "x")?, unpack(y, "y")?);
-        let precision = Precision::parse(precision)?;
+        let precisions = passes.iter().map(|(_, p)| Precision::parse(p)).collect::<Result<Vec<_>>>()?;
+        let passes: Vec<Pass> = passes
+            .iter()
+            .zip(precisions)
+            .map(|((alphas, _), precision)| Pass { alphas, precision })
+            .collect();
         let config = self.config.clone();
         let mut failure: Option<PyErr> = None;
         let mut on_alpha = |done: usize, total: usize| {
@@ -105,15 +130,11 @@ impl NativeMlp {
                 step.map_err(|e| failure = Some(e)).is_ok()
             })
         };
-        let result = py.detach(move || {
-            sweep_mlp(&config, &t0, &t1, &x, &y, &alphas, batch_size, precision, &mut on_alpha)
-        });
+        let result = py
+            .detach(move || sweep_mlp_passes(&config, &t0, &t1, &x, &y, &passes, batch_size, &mut on_alpha));
         match (result, failure) {
             (_, Some(err)) => Err(err),
-            (result, None) => {
-                let sweep = result?;
-                Ok((sweep.loss, sweep.error))
-            }
+            (result, None) => Ok(result?.into_iter().map(|s| (s.loss, s.error)).collect()),
         }
     }
 
