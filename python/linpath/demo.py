@@ -22,9 +22,8 @@ from tqdm.auto import tqdm
 
 from . import datasets
 from ._io import save_json
-from .data import Split
-from .engines import evaluate
-from .sweep import METRICS, Sweep, interpolate
+from .engines import evaluate_pair
+from .sweep import Sweep, interpolate
 from .trajectory import Projection, Trajectory, TrajectoryRecorder, project
 
 
@@ -59,17 +58,6 @@ def relu_mlp(sizes: tuple[int, ...]) -> nn.Sequential:
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
-
-
-def _evaluate_split(model: nn.Module, name: str, pair: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        result = evaluate(
-            model, Split(name, pair, 2000), nn.functional.cross_entropy, METRICS, torch.device("cpu")
-        )
-    model.train(was_training)
-    return result
 
 
 def train(
@@ -107,7 +95,7 @@ def train(
 def _log_epoch(history: dict[str, list[float]], epoch: int, model: nn.Module, data: datasets.Dataset) -> None:
     history["epoch"].append(epoch)
     for name, pair in (("train", data.train), ("valid", data.valid)):
-        for metric, value in _evaluate_split(model, name, pair).items():
+        for metric, value in evaluate_pair(model, name, pair).items():
             history.setdefault(f"{name}_{metric}", []).append(value)
 
 
@@ -204,7 +192,7 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
     )
     t_sweep = time.perf_counter()
     proj = project(trajectory, trajectory[0], trajectory[-1])
-    test_error = _evaluate_split(model, "test", data.test)["error"]
+    test_error = evaluate_pair(model, "test", data.test)["error"]
     sweep.save(cfg.out / "sweep.npz")
     _figures(cfg.out, sweep, proj, history)
     seconds = {"train": t_train - t0, "sweep": t_sweep - t_train, "total": time.perf_counter() - t0}

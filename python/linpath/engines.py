@@ -109,6 +109,25 @@ def evaluate(
     return result
 
 
+def evaluate_pair(
+    model: nn.Module,
+    name: str,
+    pair: tuple[torch.Tensor, torch.Tensor],
+    metrics: tuple[str, ...] = ("loss", "error"),
+    batch_size: int = 2000,
+) -> dict[str, float]:
+    """Mean cross-entropy and error rate of ``model`` on an ``(X, Y)`` pair, in eval mode and
+    without gradients, on the model's device; the model's train/eval mode is restored."""
+    was_training = model.training
+    device = next(model.parameters()).device
+    model.eval()
+    try:
+        with torch.no_grad():
+            return evaluate(model, Split(name, pair, batch_size), DEFAULT_LOSS, metrics, device)
+    finally:
+        model.train(was_training)
+
+
 def _endpoint_buffers(obj: Any, names: list[str], shapes: list[tuple[int, ...]]) -> list[torch.Tensor] | None:
     """The float buffers carried by an endpoint (a module or state_dict), or None."""
     if isinstance(obj, nn.Module):

@@ -62,12 +62,13 @@ def line_findings(sweep: Sweep, split: str = "train", metric: str = "loss") -> d
     """Shape of one curve: monotone on [0, 1]? local minima? its minimum? (JSON-ready)."""
     alpha_min, value_min = sweep.minimum(split, metric)
     minima = minima_of(sweep, split, metric, None)
+    gap = sweep.monotonicity_gap(split, metric)
     findings: dict[str, Any] = {
         "split": split,
         "metric": metric,
-        "monotone_on_0_1": sweep.is_monotone(split, metric),
-        "max_rise_on_0_1": sweep.monotonicity_gap(split, metric),
-        "max_rise_relative": _relative_rise(sweep, split, metric),
+        "monotone_on_0_1": gap == 0.0,
+        "max_rise_on_0_1": gap,
+        "max_rise_relative": _relative_rise(sweep, split, metric, gap),
         "minimum": {"alpha": alpha_min, "value": value_min},
         "local_minima": minima,
         "local_minima_above_noise": sum(m["above_noise"] for m in minima),
@@ -79,12 +80,12 @@ def line_findings(sweep: Sweep, split: str = "train", metric: str = "loss") -> d
     return findings
 
 
-def _relative_rise(sweep: Sweep, split: str, metric: str) -> float:
-    """The largest rise on [0, 1] as a fraction of the curve's range there (0 when flat)."""
+def _relative_rise(sweep: Sweep, split: str, metric: str, gap: float) -> float:
+    """The largest rise on [0, 1] (``gap``) as a fraction of the curve's range there (0 when flat)."""
     inside = (sweep.alphas >= 0.0) & (sweep.alphas <= 1.0)
     values = sweep.values[split][metric][inside]
     spread = float(values.max() - values.min()) if values.size else 0.0
-    return sweep.monotonicity_gap(split, metric) / spread if spread > 0 else 0.0
+    return gap / spread if spread > 0 else 0.0
 
 
 def barrier_findings(sweep: Sweep, split: str = "train") -> dict[str, float]:

@@ -22,6 +22,7 @@ import torch
 
 from .. import datasets
 from .._io import save_json
+from ..engines import evaluate_pair
 from ..models import MLP
 from ..params import ParamVector, assign
 from ..sweep import Sweep, interpolate
@@ -72,19 +73,9 @@ def new_model(spec: RunSpec) -> MLP:
     return MLP(spec.sizes, spec.activation, pieces=spec.pieces, dropout=spec.dropout, seed=spec.seed)
 
 
-def error_rate(model: torch.nn.Module, pair: tuple[torch.Tensor, torch.Tensor], batch: int = 2000) -> float:
+def error_rate(model: torch.nn.Module, pair: tuple[torch.Tensor, torch.Tensor]) -> float:
     """The fraction of ``pair`` that ``model`` (in eval mode, on its own device) misclassifies."""
-    device = next(model.parameters()).device
-    x, y = (t.to(device) for t in pair)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            batches = zip(x.split(batch), y.split(batch), strict=True)
-            wrong = sum(int((model(xb).argmax(1) != yb).sum()) for xb, yb in batches)
-    finally:
-        model.train(was_training)
-    return wrong / len(y)
+    return evaluate_pair(model, "test", pair, metrics=("error",))["error"]
 
 
 TRAINERS = ("native", "torch")

@@ -18,12 +18,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data import Split
-from ..engines import evaluate
+from ..engines import evaluate_pair
 from ..trajectory import TrajectoryRecorder
 from .scales import RunSpec
-
-METRICS = ("loss", "error")
 
 
 def _max_norm_(model: nn.Module, max_norm: float) -> None:
@@ -34,17 +31,11 @@ def _max_norm_(model: nn.Module, max_norm: float) -> None:
             layer.weight.mul_(torch.clamp(max_norm / norms.clamp_min(1e-12), max=1.0))
 
 
-def _log_epoch(
-    history: dict[str, list[float]], epoch: int, model: nn.Module, data: dict, device: torch.device
-) -> None:
-    model.eval()
+def _log_epoch(history: dict[str, list[float]], epoch: int, model: nn.Module, data: dict) -> None:
     history["epoch"].append(epoch)
-    with torch.no_grad():
-        for name, pair in data.items():
-            split = Split(name, pair, 2000)
-            for metric, value in evaluate(model, split, nn.functional.cross_entropy, METRICS, device).items():
-                history.setdefault(f"{name}_{metric}", []).append(value)
-    model.train()
+    for name, pair in data.items():
+        for metric, value in evaluate_pair(model, name, pair).items():
+            history.setdefault(f"{name}_{metric}", []).append(value)
 
 
 def train_torch(
@@ -71,7 +62,7 @@ def train_torch(
         torch.manual_seed(spec.seed)
         order_rng = torch.Generator().manual_seed(spec.seed)
         optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum)
-        _log_epoch(history, 0, model, data, device)
+        _log_epoch(history, 0, model, data)
         recorder.record(0)
         step = 0
         bar = tqdm(
@@ -96,7 +87,7 @@ def train_torch(
                     if every and step % every == 0:
                         recorder.record(step)
                     bar.update(1)
-                _log_epoch(history, epoch, model, data, device)
+                _log_epoch(history, epoch, model, data)
                 if spec.lr_decay is not None:
                     for group in optimizer.param_groups:
                         group["lr"] *= spec.lr_decay
