@@ -41,7 +41,9 @@ demo: dev ## The main job: ReLU MLP on MNIST, its line and trajectory (writes re
 test: dev test-rust test-python ## Run every test: cargo test, then pytest (notebooks included)
 
 test-rust: $(VENV)/.installed
-	LD_LIBRARY_PATH=$(TORCH_LIB) $(CARGO_TEST)
+	@# One test thread: several tests seed libtorch's global generator and check that a seed
+	@# reproduces a draw, which a test running beside them would disturb.
+	LD_LIBRARY_PATH=$(TORCH_LIB) $(CARGO_TEST) -- --test-threads=1
 
 test-python: dev
 	$(BIN)/python -m pytest -q

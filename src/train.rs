@@ -1,5 +1,7 @@
-//! Native minibatch SGD for an [`Mlp`]: momentum, weight decay, the max-norm constraint,
-//! learning-rate decay, dropout, early stopping, and checkpoints for the trajectory store.
+//! Native minibatch SGD for any [`Network`] (the MLP, the conv maxout net, the MP-DBM, the LSTM):
+//! momentum, weight decay, the max-norm constraint, gradient-norm clipping, learning-rate decay,
+//! the model's own training noise (dropout, masks), early stopping, and checkpoints for the
+//! trajectory store.
 //!
 //! The update is PyTorch's SGD: `v ← μ·v + g + λ·θ` (the first `v` being the gradient term
 //! itself), then `θ ← θ − η·v`, with cross-entropy loss on each minibatch and the model's own
@@ -16,14 +18,12 @@
 
 use crate::error::{Error, Result};
 use crate::flat;
-use crate::models::Mlp;
+use crate::models::network::{self, Network};
 use crate::trajectory::Checkpoint;
-use tch::{Kind, Reduction, Tensor};
+use tch::{Kind, Tensor};
 
 /// How often, in steps, the [`Observer`] hears about progress (and may stop the run).
 pub const PROGRESS_EVERY: i64 = 20;
-/// Rows per forward pass when evaluating a whole split.
-const EVAL_CHUNK: i64 = 2048;
 
 /// Hyper-parameters of one run.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +40,9 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// Largest L2 norm of each weight-matrix row after each step, or None.
     pub max_norm: Option<f64>,
+    /// Largest L2 norm of the whole gradient: a longer one is scaled down to it before the
+    /// update (as `torch.nn.utils.clip_grad_norm_`), or None.
+    pub clip_norm: Option<f64>,
     /// Factor applied to the learning rate after each epoch, or None for a constant rate.
     pub lr_decay: Option<f64>,
     /// Patience in epochs: stop when the validation error has not improved for this long.
@@ -61,6 +64,7 @@ impl Default for TrainConfig {
             momentum: 0.0,
             weight_decay: 0.0,
             max_norm: None,
+            clip_norm: None,
             lr_decay: None,
             early_stopping: None,
             seed: 0,
@@ -85,6 +89,9 @@ impl TrainConfig {
         check_real("lr", self.lr, "positive", |v| v > 0.0)?;
         check_real("momentum", self.momentum, "in [0, 1)", |v| (0.0..1.0).contains(&v))?;
         check_real("weight_decay", self.weight_decay, "non-negative", |v| v >= 0.0)?;
+        if let Some(c) = self.clip_norm {
+            check_real("clip_norm", c, "positive", |v| v > 0.0)?;
+        }
         if let Some(c) = self.max_norm {
             check_real("max_norm", c, "positive", |v| v > 0.0)?;
         }
@@ -121,20 +128,10 @@ impl Split {
         self.len() == 0
     }
 
-    /// Checks shapes, dtypes, device and label range against `mlp`; `what` names the split.
-    pub fn check(&self, mlp: &Mlp, what: &str) -> Result<()> {
-        mlp.config().check_labelled(&self.x, &self.y, what)?;
-        self.check_placement(mlp, what)
-    }
-
-    fn check_placement(&self, mlp: &Mlp, what: &str) -> Result<()> {
-        let device = mlp.layers().first().map(|l| l.weight.device());
-        if [self.x.device(), self.y.device()].iter().any(|&d| Some(d) != device) {
-            return Err(Error::InvalidArgument(format!(
-                "{what}: the data must be on the model's device ({device:?})"
-            )));
-        }
-        Ok(())
+    /// Checks shapes, dtypes, device and label range against `net`; `what` names the split.
+    pub fn check(&self, net: &dyn Network, what: &str) -> Result<()> {
+        net.check_labelled(&self.x, &self.y, what)?;
+        network::check_placement(net, &self.x, &self.y, what)
     }
 }
 
@@ -145,12 +142,12 @@ pub struct Data {
     pub valid: Option<Split>,
 }
 
-/// Checks `config`, and `data` against `mlp` and `config` (everything [`train`] checks up front).
-pub fn check(mlp: &Mlp, data: &Data, config: &TrainConfig) -> Result<()> {
+/// Checks `config`, and `data` against `net` and `config` (everything [`train`] checks up front).
+pub fn check(net: &dyn Network, data: &Data, config: &TrainConfig) -> Result<()> {
     config.validate()?;
-    data.train.check(mlp, "train")?;
+    data.train.check(net, "train")?;
     match &data.valid {
-        Some(valid) => valid.check(mlp, "valid"),
+        Some(valid) => valid.check(net, "valid"),
         None if config.early_stopping.is_some() => {
             Err(Error::InvalidArgument("early_stopping needs validation data (pass valid=(X, Y))".into()))
         }
@@ -182,7 +179,7 @@ pub struct Best {
 }
 
 /// The result of [`train`]. Parameter vectors are flattened float32 copies, in
-/// [`Mlp::named_parameters`] order.
+/// [`Network::named_parameters`] order.
 #[derive(Debug)]
 pub struct Outcome {
     pub history: History,
@@ -218,27 +215,22 @@ pub trait Observer {
     fn progress(&mut self, report: &Progress) -> bool;
 }
 
-/// Mean cross-entropy and error rate of `mlp` on a whole split, in eval mode without autograd.
-pub fn evaluate(mlp: &Mlp, split: &Split) -> Result<(f64, f64)> {
-    let _guard = tch::no_grad_guard();
-    let n = split.len();
-    let (mut loss, mut wrong) = (0.0, 0i64);
-    for start in (0..n).step_by(EVAL_CHUNK as usize) {
-        let len = EVAL_CHUNK.min(n - start);
-        let logits = mlp.try_forward(&split.x.f_narrow(0, start, len)?, false)?;
-        let (l, w) = Mlp::loss_and_errors(&logits, &split.y.f_narrow(0, start, len)?)?;
-        loss += l.f_double_value(&[])? * len as f64;
-        wrong += w.f_int64_value(&[])?;
-    }
-    Ok((loss / n as f64, wrong as f64 / n as f64))
+/// Mean loss and error rate of `net` on a whole split, in eval mode without autograd.
+pub fn evaluate(net: &dyn Network, split: &Split) -> Result<(f64, f64)> {
+    network::evaluate(net, &split.x, &split.y)
 }
 
-/// Trains `mlp` in place (see the module documentation); with early stopping the model ends
+/// Trains `net` in place (see the module documentation); with early stopping the model ends
 /// up holding the best parameters. Records a checkpoint at step 0, every `record_every` steps
 /// (every epoch if None) and at the last step.
-pub fn train(mlp: &Mlp, data: &Data, config: &TrainConfig, observer: &mut dyn Observer) -> Result<Outcome> {
-    check(mlp, data, config)?;
-    let mut run = Run::new(mlp, data, config, observer)?;
+pub fn train(
+    net: &dyn Network,
+    data: &Data,
+    config: &TrainConfig,
+    observer: &mut dyn Observer,
+) -> Result<Outcome> {
+    check(net, data, config)?;
+    let mut run = Run::new(net, data, config, observer)?;
     let initial = run.snapshot()?;
     run.end_epoch(0)?;
     run.record()?;
@@ -300,6 +292,7 @@ struct Sgd {
     neg_lr: Tensor,
     lr: f64,
     max_norm: Option<f64>,
+    clip_norm: Option<f64>,
 }
 
 /// `value` as a 0-d float32 tensor, or None when it is zero.
@@ -309,10 +302,10 @@ fn factor(value: f64) -> Result<Option<Tensor>> {
 }
 
 impl Sgd {
-    fn new(mlp: &Mlp, config: &TrainConfig) -> Result<Self> {
-        let params: Vec<Tensor> = mlp.named_parameters().into_iter().map(|(_, t)| t).collect();
+    fn new(net: &dyn Network, config: &TrainConfig) -> Result<Self> {
+        let params: Vec<Tensor> = net.named_parameters().into_iter().map(|(_, t)| t).collect();
         Ok(Sgd {
-            weights: mlp.layers().iter().map(|l| l.weight.shallow_clone()).collect(),
+            weights: net.constrained_weights(),
             velocity: params.iter().map(|_| None).collect(),
             params,
             momentum: factor(config.momentum)?,
@@ -320,6 +313,7 @@ impl Sgd {
             neg_lr: Tensor::f_from_slice(&[-config.lr as f32])?.f_squeeze()?,
             lr: config.lr,
             max_norm: config.max_norm,
+            clip_norm: config.clip_norm,
         })
     }
 
@@ -333,8 +327,11 @@ impl Sgd {
 
     /// One step with the gradients `grads` (one per parameter, in order; consumed: each
     /// becomes the parameter's new velocity).
-    fn update(&mut self, grads: Vec<Tensor>) -> Result<()> {
+    fn update(&mut self, mut grads: Vec<Tensor>) -> Result<()> {
         let _guard = tch::no_grad_guard();
+        if let Some(c) = self.clip_norm {
+            clip(&mut grads, c)?;
+        }
         for ((param, velocity), mut g) in self.params.iter_mut().zip(&mut self.velocity).zip(grads) {
             if let Some(wd) = &self.weight_decay {
                 let _ = g.f_addcmul_(param, wd)?; // g + λ·θ
@@ -356,9 +353,24 @@ impl Sgd {
     }
 }
 
+/// Scales `grads` down so that their joint L2 norm is at most `max` (PyTorch's
+/// `clip_grad_norm_`: factor max / (norm + 1e-6), applied only when below 1).
+fn clip(grads: &mut [Tensor], max: f64) -> Result<()> {
+    let squares =
+        grads.iter().map(|g| g.f_square()?.f_sum(Kind::Float)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let norm = Tensor::f_stack(&squares, 0)?.f_sum(Kind::Float)?.f_sqrt()?.f_double_value(&[])?;
+    let factor = max / (norm + 1e-6);
+    if factor < 1.0 {
+        for g in grads.iter_mut() {
+            let _ = g.f_mul_scalar_(factor)?;
+        }
+    }
+    Ok(())
+}
+
 /// The state of one run of [`train`].
 struct Run<'a> {
-    mlp: &'a Mlp,
+    net: &'a dyn Network,
     data: &'a Data,
     config: &'a TrainConfig,
     observer: &'a mut dyn Observer,
@@ -377,18 +389,18 @@ struct Run<'a> {
 
 impl<'a> Run<'a> {
     fn new(
-        mlp: &'a Mlp,
+        net: &'a dyn Network,
         data: &'a Data,
         config: &'a TrainConfig,
         observer: &'a mut dyn Observer,
     ) -> Result<Self> {
         let steps_per_epoch = (data.train.len() + config.batch_size - 1) / config.batch_size;
         Ok(Run {
-            mlp,
+            net,
             data,
             config,
             observer,
-            sgd: Sgd::new(mlp, config)?,
+            sgd: Sgd::new(net, config)?,
             rng: SplitMix64::new(config.seed),
             step: 0,
             last_recorded: -1,
@@ -442,11 +454,7 @@ impl<'a> Run<'a> {
     fn sgd_step(&mut self, batch: &Tensor) -> Result<Tensor> {
         let train = &self.data.train;
         let (x, y) = (train.x.f_index_select(0, batch)?, train.y.f_index_select(0, batch)?);
-        let loss = tch::with_grad(|| -> Result<Tensor> {
-            let logits = self.mlp.try_forward(&x, true)?;
-            let log_p = logits.f_log_softmax(-1, Kind::Float)?;
-            Ok(log_p.f_nll_loss::<Tensor>(&y, None, Reduction::Mean, -100)?)
-        })?;
+        let loss = tch::with_grad(|| self.net.objective(&x, &y))?;
         let grads = Tensor::f_run_backward(&[&loss], &self.sgd.params, false, false)?;
         self.sgd.update(grads)?;
         Ok(loss.f_detach()?)
@@ -486,13 +494,13 @@ impl<'a> Run<'a> {
     fn end_epoch(&mut self, epoch: i64) -> Result<bool> {
         self.history.epoch.push(epoch);
         if self.config.eval_train {
-            let (loss, error) = evaluate(self.mlp, &self.data.train)?;
+            let (loss, error) = evaluate(self.net, &self.data.train)?;
             self.history.train_loss.push(loss);
             self.history.train_error.push(error);
         }
         self.epochs_run = epoch;
         let Some(valid) = &self.data.valid else { return Ok(true) };
-        let (loss, error) = evaluate(self.mlp, valid)?;
+        let (loss, error) = evaluate(self.net, valid)?;
         self.history.valid_loss.push(loss);
         self.history.valid_error.push(error);
         if self.best.as_ref().is_none_or(|b| error < b.valid_error) {
@@ -529,7 +537,7 @@ impl<'a> Run<'a> {
 mod tests {
     use super::*;
     use crate::flat::Layout;
-    use crate::models::{Activation, MlpConfig};
+    use crate::models::{Activation, Mlp, MlpConfig};
     use crate::trajectory::{Dtype, TrajectoryStore};
     use tch::{nn, Device};
 

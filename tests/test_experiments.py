@@ -20,7 +20,7 @@ FIGS = ("fig1", "fig2", "fig3", "fig4", "fig5")
 def smoke(tmp_path_factory):
     """One smoke-scale run of every figure (about 5 s), shared by the tests below."""
     out = tmp_path_factory.mktemp("reproduce")
-    summary = experiments.reproduce("all", scale="smoke", out=out, progress=False)
+    summary = experiments.reproduce(list(FIGS), scale="smoke", out=out, progress=False)
     return out, summary
 
 
@@ -253,6 +253,23 @@ def test_minima_below_the_noise_floor_are_flagged():
     assert [m["alpha"] for m in found] == [0.25, 0.75]
     assert [m["prominence"] for m in found] == [1.5, pytest.approx(1e-9, rel=1e-6)]
     assert [m["above_noise"] for m in found] == [True, False]  # 1e-9 deep: rounding noise, not structure
+
+
+def test_maxima_are_bumps_with_their_height_from_the_left():
+    alphas = np.linspace(0, 1, 9)
+    values = np.array([5.0, 4.0, 4.5, 3.0, 2.0, 2.2, 1.0, 1.0 + 1e-9, 0.5])
+    sweep = linpath.Sweep(alphas, {"t": {"loss": values}})
+    found = F.maxima_of(sweep, "t", "loss", None)
+    assert [m["alpha"] for m in found] == [0.25, 0.625, 0.875]
+    assert [m["value"] for m in found] == [4.5, 2.2, 1.0 + 1e-9]
+    expected = [pytest.approx(0.5), pytest.approx(0.2), pytest.approx(1e-9, rel=1e-6)]
+    assert [m["height"] for m in found] == expected
+    assert [m["prominence"] for m in found] == expected
+    assert [m["above_noise"] for m in found] == [True, True, False]
+    assert found[0]["height_relative"] == pytest.approx(0.5 / 4.5)
+    inside = F.maxima_of(sweep, "t", "loss", (0.3, 1.0))
+    assert [m["alpha"] for m in inside] == [0.625, 0.875]
+    assert inside[0]["height"] == pytest.approx(0.2)  # from the lowest point of the interval before it
 
 
 def test_torch_trainer_follows_the_spec(tmp_path):

@@ -59,6 +59,27 @@ class TrajectoryStore:
     @property
     def path(self) -> str | None: ...
 
+NATIVE_NET_KINDS: list[str]
+
+class NativeNet:
+    """A LibTorch model of one of NATIVE_NET_KINDS living in Rust (wrapped by linpath.models)."""
+
+    def __init__(self, kind: str, config: dict[str, object]) -> None: ...
+    def named_parameters(self) -> list[tuple[str, torch.Tensor]]: ...
+    def forward(self, x: torch.Tensor, train: bool = False) -> torch.Tensor: ...
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]: ...
+    def sweep(
+        self,
+        theta0: torch.Tensor,
+        theta1: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        alphas: list[float],
+        progress: Callable[[int, int], object] | None = None,
+    ) -> tuple[list[float], list[float]]: ...
+    @property
+    def kind(self) -> str: ...
+
 class NativeMlp:
     """A LibTorch MLP living in Rust; its parameters are shared with Python without copies."""
 
@@ -118,8 +139,8 @@ def summarize(
 ) -> tuple[float, float, float]:
     """(path_length, max_residual, explained)."""
 
-def train_mlp(
-    model: NativeMlp,
+def train_native(
+    model: NativeMlp | NativeNet,
     train: tuple[torch.Tensor, torch.Tensor],
     valid: tuple[torch.Tensor, torch.Tensor] | None,
     config: dict[str, int | float | None],
@@ -128,7 +149,7 @@ def train_mlp(
 ) -> dict[str, object]:
     """Trains `model` in place with minibatch SGD (GIL released); see `linpath.train`.
 
-    `config` holds epochs, batch_size, lr, momentum, weight_decay, max_norm, lr_decay,
+    `config` holds epochs, batch_size, lr, momentum, weight_decay, max_norm, clip_norm, lr_decay,
     early_stopping, seed and record_every. Returns history, initial, final, best, best_epoch,
     interrupted, epochs_run, steps and store (a new TrajectoryStore). Ctrl-C sets interrupted.
     """

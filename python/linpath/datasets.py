@@ -255,3 +255,42 @@ def ptb() -> Corpus:
     index = {w: i for i, w in enumerate(vocab)}
     ids = {k: torch.tensor([index[w] for w in v], dtype=torch.int64) for k, v in tokens.items()}
     return Corpus(vocab, ids["train"], ids["valid"], ids["test"])
+
+
+def lm_windows(ids: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cuts a token stream into non-overlapping windows for a language model.
+
+    Window ``i`` holds the words ``ids[i·steps : (i+1)·steps]`` and its targets are the next words
+    ``ids[i·steps + 1 : (i+1)·steps + 1]``; the words after the last full window (with its target)
+    are dropped. Each window is an independent sequence (see :class:`linpath.models.LSTMLanguageModel`).
+
+    Args:
+        ids: A 1-D integer tensor of word ids, e.g. ``ptb().train``.
+        steps: Words per window (Zaremba et al. unroll 20).
+
+    Returns:
+        ``(X, Y)``, two int64 tensors of shape ``[n, steps]`` with ``n = (len(ids) - 1) // steps``.
+
+    Raises:
+        TypeError: If ``ids`` is not an integer tensor or ``steps`` not an integer.
+        ValueError: If ``ids`` is not 1-D, ``steps < 1``, or the stream is shorter than ``steps + 1``.
+    """
+    if not isinstance(ids, torch.Tensor):
+        raise TypeError(f"ids must be a torch.Tensor of word ids, got {type(ids).__name__}")
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise TypeError(f"ids must hold integer word ids, got {ids.dtype}")
+    if isinstance(steps, bool) or not isinstance(steps, int):
+        raise TypeError(f"steps must be an integer, got {steps!r}")
+    if ids.dim() != 1:
+        raise ValueError(f"ids must be a 1-D stream of word ids, got shape {tuple(ids.shape)}")
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    if len(ids) < steps + 1:
+        raise ValueError(
+            f"a stream of {len(ids)} words is too short for one window of {steps} (needs {steps + 1})"
+        )
+    n = (len(ids) - 1) // steps
+    stream = ids.detach().to("cpu", torch.int64)
+    x = stream[: n * steps].reshape(n, steps).clone()
+    y = stream[1 : n * steps + 1].reshape(n, steps).clone()
+    return x, y

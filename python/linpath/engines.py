@@ -4,7 +4,9 @@
   parameters (native ``Line``) and runs the model in eval mode under ``torch.no_grad()``.
 * The **native engine** runs a :class:`linpath.models.MLP` entirely in Rust with the GIL released:
   the first layer is computed twice per batch instead of once per α, and the model's parameters
-  are never touched.
+  are never touched. The other Rust-backed models (:class:`linpath.models.NativeModel`) run their
+  own deterministic objective in Rust (e.g. the MP-DBM's multi-prediction loss with fixed masks,
+  the language model's per-word cross-entropy), each α written into their parameters and put back.
 
 Both can run in bfloat16 (``precision="bf16"``); :func:`precision_check` then re-evaluates a few
 α in float32 and reports the largest deviation.
@@ -235,10 +237,25 @@ def module_sweep(
 
 
 def native_eligible(model: nn.Module, splits: Mapping[str, Split], loss: LossFn | None) -> bool:
-    """True when the native engine can run: a linpath MLP, the default loss, (X, Y) class-target splits."""
+    """True when the native engine can run: a linpath MLP with (X, Y) class-target splits, or another
+    linpath NativeModel with (X, Y) splits; in both cases with the default loss."""
+    from .models import MLP, NativeModel
+
+    if loss is not None:
+        return False
+    if isinstance(model, MLP):
+        return all(s.class_pair is not None for s in splits.values())
+    return isinstance(model, NativeModel) and all(s.is_pair for s in splits.values())
+
+
+def _native_pair(model: nn.Module, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+    """The split's ``(X, Y)`` as the native model takes them (CPU, its input dtype, int64 targets)."""
     from .models import MLP
 
-    return isinstance(model, MLP) and loss is None and all(s.class_pair is not None for s in splits.values())
+    if isinstance(model, MLP):
+        return split.class_pair
+    x, y = split._pair
+    return x.detach().to("cpu", model.input_dtype), y.detach().to("cpu", torch.int64)
 
 
 def native_sweep(
@@ -257,19 +274,60 @@ def native_sweep(
     t0 = as_vector(start, names, shapes, "start").to("cpu", torch.float64).contiguous()
     t1 = as_vector(end, names, shapes, "end").to("cpu", torch.float64).contiguous()
     native_passes = [([float(a) for a in grid], precision) for grid, precision in passes]
+    sweep = _mlp_passes if hasattr(model._native, "sweep_passes") else _net_passes
     per_split = sum(len(grid) for grid, _ in passes)
     results: list[Values] = [{} for _ in passes]
     with progress_bar(per_split * len(splits), progress) as bar:
         for k, (name, split) in enumerate(splits.items()):
-            x, y = split.class_pair
+            x, y = _native_pair(model, split)
 
             def advance(done: int, total: int, k: int = k) -> None:
                 bar.n = (k + done / total) * per_split
                 bar.refresh()
 
-            swept = model._native.sweep_passes(t0, t1, x, y, native_passes, split.batch_size, advance)
+            swept = sweep(model._native, t0, t1, x, y, native_passes, split.batch_size, advance)
             for values, (loss, error) in zip(results, swept, strict=True):
                 values[name] = {m: v for m, v in (("loss", loss), ("error", error)) if m in metrics}
+    return results
+
+
+NativePasses = list[tuple[list[float], str]]
+
+
+def _mlp_passes(
+    native: Any,
+    t0: torch.Tensor,
+    t1: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    passes: NativePasses,
+    batch_size: int,
+    advance: Callable[[int, int], None],
+) -> list:
+    """The passes of a NativeMlp, in one native call sharing the first layer's products."""
+    return native.sweep_passes(t0, t1, x, y, passes, batch_size, advance)
+
+
+def _net_passes(
+    native: Any,
+    t0: torch.Tensor,
+    t1: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    passes: NativePasses,
+    batch_size: int,
+    advance: Callable[[int, int], None],
+) -> list:
+    """The passes of a NativeNet, one after the other: float32 only (its sweep evaluates the
+    model's own objective at each α; the batch size is the model's own)."""
+    if any(precision != "float32" for _, precision in passes):
+        raise ValueError("precision='bf16' is available for linpath.models.MLP only; use 'float32'")
+    done_before = 0
+    total = sum(len(grid) for grid, _ in passes)
+    results = []
+    for grid, _ in passes:
+        results.append(native.sweep(t0, t1, x, y, grid, lambda d, _t, b=done_before: advance(b + d, total)))
+        done_before += len(grid)
     return results
 
 

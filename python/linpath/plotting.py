@@ -115,3 +115,61 @@ def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 120) -> None:
             fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
+
+
+def _axes3d(ax: Any) -> Any:
+    if ax is not None:
+        if getattr(ax, "name", "") != "3d":
+            raise ValueError("ax must be a 3-D axes (fig.add_subplot(projection='3d'))")
+        return ax
+    import matplotlib.pyplot as plt
+
+    return plt.figure(figsize=(6, 4.8)).add_subplot(projection="3d")
+
+
+def plot_iterates_3d(
+    coords: np.ndarray,
+    objective: np.ndarray,
+    ax: Any = None,
+    line: tuple[np.ndarray, np.ndarray] | None = None,
+    labels: tuple[str, str] = (r"$\theta_i$", r"$\theta_j$"),
+) -> Any:
+    """SGD iterates in two coordinates with J on the vertical axis (the paper's Fig. 7, right).
+
+    Args:
+        coords: ``[checkpoints, 2]`` horizontal coordinates of the iterates.
+        objective: ``[checkpoints]`` J at each iterate.
+        ax: A 3-D axes, or None for a new figure.
+        line: Optional ``(line_coords [points, 2], line_objective [points])``: the straight path in
+            the same coordinates, drawn for comparison.
+        labels: Names of the two horizontal axes.
+    """
+    ax = _axes3d(ax)
+    coords, objective = np.asarray(coords), np.asarray(objective)
+    if coords.ndim != 2 or coords.shape[1] != 2 or len(coords) != len(objective):
+        raise ValueError(f"coords must be [n, 2] and objective [n]; got {coords.shape} and {objective.shape}")
+    if line is not None:
+        line_coords, line_objective = (np.asarray(a) for a in line)
+        ax.plot(
+            line_coords[:, 0], line_coords[:, 1], line_objective, color="0.45", lw=1.2, label="linear path"
+        )
+    ax.plot(coords[:, 0], coords[:, 1], objective, color="tab:blue", lw=0.8, alpha=0.6)
+    points = ax.scatter(coords[:, 0], coords[:, 1], objective, c=np.arange(len(coords)), cmap="viridis", s=14)
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_zlabel(_METRIC_LABEL["loss"])
+    ax.figure.colorbar(points, ax=ax, shrink=0.6, pad=0.12, label="checkpoint")
+    if line is not None:
+        ax.legend(loc="upper right", fontsize=8)
+    return ax
+
+
+def plot_plane_residuals(plane: Any, ax: Any = None) -> Any:
+    """Distance of each iterate from a PCA plane (see :func:`linpath.views.pca_plane`) against its step."""
+    ax = _axes(ax)
+    ax.plot(plane.steps, plane.residuals, color="tab:red", lw=1.4, marker=".", ms=4)
+    ax.set_xlabel("step")
+    ax.set_ylabel("residual norm off the PCA plane")
+    ax.set_title(f"the plane captures {plane.explained:.1%} of Σ‖θ_t − θ_ref‖²", fontsize=9)
+    ax.grid(alpha=0.3)
+    return ax

@@ -284,7 +284,9 @@ def interpolate(
     exactly as it was (parameters, buffers, train/eval mode, requires_grad), also when the loss
     raises or on Ctrl-C. A :class:`linpath.models.MLP` with ``(X, Y)`` class-target data and the
     default loss runs on the native engine instead: in Rust, GIL released, first layer computed
-    once per batch for all α, parameters untouched.
+    once per batch for all α, parameters untouched. The other linpath models
+    (:class:`linpath.models.NativeModel`) with ``(X, Y)`` data and the default loss run natively
+    too, on their own objective (J of the MP-DBM, per-word cross-entropy of the language model).
 
     Args:
         model: The ``nn.Module`` to evaluate.
@@ -366,7 +368,8 @@ def _check_engine(engine: str, precision: str, native_ok: bool) -> str:
         raise ValueError(f"engine must be 'auto', 'native' or 'module', got {engine!r}")
     if engine == "native" and not native_ok:
         raise ValueError(
-            "engine='native' needs a linpath.models.MLP, the default loss, and (X, Y) splits with "
-            "2-D float inputs and int64 class targets"
+            "engine='native' needs the default loss and a linpath.models.MLP with (X, Y) splits of "
+            "2-D float inputs and int64 class targets, or another linpath.models.NativeModel with "
+            "(X, Y) splits"
         )
     return ("native" if native_ok else "module") if engine == "auto" else engine

@@ -1,4 +1,5 @@
-"""Native training of :class:`linpath.models.MLP`: minibatch SGD run by LibTorch in Rust.
+"""Native training of linpath's Rust-backed models (:class:`linpath.models.MLP` and the
+:class:`linpath.models.NativeModel` family): minibatch SGD run by LibTorch in Rust.
 
 :func:`train` is the trainer of the paper's experiments: SGD with momentum, weight decay, the
 max-norm constraint, learning-rate decay, dropout and early stopping, recording the parameter
@@ -18,7 +19,7 @@ import torch
 
 from . import _linpath
 from .engines import progress_bar
-from .models import MLP
+from .models import MLP, NativeModel
 from .params import ParamVector
 from .trajectory import Trajectory
 
@@ -70,19 +71,25 @@ def _real(name: str, value: Any, optional: bool = False) -> float | None:
     return float(value)
 
 
-def _pair(data: Any, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(X, Y)`` as CPU float32 inputs and int64 targets (copies only where needed)."""
+def _pair(
+    data: Any, name: str, input_dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(X, Y)`` as CPU inputs of ``input_dtype`` and int64 targets (copies only where needed)."""
     if not isinstance(data, tuple | list) or len(data) != 2:
         raise TypeError(f"{name} must be an (X, Y) pair of tensors, got {type(data).__name__}")
     x, y = data
     for t, what in ((x, "X"), (y, "Y")):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name}: {what} must be a torch.Tensor, got {type(t).__name__}")
-    if not x.is_floating_point():
+    if input_dtype.is_floating_point and not x.is_floating_point():
         raise TypeError(f"{name}: X must hold floating-point inputs, got {x.dtype}")
+    if not input_dtype.is_floating_point and (
+        x.is_floating_point() or x.is_complex() or x.dtype == torch.bool
+    ):
+        raise TypeError(f"{name}: X must hold integer token ids, got {x.dtype}")
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise TypeError(f"{name}: Y must hold integer class indices, got {y.dtype}")
-    return x.detach().to("cpu", torch.float32), y.detach().to("cpu", torch.int64)
+    return x.detach().to("cpu", input_dtype), y.detach().to("cpu", torch.int64)
 
 
 def _config(**values: Any) -> dict[str, Any]:
@@ -90,7 +97,7 @@ def _config(**values: Any) -> dict[str, Any]:
     config = {k: _int(k, values[k]) for k in ("epochs", "batch_size")}
     config |= {k: _int(k, values[k], optional=True) for k in ("early_stopping", "record_every")}
     config |= {k: _real(k, values[k]) for k in ("lr", "momentum", "weight_decay")}
-    config |= {k: _real(k, values[k], optional=True) for k in ("max_norm", "lr_decay")}
+    config |= {k: _real(k, values[k], optional=True) for k in ("max_norm", "clip_norm", "lr_decay")}
     if not isinstance(values["eval_train"], bool):
         raise TypeError(f"eval_train must be True or False, got {values['eval_train']!r}")
     config["eval_train"] = values["eval_train"]
@@ -112,7 +119,7 @@ def _bar(total: int, progress: bool | None) -> tuple[Any, Any]:
 
 
 def train(
-    model: MLP,
+    model: MLP | NativeModel,
     train: tuple[torch.Tensor, torch.Tensor],
     valid: tuple[torch.Tensor, torch.Tensor] | None = None,
     *,
@@ -122,6 +129,7 @@ def train(
     momentum: float = 0.0,
     weight_decay: float = 0.0,
     max_norm: float | None = None,
+    clip_norm: float | None = None,
     lr_decay: float | None = None,
     early_stopping: int | None = None,
     seed: int = 0,
@@ -130,11 +138,13 @@ def train(
     progress: bool | None = None,
     eval_train: bool = True,
 ) -> TrainResult:
-    """Trains a linpath MLP in place with minibatch SGD, natively, recording its trajectory.
+    """Trains a linpath model in place with minibatch SGD, natively, recording its trajectory.
 
     Each epoch visits the training set once in a fresh random order, in minibatches of
-    ``batch_size`` (the last one may be smaller). Each step minimises the mean cross-entropy of
-    the minibatch with the model's dropout active, using PyTorch's SGD update
+    ``batch_size`` (the last one may be smaller). Each step minimises the model's training
+    objective on the minibatch (the mean cross-entropy for classifiers and the language model, the
+    multi-prediction loss for the MP-DBM) with its training noise (dropout, masks) active, using
+    PyTorch's SGD update
     ``v ← momentum·v + g + weight_decay·θ``, ``θ ← θ − lr·v``; with ``max_norm``, each row of
     every weight matrix (a unit's incoming weights) is then rescaled to L2 norm ≤ ``max_norm``
     (biases untouched). After each epoch the model is evaluated (eval mode) on the whole
@@ -147,7 +157,8 @@ def train(
     what was trained so far with ``interrupted=True``; an epoch cut short is not evaluated.
 
     Args:
-        model: A :class:`linpath.models.MLP` (trained in place).
+        model: A :class:`linpath.models.MLP` or another :class:`linpath.models.NativeModel`
+            (trained in place).
         train: ``(X, Y)``: inputs ``[n, sizes[0]]`` (floating point; converted to float32) and
             integer class indices ``[n]`` in ``[0, sizes[-1])``.
         valid: Validation ``(X, Y)`` in the same form, or None.
@@ -156,7 +167,10 @@ def train(
         lr: Learning rate (positive).
         momentum: Momentum in [0, 1).
         weight_decay: L2 penalty coefficient added to the gradient (non-negative).
-        max_norm: Largest L2 norm of each unit's incoming weight vector, or None.
+        max_norm: Largest L2 norm of each unit's incoming weight vector (of each filter for
+            convolutions), or None.
+        clip_norm: Largest L2 norm of the whole gradient; a longer gradient is scaled down to it
+            before the update (``torch.nn.utils.clip_grad_norm_``), or None.
         lr_decay: Factor applied to ``lr`` after every epoch, or None for a constant rate.
         early_stopping: Patience in epochs, or None. Training stops once the validation error
             has not improved for this many epochs; at the end (also after Ctrl-C) the model
@@ -183,9 +197,9 @@ def train(
             lengths, class indices out of range, ``early_stopping`` without ``valid``, or an
             existing ``trajectory`` file.
     """
-    if not isinstance(model, MLP):
+    if not isinstance(model, MLP | NativeModel):
         raise TypeError(
-            f"linpath.train trains a linpath.models.MLP, got {type(model).__name__}; "
+            f"linpath.train trains a linpath.models.MLP or NativeModel, got {type(model).__name__}; "
             "for other modules write a PyTorch loop with linpath.TrajectoryRecorder"
         )
     config = _config(
@@ -195,14 +209,16 @@ def train(
         momentum=momentum,
         weight_decay=weight_decay,
         max_norm=max_norm,
+        clip_norm=clip_norm,
         lr_decay=lr_decay,
         early_stopping=early_stopping,
         seed=seed,
         record_every=record_every,
         eval_train=eval_train,
     )
-    train_pair = _pair(train, "train")
-    valid_pair = None if valid is None else _pair(valid, "valid")
+    input_dtype = getattr(model, "input_dtype", torch.float32)
+    train_pair = _pair(train, "train", input_dtype)
+    valid_pair = None if valid is None else _pair(valid, "valid", input_dtype)
     path = None if trajectory is None else os.fspath(trajectory)
     n = train_pair[0].shape[0] if train_pair[0].dim() else 0
     steps = config["epochs"] * math.ceil(n / max(config["batch_size"], 1))
@@ -213,13 +229,13 @@ def train(
         torch.default_generator.manual_seed(config["seed"])
         with bar:
             callback = None if progress is False else report
-            out = _linpath.train_mlp(model._native, train_pair, valid_pair, config, path, callback)
+            out = _linpath.train_native(model._native, train_pair, valid_pair, config, path, callback)
     finally:
         torch.random.set_rng_state(rng_state)
     return _result(model, out, has_valid=valid is not None, has_train=eval_train)
 
 
-def _result(model: MLP, out: dict[str, Any], has_valid: bool, has_train: bool) -> TrainResult:
+def _result(model: MLP | NativeModel, out: dict[str, Any], has_valid: bool, has_train: bool) -> TrainResult:
     names = [n for n, _ in model.named_parameters()]
     shapes = [tuple(p.shape) for p in model.parameters()]
     kept = {"valid": has_valid, "train": has_train}

@@ -6,8 +6,9 @@
 //! The last layer is linear (the logits). Dropout (inverted, so nothing changes at evaluation)
 //! applies to the input and to each hidden layer's output when training.
 
+use super::network::{Measure, Network};
 use crate::error::{Error, Result};
-use tch::{nn, Kind, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 /// Hidden-layer nonlinearity.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -246,6 +247,42 @@ impl Mlp {
     }
 }
 
+impl Network for Mlp {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        Mlp::named_parameters(self)
+    }
+
+    fn constrained_weights(&self) -> Vec<Tensor> {
+        self.layers.iter().map(|l| l.weight.shallow_clone()).collect()
+    }
+
+    fn device(&self) -> Device {
+        self.layers[0].weight.device()
+    }
+
+    fn check_labelled(&self, x: &Tensor, y: &Tensor, what: &str) -> Result<()> {
+        self.config.check_labelled(x, y, what)
+    }
+
+    fn try_forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        Mlp::try_forward(self, x, train)
+    }
+
+    fn objective(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        Ok(Mlp::loss_and_errors(&Mlp::try_forward(self, x, true)?, y)?.0)
+    }
+
+    fn evaluate_rows(&self, x: &Tensor, y: &Tensor, _first_row: i64) -> Result<Measure> {
+        let (loss, wrong) = Mlp::loss_and_errors(&Mlp::try_forward(self, x, false)?, y)?;
+        let count = x.size()[0];
+        Ok(Measure {
+            loss_sum: loss.f_double_value(&[])? * count as f64,
+            wrong: wrong.f_int64_value(&[])?,
+            count,
+        })
+    }
+}
+
 impl nn::ModuleT for Mlp {
     /// Infallible form for tch code; linpath's own callers use [`Mlp::try_forward`].
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -256,7 +293,7 @@ impl nn::ModuleT for Mlp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::{nn::ModuleT, Device};
+    use tch::nn::ModuleT;
 
     fn model(activation: Activation) -> (nn::VarStore, Mlp) {
         tch::manual_seed(0);

@@ -1,9 +1,13 @@
 //! The thin PyO3 layer: one file per Python-facing area, each converting
 //! arguments, releasing the GIL around the core's work, and mapping errors.
 
+mod conv_maxout;
 mod error;
 mod flat;
+mod lstm;
 pub mod models;
+mod mpdbm;
+pub mod nets;
 mod project;
 mod sweep;
 mod tensor;
@@ -18,6 +22,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TRAJECTORY_FORMAT_VERSION", crate::trajectory::FORMAT_VERSION)?;
     flat::register(m)?;
     models::register(m)?;
+    nets::register(m)?;
     sweep::register(m)?;
     trajectory::register(m)?;
     project::register(m)?;

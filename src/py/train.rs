@@ -1,11 +1,12 @@
-//! `train_mlp`: the binding of `crate::train` (Python wraps it as `linpath.train`).
+//! `train_native`: the binding of `crate::train` (Python wraps it as `linpath.train`).
 
 use super::models::NativeMlp;
+use super::nets::NativeNet;
 use super::tensor::{unpack, wrap};
 use super::trajectory::TrajectoryStore as PyStore;
 use crate::error::Result;
 use crate::flat::Layout;
-use crate::models::Mlp;
+use crate::models::Network;
 use crate::train::{self, Data, Observer, Outcome, Progress, Split, TrainConfig};
 use crate::trajectory::{Checkpoint, Dtype, TrajectoryStore as Store};
 use pyo3::exceptions::PyKeyboardInterrupt;
@@ -23,6 +24,7 @@ struct Config {
     momentum: f64,
     weight_decay: f64,
     max_norm: Option<f64>,
+    clip_norm: Option<f64>,
     lr_decay: Option<f64>,
     early_stopping: Option<i64>,
     seed: u64,
@@ -39,6 +41,7 @@ impl From<Config> for TrainConfig {
             momentum: c.momentum,
             weight_decay: c.weight_decay,
             max_norm: c.max_norm,
+            clip_norm: c.clip_norm,
             lr_decay: c.lr_decay,
             early_stopping: c.early_stopping,
             seed: c.seed,
@@ -72,9 +75,9 @@ impl Observer for PyObserver<'_> {
     }
 }
 
-/// A new store (in memory, or a new file at `path`) for the parameters of `mlp`, in float32.
-fn new_store(mlp: &Mlp, path: Option<&PathBuf>) -> Result<Store> {
-    let (names, tensors): (Vec<String>, Vec<tch::Tensor>) = mlp.named_parameters().into_iter().unzip();
+/// A new store (in memory, or a new file at `path`) for the parameters of `net`, in float32.
+fn new_store(net: &dyn Network, path: Option<&PathBuf>) -> Result<Store> {
+    let (names, tensors): (Vec<String>, Vec<tch::Tensor>) = net.named_parameters().into_iter().unzip();
     let layout = Layout::of_tensors(names, &tensors)?;
     match path {
         Some(path) => Store::create(path, layout, Dtype::F32),
@@ -84,21 +87,50 @@ fn new_store(mlp: &Mlp, path: Option<&PathBuf>) -> Result<Store> {
 
 /// Checks everything, creates the store, then trains (the caller has released the GIL).
 fn run(
-    native: &NativeMlp,
+    native: Native<'_>,
     data: &Data,
     config: &TrainConfig,
     path: Option<&PathBuf>,
     callback: Option<Py<PyAny>>,
 ) -> (Result<(Store, Outcome)>, Option<PyErr>) {
-    let state = native.lock();
-    let mut store = match train::check(&state.mlp, data, config).and_then(|()| new_store(&state.mlp, path)) {
+    let (mlp_state, net_state);
+    let net: &dyn Network = match native {
+        Native::Mlp(m) => {
+            mlp_state = m.lock();
+            &mlp_state.mlp
+        }
+        Native::Net(n) => {
+            net_state = n.lock();
+            net_state.net.as_ref()
+        }
+    };
+    let mut store = match train::check(net, data, config).and_then(|()| new_store(net, path)) {
         Ok(store) => store,
         Err(e) => return (Err(e), None),
     };
     let mut observer = PyObserver { store: &mut store, callback, failure: None };
-    let outcome = train::train(&state.mlp, data, config, &mut observer);
+    let outcome = train::train(net, data, config, &mut observer);
     let failure = observer.failure.take();
     (outcome.map(|o| (store, o)), failure)
+}
+
+/// The model a Python handle holds: a `NativeMlp` or a `NativeNet`.
+#[derive(Clone, Copy)]
+enum Native<'a> {
+    Mlp(&'a NativeMlp),
+    Net(&'a NativeNet),
+}
+
+impl<'a> Native<'a> {
+    fn of(model: &'a Bound<'_, PyAny>) -> PyResult<Self> {
+        if let Ok(mlp) = model.cast::<NativeMlp>() {
+            return Ok(Native::Mlp(mlp.get()));
+        }
+        match model.cast::<NativeNet>() {
+            Ok(net) => Ok(Native::Net(net.get())),
+            Err(_) => Err(pyo3::exceptions::PyTypeError::new_err("model must be a NativeMlp or a NativeNet")),
+        }
+    }
 }
 
 /// True when `failure` is a Ctrl-C (KeyboardInterrupt); any other error is returned.
@@ -143,7 +175,7 @@ fn to_dict<'py>(
     Ok(out)
 }
 
-/// Trains a `NativeMlp` with minibatch SGD (see `crate::train`); the GIL is released meanwhile.
+/// Trains a `NativeMlp` or `NativeNet` with minibatch SGD (see `crate::train`); the GIL is released meanwhile.
 ///
 /// `train` and `valid` are `(X, Y)` pairs of CPU tensors (float32 inputs, int64 targets);
 /// `config` is a dict of the `TrainConfig` fields; checkpoints go to a new file at `path`, or
@@ -151,9 +183,9 @@ fn to_dict<'py>(
 /// the run after the current step and sets `interrupted`; other errors are raised.
 #[pyfunction]
 #[pyo3(signature = (model, train, valid, config, path=None, progress=None))]
-fn train_mlp<'py>(
+fn train_native<'py>(
     py: Python<'py>,
-    model: &Bound<'py, NativeMlp>,
+    model: &Bound<'py, PyAny>,
     train: (Bound<'py, PyAny>, Bound<'py, PyAny>),
     valid: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
     config: Config,
@@ -164,7 +196,7 @@ fn train_mlp<'py>(
         Ok(Split { x: unpack(&x, "X")?, y: unpack(&y, "Y")? })
     };
     let data = Data { train: split(train)?, valid: valid.map(split).transpose()? };
-    let (config, native) = (TrainConfig::from(config), model.get());
+    let (config, native) = (TrainConfig::from(config), Native::of(model)?);
     let (result, failure) = py.detach(move || run(native, &data, &config, path.as_ref(), progress));
     let (store, outcome) = result?;
     let mut interrupted = interrupted_by(py, failure)?;
@@ -174,6 +206,6 @@ fn train_mlp<'py>(
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(train_mlp, m)?)?;
+    m.add_function(wrap_pyfunction!(train_native, m)?)?;
     Ok(())
 }

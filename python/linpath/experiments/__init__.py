@@ -1,7 +1,8 @@
 """The paper's experiments, reproduced on real data: ``python -m linpath reproduce``.
 
-Figures 1 to 5 (fully connected networks on MNIST) at three scales (see
-:mod:`linpath.experiments.scales`)::
+Figures 1 to 5 (fully connected networks on MNIST, :mod:`~linpath.experiments.mnist`) and 6 to 8
+(a conv maxout net on CIFAR-10, an MP-DBM on MNIST and an LSTM on Penn Treebank,
+:mod:`~linpath.experiments.advanced`) at three scales (see :mod:`linpath.experiments.scales`)::
 
     from linpath import experiments
     findings = experiments.reproduce(["fig1", "fig5"], scale="small", out="results/reproduce/small")
@@ -24,11 +25,15 @@ from typing import Any
 import torch
 
 from .._io import atomic_write, save_json
+from .advanced import FIGURES as ADVANCED_FIGURES
 from .findings import NOISE_FLOOR, line_grid
-from .mnist import FIGURES
+from .mnist import FIGURES as MNIST_FIGURES
 from .report import claims_markdown
 from .runs import Context, Run
-from .scales import SCALE_NAMES, SCALES, RunSpec, Scale, get_scale
+from .scales import SCALE_NAMES, SCALES, NetSpec, RunSpec, Scale, get_scale
+
+#: Every figure, by name.
+FIGURES = {**MNIST_FIGURES, **ADVANCED_FIGURES}
 
 __all__ = [
     "FIGURES",
@@ -36,6 +41,7 @@ __all__ = [
     "SCALES",
     "SCALE_NAMES",
     "Context",
+    "NetSpec",
     "Run",
     "RunSpec",
     "Scale",
@@ -64,15 +70,16 @@ def reproduce(
     progress: bool | None = None,
     device: str | None = None,
 ) -> dict[str, Any]:
-    """Runs the named figures (``"fig1"`` ... ``"fig5"`` or ``"all"``) and writes their files.
+    """Runs the named figures (``"fig1"`` ... ``"fig8"`` or ``"all"``) and writes their files.
 
     Args:
         figures: A figure name, a list of them, or ``"all"``.
         scale: ``"smoke"``, ``"small"`` or ``"paper"`` (or a :class:`Scale` of your own).
         out: Output directory (default ``results/reproduce/<scale>``).
         progress: Progress bars: True always, False never, None when a step takes over 2 s.
-        device: ``"cpu"`` (the native trainer and sweep), ``"cuda"`` (PyTorch on the GPU), or None:
-            the GPU for the paper scale when one is available, the CPU otherwise.
+        device: ``"cpu"`` (the native trainer and sweep), ``"cuda"`` (PyTorch on the GPU; Figures 1
+            to 5 only), or None: the GPU for Figures 1 to 5 at the paper scale when one is available,
+            the CPU otherwise (Figures 6 to 8 always train natively on the CPU).
 
     Returns:
         The summary also written to ``out/summary.json``: per figure its findings and seconds.
@@ -85,13 +92,18 @@ def reproduce(
         raise ValueError("device='cuda' but PyTorch sees no CUDA device; use device='cpu'")
     chosen = get_scale(scale) if isinstance(scale, str) else scale
     out_dir = Path(out) if out is not None else Path("results/reproduce") / chosen.name
-    if device is None:
+    auto = device is None
+    if auto:
         device = "cuda" if chosen.name == "paper" and torch.cuda.is_available() else "cpu"
     ctx = Context(chosen, out_dir, progress, device=device)
+    # The advanced networks train natively on the CPU; "auto" sends them there.
+    native_ctx = (
+        Context(chosen, out_dir, progress, device="cpu") if auto and ctx.device.type != "cpu" else ctx
+    )
     summary = _previous_summary(out_dir, chosen.name)
     for name in names:
         start = time.perf_counter()
-        findings = FIGURES[name](ctx)
+        findings = FIGURES[name](native_ctx if name in ADVANCED_FIGURES else ctx)
         summary["figures"][name] = {"findings": findings, "seconds": time.perf_counter() - start}
         _write_summary(summary, out_dir)  # after every figure, so a long run keeps what it made
     return summary

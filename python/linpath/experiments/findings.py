@@ -110,3 +110,28 @@ def projection_findings(proj: Projection) -> dict[str, Any]:
         "distance": proj.direction_norm,
         "coordinate_range": [float(np.min(proj.coordinate)), float(np.max(proj.coordinate))],
     }
+
+
+def maxima_of(sweep: Sweep, split: str, metric: str, interval: tuple[float, float] | None) -> list[dict]:
+    """The interior local maxima (bumps) of a curve on ``interval``, each with its ``height``: the rise
+    from the lowest point before it (from the interval's left end) up to it, the height a walk from
+    the left must climb; ``prominence``: how far it stands above both sides; and ``above_noise``."""
+    values = sweep.values[split][metric]
+    flipped = Sweep(sweep.alphas, {split: {metric: -values}}, {})
+    alphas, ordered = sweep._sorted(split, metric, interval)
+    found = []
+    for alpha, negated in flipped.local_minima(split, metric, interval):
+        value = -negated
+        height = float(value - ordered[alphas <= alpha].min())
+        depth = prominence(sweep.alphas, -values, alpha)
+        found.append(
+            {
+                "alpha": alpha,
+                "value": value,
+                "height": height,
+                "height_relative": height / max(abs(value), 1e-12),
+                "prominence": depth,
+                "above_noise": bool(depth > NOISE_FLOOR * max(abs(value), 1e-12)),
+            }
+        )
+    return found

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from .._io import save_json
-from ..plotting import plot_learning_curve, save_figure
+from ..plotting import plot_learning_curve
 from ..sweep import Sweep
 from ..trajectory import project
+from .common import pyplot, run_facts, write_figure
 from .findings import barrier_findings, line_findings, line_grid, minima_of, projection_findings
 from .runs import Context, Run, new_model
 
@@ -23,37 +23,6 @@ from .runs import Context, Run, new_model
 LINE_RANGE = (-0.5, 1.5)
 #: Seed of Figure 4's random point (an initialisation that no training run started from).
 RANDOM_POINT_SEED = 12345
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _run_facts(run: Run) -> dict[str, Any]:
-    history = run.history
-    facts = {
-        "model": run.spec.describe(),
-        "spec": dataclasses.asdict(run.spec),
-        "train_seconds": run.seconds,
-        "test_error": run.test_error,
-        "test_mistakes": run.test_mistakes,
-        "test_examples": run.test_examples,
-    }
-    for key in ("train_loss", "valid_loss", "valid_error"):
-        if history.get(key):
-            facts[f"final_{key}"] = history[key][-1]
-    return facts
-
-
-def _write(ctx: Context, name: str, fig: Any, record: dict[str, Any]) -> dict[str, Any]:
-    save_figure(fig, ctx.out / f"{name}.png")
-    save_json({"figure": name, "scale": ctx.scale.name, **record}, ctx.out / f"{name}.json")
-    return record["findings"]
 
 
 def _global_line(ctx: Context, run: Run, start: Any = None, end: Any = None) -> Sweep:
@@ -66,7 +35,7 @@ def fig1(ctx: Context) -> dict[str, Any]:
     """Maxout network with dropout: the line from θi to θf (train and validation) and the learning curve."""
     run = ctx.run("maxout")
     sweep = _global_line(ctx, run)
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), layout="constrained")
     for row, metric in enumerate(("loss", "error")):
         sweep.plot(axes[row, 0], metric=metric)
@@ -79,12 +48,13 @@ def fig1(ctx: Context) -> dict[str, Any]:
         "test_mistakes": run.test_mistakes,
         "learning_curve_valid_error": run.history.get("valid_error"),
     }
-    return _write(ctx, "fig1", fig, {"run": _run_facts(run), "sweep": sweep.to_dict(), "findings": findings})
+    record = {"run": run_facts(run), "sweep": sweep.to_dict(), "findings": findings}
+    return write_figure(ctx, "fig1", fig, record)
 
 
 def fig2(ctx: Context) -> dict[str, Any]:
     """The same line for a sigmoid and a ReLU network (both with dropout)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     runs, sweeps, findings = {}, {}, {}
     for ax, name in zip(axes, ("sigmoid", "relu_dropout"), strict=True):
@@ -92,14 +62,14 @@ def fig2(ctx: Context) -> dict[str, Any]:
         sweep = _global_line(ctx, run)
         sweep.plot(ax)
         ax.set_title(run.spec.describe(), fontsize=9)
-        runs[name], sweeps[name] = _run_facts(run), sweep.to_dict()
+        runs[name], sweeps[name] = run_facts(run), sweep.to_dict()
         findings[name] = {
             "train_line": line_findings(sweep, "train"),
             "valid_line": line_findings(sweep, "valid"),
             "test_error": run.test_error,
         }
     fig.suptitle("Figure 2: the line for a sigmoid (left) and a ReLU (right) network on MNIST")
-    return _write(ctx, "fig2", fig, {"runs": runs, "sweeps": sweeps, "findings": findings})
+    return write_figure(ctx, "fig2", fig, {"runs": runs, "sweeps": sweeps, "findings": findings})
 
 
 #: Figure 3's panels: the α interval of each (b re-plots a's points at α ≥ 0.5).
@@ -114,7 +84,7 @@ def fig3(ctx: Context) -> dict[str, Any]:
         key: ctx.line(model, run.initial, run.final, np.linspace(lo, hi, ctx.scale.zoom_points), ("train",))
         for key, (lo, hi) in ZOOM_PANELS.items()
     }
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), layout="constrained")
     for ax, key in zip(axes.flat, ("a", "b", "c", "d"), strict=True):
         sweep = sweeps["a" if key == "b" else key]
@@ -142,11 +112,11 @@ def fig3(ctx: Context) -> dict[str, Any]:
     )
     findings["test_error"] = run.test_error
     record = {
-        "run": _run_facts(run),
+        "run": run_facts(run),
         "sweeps": {k: s.to_dict() for k, s in sweeps.items()},
         "findings": findings,
     }
-    return _write(ctx, "fig3", fig, record)
+    return write_figure(ctx, "fig3", fig, record)
 
 
 def fig4(ctx: Context) -> dict[str, Any]:
@@ -155,7 +125,7 @@ def fig4(ctx: Context) -> dict[str, Any]:
     random_point = new_model(dataclasses.replace(first.spec, seed=RANDOM_POINT_SEED))
     between = _global_line(ctx, first, start=first.final, end=second.final)
     from_random = _global_line(ctx, first, start=random_point, end=first.final)
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     between.plot(axes[0])
     axes[0].set_title(r"$\theta_0$: solution (seed 0), $\theta_1$: solution (seed 1)", fontsize=10)
@@ -175,25 +145,25 @@ def fig4(ctx: Context) -> dict[str, Any]:
         },
     }
     record = {
-        "runs": {"seed0": _run_facts(first), "seed1": _run_facts(second)},
+        "runs": {"seed0": run_facts(first), "seed1": run_facts(second)},
         "random_point_seed": RANDOM_POINT_SEED,
         "sweeps": {"two_solutions": between.to_dict(), "random_to_solution": from_random.to_dict()},
         "findings": findings,
     }
-    return _write(ctx, "fig4", fig, record)
+    return write_figure(ctx, "fig4", fig, record)
 
 
 def fig5(ctx: Context) -> dict[str, Any]:
     """The maxout run's trajectory projected onto the line θi → θf: coordinate against residual norm."""
     run = ctx.run("maxout")
     proj = project(run.trajectory, run.initial, run.final)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5), layout="constrained")
     proj.plot(ax)
     fig.suptitle(f"Figure 5: how far SGD strays from the line ({run.spec.describe()})", fontsize=10)
     findings = {**projection_findings(proj), "test_error": run.test_error}
-    record = {"run": _run_facts(run), "projection": proj.to_dict(), "findings": findings}
-    return _write(ctx, "fig5", fig, record)
+    record = {"run": run_facts(run), "projection": proj.to_dict(), "findings": findings}
+    return write_figure(ctx, "fig5", fig, record)
 
 
 FIGURES = {"fig1": fig1, "fig2": fig2, "fig3": fig3, "fig4": fig4, "fig5": fig5}

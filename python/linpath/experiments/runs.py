@@ -20,15 +20,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import datasets
+from .. import datasets, models
 from .._io import save_json
 from ..engines import evaluate_pair
-from ..models import MLP
+from ..models import MLP, NativeModel
 from ..params import ParamVector, assign
 from ..sweep import Sweep, interpolate
 from ..train import train
 from ..trajectory import Trajectory
-from .scales import RunSpec, Scale
+from .scales import NET_DATASETS, NetSpec, RunSpec, Scale
 from .torch_train import train_torch
 
 RUN_FORMAT = "linpath-run/1"
@@ -39,12 +39,13 @@ class Run:
     """A finished training run: its spec, trajectory, learning curve and test error."""
 
     name: str
-    spec: RunSpec
+    spec: RunSpec | NetSpec
     trajectory: Trajectory
     history: dict[str, list[float]]
     test_error: float
     test_examples: int
     seconds: float
+    test_loss: float | None = None
 
     @property
     def initial(self) -> ParamVector:
@@ -61,21 +62,46 @@ class Run:
         """Misclassified test examples at θf."""
         return round(self.test_error * self.test_examples)
 
-    def model(self) -> MLP:
-        """A fresh MLP of this run's architecture, holding θf."""
+    def model(self) -> MLP | NativeModel:
+        """A fresh model of this run's architecture, holding θf."""
         model = new_model(self.spec)
         assign(model, self.final)
         return model
 
 
-def new_model(spec: RunSpec) -> MLP:
-    """The untrained MLP of ``spec`` (initialised from ``spec.seed``)."""
+def new_model(spec: RunSpec | NetSpec) -> MLP | NativeModel:
+    """The untrained model of ``spec`` (initialised from ``spec.seed``)."""
+    if isinstance(spec, NetSpec):
+        return getattr(models, spec.model)(**dict(spec.config), seed=spec.seed)
     return MLP(spec.sizes, spec.activation, pieces=spec.pieces, dropout=spec.dropout, seed=spec.seed)
+
+
+def loss_and_error(model: torch.nn.Module, pair: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
+    """J and the error rate of ``model`` on ``pair`` (eval mode, on its own device); linpath's
+    advanced models report their own objective (e.g. per-word cross-entropy)."""
+    if isinstance(model, NativeModel):
+        x, y = pair
+        return model.evaluate(x.to(model.input_dtype), y)
+    values = evaluate_pair(model, "test", pair)
+    return values["loss"], values["error"]
 
 
 def error_rate(model: torch.nn.Module, pair: tuple[torch.Tensor, torch.Tensor]) -> float:
     """The fraction of ``pair`` that ``model`` (in eval mode, on its own device) misclassifies."""
-    return evaluate_pair(model, "test", pair, metrics=("error",))["error"]
+    return loss_and_error(model, pair)[1]
+
+
+def load_dataset(name: str, steps: int = 20) -> datasets.Dataset:
+    """A dataset of :data:`NET_DATASETS` as ``(X, Y)`` splits (PTB as windows of ``steps`` words)."""
+    if name == "mnist":
+        return datasets.mnist()
+    if name == "cifar10":
+        return datasets.cifar10()
+    if name == "ptb":
+        corpus = datasets.ptb()
+        windows = [datasets.lm_windows(ids, steps) for ids in (corpus.train, corpus.valid, corpus.test)]
+        return datasets.Dataset(*windows)
+    raise ValueError(f"unknown dataset {name!r}; use one of {NET_DATASETS}")
 
 
 TRAINERS = ("native", "torch")
@@ -110,6 +136,7 @@ class Context:
         if self.trainer == "native" and self.device.type != "cpu":
             raise ValueError(f"the native trainer runs on the CPU; use trainer='torch' for {self.device}")
         self._data: datasets.Dataset | None = None
+        self._datasets: dict[tuple[str, int], datasets.Dataset] = {}
         self._runs: dict[str, Run] = {}
 
     @property
@@ -125,10 +152,27 @@ class Context:
             )
         return self._data
 
+    def data_for(self, spec: RunSpec | NetSpec) -> datasets.Dataset:
+        """The data of a run: MNIST cut to the scale's sizes, or the spec's dataset cut to its sizes."""
+        if isinstance(spec, RunSpec):
+            return self.data
+        cache_key = (spec.dataset, spec.steps)
+        if cache_key not in self._datasets:
+            self._datasets[cache_key] = load_dataset(spec.dataset, spec.steps)
+        full = self._datasets[cache_key]
+        n, m = spec.train_examples, spec.eval_examples
+        cut = [
+            tuple(t[:size] for t in split)
+            for split, size in ((full.train, n), (full.valid, m), (full.test, m))
+        ]
+        return datasets.Dataset(*cut)
+
     def run(self, name: str) -> Run:
         """The run called ``name`` in the scale: from memory, from ``OUT/runs/``, or trained now."""
         if name not in self._runs:
-            spec = self.scale.runs[name]
+            spec = self.scale.runs[name] if name in self.scale.runs else self.scale.nets[name]
+            if isinstance(spec, NetSpec) and self.trainer != "native":
+                raise ValueError(f"{name}: the advanced networks train natively on the CPU; use device='cpu'")
             suffix = "" if self.trainer == "native" else f"-torch-{self.device.type}"
             folder = self.out / "runs" / f"{name}-{spec.key()}{suffix}"
             self._runs[name] = _load_run(name, spec, folder) or _train_run(name, spec, folder, self)
@@ -146,13 +190,16 @@ class Context:
         end: Any,
         alphas: np.ndarray,
         splits: tuple[str, ...] = ("train", "valid"),
+        data: datasets.Dataset | None = None,
     ) -> Sweep:
-        """The loss and error along the line from ``start`` to ``end`` on the named splits."""
-        data = {name: getattr(self.data, name) for name in splits}
+        """The loss and error along the line from ``start`` to ``end`` on the named splits of
+        ``data`` (default: this scale's MNIST)."""
+        source = self.data if data is None else data
+        data = {name: getattr(source, name) for name in splits}
         return interpolate(model, start, end, data, alphas=alphas, batch_size=2000, progress=self.progress)
 
 
-def _train_run(name: str, spec: RunSpec, folder: Path, ctx: Context) -> Run:
+def _train_run(name: str, spec: RunSpec | NetSpec, folder: Path, ctx: Context) -> Run:
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f".trajectory.{os.getpid()}.lpt"
     partial.unlink(missing_ok=True)
@@ -163,10 +210,10 @@ def _train_run(name: str, spec: RunSpec, folder: Path, ctx: Context) -> Run:
         raise
 
 
-def _train(spec: RunSpec, partial: Path, ctx: Context) -> tuple[torch.nn.Module, dict, float]:
+def _train(spec: RunSpec | NetSpec, partial: Path, ctx: Context) -> tuple[torch.nn.Module, dict, float]:
     """Trains the run, streaming its trajectory to ``partial``; returns (model, history, seconds)."""
     model = new_model(spec)
-    data = ctx.data
+    data = ctx.data_for(spec)
     train_pair = (
         data.train if spec.train_examples is None else tuple(t[: spec.train_examples] for t in data.train)
     )
@@ -179,6 +226,9 @@ def _train(spec: RunSpec, partial: Path, ctx: Context) -> tuple[torch.nn.Module,
     every = (
         steps_per_epoch // spec.records_per_epoch if spec.records_per_epoch else steps_per_epoch * spec.epochs
     )
+    extra = {}
+    if isinstance(spec, NetSpec):
+        extra = {"clip_norm": spec.clip_norm, "weight_decay": spec.weight_decay}
     result = train(
         model,
         train_pair,
@@ -189,6 +239,7 @@ def _train(spec: RunSpec, partial: Path, ctx: Context) -> tuple[torch.nn.Module,
         momentum=spec.momentum,
         max_norm=spec.max_norm,
         lr_decay=spec.lr_decay,
+        **extra,
         seed=spec.seed,
         record_every=max(every, 1),
         trajectory=partial,
@@ -203,7 +254,7 @@ def _train(spec: RunSpec, partial: Path, ctx: Context) -> tuple[torch.nn.Module,
 
 def _finish_run(
     name: str,
-    spec: RunSpec,
+    spec: RunSpec | NetSpec,
     folder: Path,
     outcome: tuple[torch.nn.Module, dict, float],
     ctx: Context,
@@ -211,15 +262,16 @@ def _finish_run(
 ) -> Run:
     """Moves the finished trajectory into place, measures the test error and writes ``run.json``."""
     model, history, seconds = outcome
-    data = ctx.data
+    data = ctx.data_for(spec)
     os.replace(partial, folder / "trajectory.lpt")
-    test_error = error_rate(model, data.test)
+    test_loss, test_error = loss_and_error(model, data.test)
     record = {
         "format": RUN_FORMAT,
         "name": name,
         "spec": dataclasses.asdict(spec),
         "history": history,
         "test_error": test_error,
+        "test_loss": test_loss,
         "test_examples": len(data.test[1]),
         "seconds": seconds,
         "trainer": ctx.trainer,
@@ -233,7 +285,7 @@ def _corrupt(folder: Path) -> Run:
     raise ValueError(f"the run just written to {folder} cannot be read back")
 
 
-def _load_run(name: str, spec: RunSpec, folder: Path) -> Run | None:
+def _load_run(name: str, spec: RunSpec | NetSpec, folder: Path) -> Run | None:
     """The cached run in ``folder``, or None when there is none (or it does not match ``spec``)."""
     try:
         record = json.loads((folder / "run.json").read_text())
@@ -252,4 +304,5 @@ def _load_run(name: str, spec: RunSpec, folder: Path) -> Run | None:
         test_error=float(record["test_error"]),
         test_examples=int(record["test_examples"]),
         seconds=float(record["seconds"]),
+        test_loss=record.get("test_loss"),
     )

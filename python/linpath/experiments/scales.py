@@ -9,6 +9,10 @@ The maxout network is that of Goodfellow et al. (2013) for permutation-invariant
 layers of 240 units with 5 pieces, dropout (drop 0.2 of the inputs, 0.5 of the hidden units),
 max-norm 1.9365 on each unit's incoming weights, SGD with momentum, batches of 100. The paper does
 not give the sigmoid and ReLU networks' sizes; these are fully connected nets of two hidden layers.
+
+Figures 6 to 8 use the advanced networks of :mod:`linpath.models` (a :class:`NetSpec` each): the
+conv maxout net on CIFAR-10 (Goodfellow et al. 2013), the MP-DBM on MNIST (Goodfellow et al. 2013)
+and the LSTM language model on Penn Treebank (Zaremba et al. 2014, small configuration).
 """
 
 from __future__ import annotations
@@ -45,8 +49,7 @@ class RunSpec:
 
     def key(self) -> str:
         """A short hash of every field: a cached run is reused only when nothing changed."""
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return spec_key(self)
 
     def describe(self) -> str:
         """E.g. ``"maxout 784-240x5-240x5-10, dropout (0.2, 0.5), max-norm 1.94, 15 epochs"``."""
@@ -57,6 +60,53 @@ class RunSpec:
         if self.max_norm:
             text += f", max-norm {self.max_norm:g}"
         return f"{text}, {self.epochs} epochs, seed {self.seed}"
+
+
+def spec_key(spec: RunSpec | NetSpec) -> str:
+    """A short hash of every field of a spec."""
+    text = json.dumps(dataclasses.asdict(spec), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+#: The datasets a :class:`NetSpec` can name.
+NET_DATASETS = ("mnist", "cifar10", "ptb")
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """One training run of an advanced network (Figures 6 to 8).
+
+    ``model`` names a class of :mod:`linpath.models` (``"ConvMaxout"``, ``"MPDBM"``,
+    ``"LSTMLanguageModel"``) and ``config`` its constructor's keyword arguments (as pairs, so the
+    spec stays hashable); ``dataset`` is one of :data:`NET_DATASETS`. ``train_examples`` and
+    ``eval_examples`` cut the splits (rows: images, or windows of ``steps`` words for PTB).
+    """
+
+    model: str
+    config: tuple[tuple[str, object], ...]
+    dataset: str
+    epochs: int
+    lr: float
+    momentum: float = 0.0
+    batch_size: int = 100
+    max_norm: float | None = None
+    clip_norm: float | None = None
+    lr_decay: float | None = None
+    weight_decay: float = 0.0
+    seed: int = 0
+    records_per_epoch: int = 0
+    train_examples: int | None = None
+    eval_examples: int | None = None
+    steps: int = 20  # words per window (PTB only)
+
+    def key(self) -> str:
+        """A short hash of every field: a cached run is reused only when nothing changed."""
+        return spec_key(self)
+
+    def describe(self) -> str:
+        """E.g. ``"MPDBM(hidden=(500, 1000)), 10 epochs, seed 0"``."""
+        args = ", ".join(f"{k}={v}" for k, v in self.config)
+        return f"{self.model}({args}), {self.epochs} epochs, seed {self.seed}"
 
 
 @dataclass(frozen=True)
@@ -70,6 +120,9 @@ class Scale:
     train_examples: int | None = None  # None: all 50,000
     eval_examples: int | None = None  # validation and test examples; None: all 10,000 of each
     notes: list[str] = field(default_factory=list)
+    nets: dict[str, NetSpec] = field(default_factory=dict)  # Figures 6 to 8
+    # α values per line of Figures 6 to 8 (n − 1 a multiple of 12, so that 0 and 1 fall on each grid)
+    net_points: int = 61
 
 
 def _mnist_runs(
@@ -102,6 +155,80 @@ def _mnist_runs(
     }
 
 
+def _conv(epochs: int, n: int | None, m: int | None, config: dict[str, object], lr: float = 0.05) -> NetSpec:
+    """The conv maxout net: SGD with momentum and max-norm, as in Goodfellow et al. (2013)."""
+    return NetSpec(
+        "ConvMaxout",
+        tuple((k, tuple(v) if isinstance(v, list | tuple) else v) for k, v in config.items()),
+        "cifar10",
+        epochs,
+        lr=lr,
+        momentum=0.9,
+        batch_size=100,
+        max_norm=1.9365,
+        lr_decay=0.95,
+        records_per_epoch=2,
+        train_examples=n,
+        eval_examples=m,
+    )
+
+
+def _mpdbm(epochs: int, n: int | None, m: int | None, hidden: tuple[int, int], mf_steps: int) -> NetSpec:
+    """The MP-DBM: MNIST, SGD with momentum on the multi-prediction loss, one record per epoch."""
+    config = (("n_hidden1", hidden[0]), ("n_hidden2", hidden[1]), ("mf_steps", mf_steps))
+    return NetSpec(
+        "MPDBM",
+        config,
+        "mnist",
+        epochs,
+        lr=0.1,
+        momentum=0.5,
+        batch_size=100,
+        records_per_epoch=2,
+        train_examples=n,
+        eval_examples=m,
+    )
+
+
+def _lstm(epochs: int, n: int | None, m: int | None, size: int, lr_decay: float = 0.8) -> NetSpec:
+    """The LSTM language model (Zaremba et al. 2014, small): windows of 20 words, batches of 20, lr 1,
+    gradient norm clipped at 5, init ±0.1; the learning rate decays by ``lr_decay`` each epoch."""
+    return NetSpec(
+        "LSTMLanguageModel",
+        (("embedding_size", size), ("hidden_size", size), ("num_layers", 2)),
+        "ptb",
+        epochs,
+        lr=1.0,
+        batch_size=20,
+        clip_norm=5.0,
+        lr_decay=lr_decay,
+        records_per_epoch=4,
+        train_examples=n,
+        eval_examples=m,
+        steps=20,
+    )
+
+
+#: The paper-scale conv net of Goodfellow et al. (2013) (``ConvMaxout``'s PAPER_CONFIG).
+_PAPER_CONV = {
+    "channels": (96, 192, 192),
+    "kernels": (8, 8, 5),
+    "paddings": (4, 3, 3),
+    "pools": (4, 4, 2),
+    "pool_strides": (2, 2, 2),
+    "fc_units": 500,
+    "fc_pieces": 5,
+}
+_SMOKE_CONV = {
+    "channels": (8, 16),
+    "kernels": (5, 5),
+    "paddings": (2, 2),
+    "pools": (2, 2),
+    "pool_strides": (2, 2),
+    "fc_units": 32,
+    "fc_pieces": 2,
+}
+
 SCALES = {
     "smoke": Scale(
         "smoke",
@@ -111,12 +238,24 @@ SCALES = {
         train_examples=2000,
         eval_examples=1000,
         notes=["smoke scale: 2,000 training images, tiny networks, 2 epochs; for tests, not for conclusions"],
+        nets={
+            "conv_maxout": _conv(2, 1000, 300, _SMOKE_CONV),
+            "mpdbm": _mpdbm(2, 1000, 300, (32, 64), 3),
+            "lstm": _lstm(2, 200, 50, 16),
+        },
+        net_points=13,
     ),
     "small": Scale(
         "small",
         _mnist_runs(512, (240, 5), {"maxout": 40, "sigmoid": 30, "relu_dropout": 30, "relu": 15}, 2, None),
         line_points=101,
         zoom_points=200,
+        nets={
+            "conv_maxout": _conv(10, 20_000, 2000, {}),
+            "mpdbm": _mpdbm(20, None, 2000, (500, 1000), 5),
+            "lstm": _lstm(4, 15_000, 1000, 200),
+        },
+        net_points=61,
     ),
     "paper": Scale(
         "paper",
@@ -125,6 +264,12 @@ SCALES = {
         ),
         line_points=201,
         zoom_points=200,
+        nets={
+            "conv_maxout": _conv(100, None, None, _PAPER_CONV),
+            "mpdbm": _mpdbm(100, None, None, (500, 1000), 10),
+            "lstm": _lstm(13, None, None, 200),
+        },
+        net_points=121,
     ),
 }
 

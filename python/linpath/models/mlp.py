@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import _linpath
+from .. import _linpath
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "maxout")
 

@@ -1,0 +1,46 @@
+"""What every figure shares: the pyplot backend, the facts about a run, writing the outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .._io import save_json
+from ..plotting import save_figure
+from .runs import Context, Run
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (figures are written to files, never shown)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def run_facts(run: Run) -> dict[str, Any]:
+    """A run's model, spec, training time, test error and last learning-curve values (JSON-ready)."""
+    history = run.history
+    facts = {
+        "model": run.spec.describe(),
+        "spec": dataclasses.asdict(run.spec),
+        "train_seconds": run.seconds,
+        "test_error": run.test_error,
+        "test_mistakes": run.test_mistakes,
+        "test_examples": run.test_examples,
+    }
+    if run.test_loss is not None:
+        facts["test_loss"] = run.test_loss
+    for key in ("train_loss", "valid_loss", "valid_error"):
+        if history.get(key):
+            facts[f"final_{key}"] = history[key][-1]
+    return facts
+
+
+def write_figure(ctx: Context, name: str, fig: Any, record: dict[str, Any]) -> dict[str, Any]:
+    """Writes ``name.png`` and ``name.json`` (the record) to ``ctx.out``; returns the findings."""
+    save_figure(fig, ctx.out / f"{name}.png")
+    save_json({"figure": name, "scale": ctx.scale.name, **record}, ctx.out / f"{name}.json")
+    return record["findings"]
