@@ -95,10 +95,13 @@ CIFAR10_ZIP = "cifar10-jpeg.zip"
 
 
 def _cifar10_candidates() -> list[Path]:
-    """Where ``cifar10()`` looks when no root is given: $LINPATH_CIFAR10, then ../shared/data/."""
+    """Where ``cifar10()`` looks when no root is given: $LINPATH_CIFAR10, then ``../shared/data/``
+    beside the current directory, then beside the source checkout (for an editable install run
+    from elsewhere, e.g. a notebook's folder)."""
     env = os.environ.get("LINPATH_CIFAR10")
     found = [Path(env)] if env else []
-    return found + [Path.cwd().parent / "shared" / "data" / CIFAR10_ZIP]
+    checkout = Path(__file__).resolve().parents[2]  # python/linpath/datasets.py -> the project root
+    return found + [base.parent / "shared" / "data" / CIFAR10_ZIP for base in (Path.cwd(), checkout)]
 
 
 def _read_py_batches(folder: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,6 @@
 //! `NativeMlp`: the binding of `crate::models::mlp` (Python wraps it as `linpath.models.MLP`).
 
+use super::nets::alpha_callback;
 use super::tensor::{unpack, wrap};
 use crate::error::Result;
 use crate::models::mlp_sweep::{sweep_mlp_passes, Pass, Precision};
@@ -121,15 +122,7 @@ impl NativeMlp {
             .collect();
         let config = self.config.clone();
         let mut failure: Option<PyErr> = None;
-        let mut on_alpha = |done: usize, total: usize| {
-            Python::attach(|py| {
-                let step = py.check_signals().and_then(|_| match &progress {
-                    Some(callback) => callback.call1(py, (done, total)).map(|_| ()),
-                    None => Ok(()),
-                });
-                step.map_err(|e| failure = Some(e)).is_ok()
-            })
-        };
+        let mut on_alpha = alpha_callback(&progress, &mut failure);
         let result = py
             .detach(move || sweep_mlp_passes(&config, &t0, &t1, &x, &y, &passes, batch_size, &mut on_alpha));
         match (result, failure) {

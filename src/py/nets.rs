@@ -21,11 +21,11 @@ pub struct NetState {
 }
 
 /// Builds the model `kind` from its config dict under `path`.
-fn build(kind: &str, _config: &Bound<'_, PyDict>, _path: &nn::Path) -> PyResult<Box<dyn Network>> {
+fn build(kind: &str, config: &Bound<'_, PyDict>, path: &nn::Path) -> PyResult<Box<dyn Network>> {
     match kind {
-        "conv_maxout" => super::conv_maxout::build(_config, _path),
-        "lstm" => super::lstm::build(_config, _path),
-        "mpdbm" => super::mpdbm::build(_config, _path),
+        "conv_maxout" => super::conv_maxout::build(config, path),
+        "lstm" => super::lstm::build(config, path),
+        "mpdbm" => super::mpdbm::build(config, path),
         other => Err(PyValueError::new_err(format!("unknown model kind {other:?}; use one of {KINDS:?}"))),
     }
 }
