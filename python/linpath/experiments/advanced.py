@@ -48,10 +48,11 @@ def _line(ctx: Context, run: Run, interval: tuple[float, float], data: datasets.
     return ctx.line(ctx.model_of(run), run.initial, run.final, grid, data=data)
 
 
-def _line_pair(sweep: Sweep, axes: Any, title: str) -> None:
-    for ax, metric in zip(axes, ("loss", "error"), strict=True):
+def _line_pair(sweep: Sweep, axes: Any, title: str, names: tuple[str, str] = ("J", "error")) -> None:
+    """The line's loss (top) and error (bottom), titled ``"<title>: <name>"``."""
+    for ax, metric, name in zip(axes, ("loss", "error"), names, strict=True):
         sweep.plot(ax, metric=metric)
-        ax.set_title(title, fontsize=9)
+        ax.set_title(f"{title}: {name}", fontsize=9)
 
 
 def fig6(ctx: Context) -> dict[str, Any]:
@@ -155,7 +156,8 @@ def fig7(ctx: Context) -> dict[str, Any]:
     plt = pyplot()
     fig = plt.figure(figsize=(16, 8), layout="constrained")
     grid = fig.add_gridspec(2, 3)
-    _line_pair(sweep, [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0])], "the line θi → θf")
+    lines = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0])]
+    _line_pair(sweep, lines, "the line θi → θf", ("multi-prediction J", "classification error"))
     extrema = _extrema_view(ctx, run, sweep, objective, fig.add_subplot(grid[:, 1], projection="3d"))
     pca_ax = fig.add_subplot(grid[0, 2], projection="3d")
     plot_iterates_3d(plane.coords, objective, pca_ax, labels=("PC 1", "PC 2"))
@@ -186,7 +188,7 @@ def fig8(ctx: Context) -> dict[str, Any]:
     sweep = _line(ctx, run, FIG8_RANGE, data)
     plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), layout="constrained")
-    _line_pair(sweep, axes[:, 0], "per-word cross-entropy (top) and next-word error (bottom)")
+    _line_pair(sweep, axes[:, 0], "the line θi → θf", ("per-word cross-entropy", "next-word error"))
     plot_learning_curve(run.history, axes[0, 1], "loss")
     plot_learning_curve(run.history, axes[1, 1], "error")
     fig.suptitle(f"Figure 8: {run.spec.describe()} on Penn Treebank", fontsize=10)

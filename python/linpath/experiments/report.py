@@ -32,13 +32,15 @@ def _shape_verdict(line: dict[str, Any], extra_minima: list[dict[str, Any]]) -> 
 
 
 def _smooth(findings: dict[str, Any], scale: str) -> tuple[str, Verdict]:
-    """One local minimum (the line's own minimum) and no rise on [0, 1]."""
+    """No rise on [0, 1] and no local minimum inside [0, 1] besides the line's own minimum
+    (minima out in the extrapolation, α < 0 or beyond θf's basin, are reported, not counted)."""
     line = findings["train_line"]
     minima = [m for m in line["local_minima"] if m["above_noise"]]
     low = line["minimum"]
     text = f"train loss on [0, 1]: {_rise(line)}; {_minima_note(minima)}; "
     text += f"minimum {low['value']:.4f} at α={low['alpha']:.3g}"
-    return text, _shape_verdict(line, minima[1:])
+    inside = [m for m in minima if 0.0 <= m["alpha"] <= 1.0 and m["alpha"] != low["alpha"]]
+    return text, _shape_verdict(line, inside)
 
 
 def _fig2(findings: dict[str, Any], scale: str) -> tuple[str, Verdict]:
