@@ -112,7 +112,10 @@ def test_fig7_views_are_consistent(smoke):
 
 def test_fig8_perplexity(smoke):
     out, _ = smoke
-    f = load(out, "fig8")["findings"]
+    record = load(out, "fig8")
+    f = record["findings"]
+    assert "test_mistakes" not in record["run"]  # the error is per word: count words, not windows
+    assert record["run"]["test_words"] == record["run"]["test_examples"] * 20
     assert f["valid_perplexity_at_1"] == pytest.approx(np.exp(f["valid_line"]["value_at_1"]))
     assert f["valid_line"]["value_at_0"] == pytest.approx(np.log(10_000), rel=0.02)  # init ±0.1: near uniform
 

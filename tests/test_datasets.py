@@ -134,6 +134,7 @@ def test_missing_or_damaged_cifar10_gives_clear_errors(tmp_path, monkeypatch):
         ds.cifar10(tmp_path)
     monkeypatch.setenv("LINPATH_CIFAR10", str(tmp_path / "nowhere"))
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ds, "_checkout_root", lambda: tmp_path / "checkout")
     with pytest.raises(FileNotFoundError, match="LINPATH_CIFAR10"):
         ds.cifar10()
     broken = tmp_path / "cifar-10-batches-bin"

@@ -100,8 +100,12 @@ def _cifar10_candidates() -> list[Path]:
     from elsewhere, e.g. a notebook's folder)."""
     env = os.environ.get("LINPATH_CIFAR10")
     found = [Path(env)] if env else []
-    checkout = Path(__file__).resolve().parents[2]  # python/linpath/datasets.py -> the project root
-    return found + [base.parent / "shared" / "data" / CIFAR10_ZIP for base in (Path.cwd(), checkout)]
+    return found + [base.parent / "shared" / "data" / CIFAR10_ZIP for base in (Path.cwd(), _checkout_root())]
+
+
+def _checkout_root() -> Path:
+    """The project root when linpath runs from its source tree (python/linpath/datasets.py)."""
+    return Path(__file__).resolve().parents[2]
 
 
 def _read_py_batches(folder: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -33,6 +33,10 @@ def run_facts(run: Run) -> dict[str, Any]:
     }
     if run.test_loss is not None:
         facts["test_loss"] = run.test_loss
+    steps = getattr(run.spec, "steps", 1) if getattr(run.spec, "dataset", "") == "ptb" else 1
+    if steps > 1:  # a language model: the error is per word, over windows of `steps` words
+        del facts["test_mistakes"]
+        facts["test_words"] = run.test_examples * steps
     for key in ("train_loss", "valid_loss", "valid_error"):
         if history.get(key):
             facts[f"final_{key}"] = history[key][-1]
