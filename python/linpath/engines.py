@@ -282,7 +282,7 @@ def native_sweep(
             x, y = _native_pair(model, split)
 
             def advance(done: int, total: int, k: int = k) -> None:
-                bar.n = (k + done / total) * per_split
+                bar.n = k * per_split + round(done / total * per_split)
                 bar.refresh()
 
             swept = sweep(model._native, t0, t1, x, y, native_passes, split.batch_size, advance)
