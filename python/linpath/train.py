@@ -10,7 +10,6 @@ trajectory as it goes. The loop runs in Rust with the GIL released; a progress b
 from __future__ import annotations
 
 import math
-import numbers
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from . import _linpath
+from ._checks import integer, real
 from .engines import progress_bar
 from .models import MLP, NativeModel
 from .params import ParamVector
@@ -56,19 +56,11 @@ class TrainResult:
 
 
 def _int(name: str, value: Any, optional: bool = False) -> int | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    return int(value)
+    return None if value is None and optional else integer(name, value)
 
 
 def _real(name: str, value: Any, optional: bool = False) -> float | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    return float(value)
+    return None if value is None and optional else real(name, value)
 
 
 def _pair(

@@ -20,13 +20,13 @@ Dropout (inverted) acts on the input of every layer while training: ``input_drop
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from .._checks import integer, real
 from .native import NativeModel
 
 SMALL_CONFIG: dict[str, Any] = {
@@ -67,22 +67,10 @@ PAPER_CONFIG: dict[str, Any] = {
 _LAYER_LISTS = ("channels", "kernels", "paddings", "pools", "pool_strides")
 
 
-def _int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    return int(value)
-
-
 def _ints(name: str, value: Any) -> list[int]:
     if isinstance(value, str | bytes) or not isinstance(value, Sequence | torch.Size):
         raise TypeError(f"{name} must be a sequence of ints (one per conv layer), got {value!r}")
-    return [_int(f"{name}[{i}]", v) for i, v in enumerate(value)]
-
-
-def _probability(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number in [0, 1), got {value!r}")
-    return float(value)
+    return [integer(f"{name}[{i}]", v) for i, v in enumerate(value)]
 
 
 def _config(**values: Any) -> dict[str, Any]:
@@ -92,8 +80,8 @@ def _config(**values: Any) -> dict[str, Any]:
     if len(shape) != 3:
         raise ValueError(f"input_shape must be (channels, height, width), got {values['input_shape']!r}")
     config["input_shape"] = shape
-    config |= {k: _int(k, values[k]) for k in ("pieces", "fc_units", "fc_pieces", "classes")}
-    config |= {k: _probability(k, values[k]) for k in ("input_dropout", "hidden_dropout")}
+    config |= {k: integer(k, values[k]) for k in ("pieces", "fc_units", "fc_pieces", "classes")}
+    config |= {k: real(k, values[k]) for k in ("input_dropout", "hidden_dropout")}
     return config
 
 
@@ -224,7 +212,7 @@ class ConvMaxout(NativeModel):
             input_dropout=input_dropout,
             hidden_dropout=hidden_dropout,
         )
-        super().__init__(config, _int("seed", seed))
+        super().__init__(config, integer("seed", seed))
         self._config = config
 
     @classmethod
@@ -235,7 +223,7 @@ class ConvMaxout(NativeModel):
     def reset_parameters(self, seed: int = 0) -> None:
         """Draws the parameters afresh as ``nn.Conv2d`` / ``nn.Linear`` do (Kaiming-uniform weights with
         a = √5, biases uniform in ±1/√fan_in), layer by layer, from a generator seeded with ``seed``."""
-        gen = torch.Generator().manual_seed(_int("seed", seed))
+        gen = torch.Generator().manual_seed(integer("seed", seed))
         layers = [*self.convs.children(), self.fc, self.out]
         with torch.no_grad():
             for layer in layers:

@@ -38,27 +38,13 @@ are the classifier: all pixels observed, ``log Q(y)`` predicted.
 
 from __future__ import annotations
 
-import numbers
-from typing import Any
-
 import torch
 
+from .._checks import integer, real
 from .native import NativeModel
 
 INITS = ("sparse", "gaussian")
 DEFAULT_INIT_SCALE = {"sparse": 1.0, "gaussian": 0.01}
-
-
-def _integer(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    return int(value)
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    return float(value)
 
 
 class MPDBM(NativeModel):
@@ -106,27 +92,27 @@ class MPDBM(NativeModel):
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}; use one of {INITS}")
         self.init = init
-        self.sparse_count = _integer("sparse_count", sparse_count)
+        self.sparse_count = integer("sparse_count", sparse_count)
         if self.sparse_count < 1:
             raise ValueError(f"sparse_count must be at least 1, got {self.sparse_count}")
-        scale = DEFAULT_INIT_SCALE[init] if init_scale is None else _number("init_scale", init_scale)
+        scale = DEFAULT_INIT_SCALE[init] if init_scale is None else real("init_scale", init_scale)
         if not scale > 0:
             raise ValueError(f"init_scale must be positive, got {scale}")
         self.init_scale = scale
         config = {
-            "n_visible": _integer("n_visible", n_visible),
-            "n_hidden1": _integer("n_hidden1", n_hidden1),
-            "n_hidden2": _integer("n_hidden2", n_hidden2),
-            "n_classes": _integer("n_classes", n_classes),
-            "mf_steps": _integer("mf_steps", mf_steps),
-            "mask_prob": _number("mask_prob", mask_prob),
-            "eval_seed": _integer("eval_seed", eval_seed),
-            "eval_rows": _integer("eval_rows", eval_rows),
+            "n_visible": integer("n_visible", n_visible),
+            "n_hidden1": integer("n_hidden1", n_hidden1),
+            "n_hidden2": integer("n_hidden2", n_hidden2),
+            "n_classes": integer("n_classes", n_classes),
+            "mf_steps": integer("mf_steps", mf_steps),
+            "mask_prob": real("mask_prob", mask_prob),
+            "eval_seed": integer("eval_seed", eval_seed),
+            "eval_rows": integer("eval_rows", eval_rows),
         }
         if not 0 <= config["eval_seed"] < 2**64:
             raise ValueError(f"eval_seed must lie in [0, 2**64), got {config['eval_seed']}")
         self._config = config
-        super().__init__(config, _integer("seed", seed))
+        super().__init__(config, integer("seed", seed))
 
     def reset_parameters(self, seed: int = 0, visible_mean: torch.Tensor | None = None) -> None:
         """Draws the weights afresh (``init``, see the class) from a generator seeded with ``seed``.
