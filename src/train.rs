@@ -130,8 +130,7 @@ impl Split {
 
     /// Checks shapes, dtypes, device and label range against `net`; `what` names the split.
     pub fn check(&self, net: &dyn Network, what: &str) -> Result<()> {
-        net.check_labelled(&self.x, &self.y, what)?;
-        network::check_placement(net, &self.x, &self.y, what)
+        network::check_data(net, &self.x, &self.y, what)
     }
 }
 

@@ -77,6 +77,16 @@ class NativeNet:
         alphas: list[float],
         progress: Callable[[int, int], object] | None = None,
     ) -> tuple[list[float], list[float]]: ...
+    def sweep_passes(
+        self,
+        theta0: torch.Tensor,
+        theta1: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        passes: list[tuple[list[float], str]],
+        batch_size: int = 0,
+        progress: Callable[[int, int], object] | None = None,
+    ) -> list[tuple[list[float], list[float]]]: ...
     @property
     def kind(self) -> str: ...
 

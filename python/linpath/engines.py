@@ -274,7 +274,6 @@ def native_sweep(
     t0 = as_vector(start, names, shapes, "start").to("cpu", torch.float64).contiguous()
     t1 = as_vector(end, names, shapes, "end").to("cpu", torch.float64).contiguous()
     native_passes = [([float(a) for a in grid], precision) for grid, precision in passes]
-    sweep = _mlp_passes if hasattr(model._native, "sweep_passes") else _net_passes
     per_split = sum(len(grid) for grid, _ in passes)
     results: list[Values] = [{} for _ in passes]
     with progress_bar(per_split * len(splits), progress) as bar:
@@ -285,49 +284,9 @@ def native_sweep(
                 bar.n = k * per_split + round(done / total * per_split)
                 bar.refresh()
 
-            swept = sweep(model._native, t0, t1, x, y, native_passes, split.batch_size, advance)
+            swept = model._native.sweep_passes(t0, t1, x, y, native_passes, split.batch_size, advance)
             for values, (loss, error) in zip(results, swept, strict=True):
                 values[name] = {m: v for m, v in (("loss", loss), ("error", error)) if m in metrics}
-    return results
-
-
-NativePasses = list[tuple[list[float], str]]
-
-
-def _mlp_passes(
-    native: Any,
-    t0: torch.Tensor,
-    t1: torch.Tensor,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    passes: NativePasses,
-    batch_size: int,
-    advance: Callable[[int, int], None],
-) -> list:
-    """The passes of a NativeMlp, in one native call sharing the first layer's products."""
-    return native.sweep_passes(t0, t1, x, y, passes, batch_size, advance)
-
-
-def _net_passes(
-    native: Any,
-    t0: torch.Tensor,
-    t1: torch.Tensor,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    passes: NativePasses,
-    batch_size: int,
-    advance: Callable[[int, int], None],
-) -> list:
-    """The passes of a NativeNet, one after the other: float32 only (its sweep evaluates the
-    model's own objective at each α; the batch size is the model's own)."""
-    if any(precision != "float32" for _, precision in passes):
-        raise ValueError("precision='bf16' is available for linpath.models.MLP only; use 'float32'")
-    done_before = 0
-    total = sum(len(grid) for grid, _ in passes)
-    results = []
-    for grid, _ in passes:
-        results.append(native.sweep(t0, t1, x, y, grid, lambda d, _t, b=done_before: advance(b + d, total)))
-        done_before += len(grid)
     return results
 
 

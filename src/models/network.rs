@@ -73,8 +73,10 @@ pub trait Network: Send {
     }
 }
 
-/// Checks that `x` and `y` are on the network's device.
-pub fn check_placement(net: &dyn Network, x: &Tensor, y: &Tensor, what: &str) -> Result<()> {
+/// Checks labelled data for `net` ([`Network::check_labelled`]) and that it is on the network's
+/// device; `what` names the data in the error message.
+pub fn check_data(net: &dyn Network, x: &Tensor, y: &Tensor, what: &str) -> Result<()> {
+    net.check_labelled(x, y, what)?;
     let device = net.device();
     if x.device() != device || y.device() != device {
         return Err(Error::InvalidArgument(format!(
@@ -97,12 +99,6 @@ pub fn evaluate(net: &dyn Network, x: &Tensor, y: &Tensor) -> Result<(f64, f64)>
     Ok(total.rates())
 }
 
-/// The parameters of `net` as a flat float32 vector (a copy).
-pub fn flat_parameters(net: &dyn Network) -> Result<Tensor> {
-    let params: Vec<Tensor> = net.named_parameters().into_iter().map(|(_, t)| t).collect();
-    flat::flatten(&params, tch::Kind::Float)
-}
-
 /// J and the error rate of `net` on `(x, y)` at θ0 + α·(θ1 − θ0) for each α, in order.
 ///
 /// Each point is written into the model's parameters from θ0 and the direction (never by
@@ -123,13 +119,34 @@ pub fn sweep_line(
     let numel: usize = params.iter().map(|p| p.numel()).sum();
     flat::check_vector(theta0, numel, "start")?;
     flat::check_vector(theta1, numel, "end")?;
-    net.check_labelled(x, y, "data")?;
-    check_placement(net, x, y, "data")?;
+    check_data(net, x, y, "data")?;
     let kind = params.first().map(|p| p.kind()).unwrap_or(tch::Kind::Float);
     let saved = flat::flatten(&params, kind)?;
     let result = sweep_points(net, &mut params, theta0, theta1, x, y, alphas, on_alpha);
     flat::assign(&mut params, &saved)?;
     result
+}
+
+/// [`sweep_line`] for several α grids over the same data, one after the other; `on_alpha` counts
+/// the α of all grids together (`done` of `total`). One `(losses, errors)` per grid.
+pub fn sweep_grids(
+    net: &dyn Network,
+    theta0: &Tensor,
+    theta1: &Tensor,
+    x: &Tensor,
+    y: &Tensor,
+    grids: &[Vec<f64>],
+    on_alpha: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
+    let total: usize = grids.iter().map(Vec::len).sum();
+    let mut done_before = 0;
+    let mut results = Vec::with_capacity(grids.len());
+    for grid in grids {
+        let mut on_grid_alpha = |done: usize, _: usize| on_alpha(done_before + done, total);
+        results.push(sweep_line(net, theta0, theta1, x, y, grid, &mut on_grid_alpha)?);
+        done_before += grid.len();
+    }
+    Ok(results)
 }
 
 #[allow(clippy::too_many_arguments)]

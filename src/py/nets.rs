@@ -100,8 +100,7 @@ impl NativeNet {
         let (x, y) = (unpack(x, "x")?, unpack(y, "y")?);
         Ok(py.detach(move || -> Result<(f64, f64)> {
             let state = self.lock();
-            state.net.check_labelled(&x, &y, "data")?;
-            network::check_placement(state.net.as_ref(), &x, &y, "data")?;
+            network::check_data(state.net.as_ref(), &x, &y, "data")?;
             network::evaluate(state.net.as_ref(), &x, &y)
         })?)
     }
@@ -120,13 +119,41 @@ impl NativeNet {
         alphas: Vec<f64>,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<(Vec<f64>, Vec<f64>)> {
+        let passes = vec![(alphas, "float32".to_string())];
+        let mut sweeps = self.sweep_passes(py, theta0, theta1, x, y, passes, 0, progress)?;
+        Ok(sweeps.remove(0))
+    }
+
+    /// Several passes `[(alphas, precision), ...]` over the same data, as `NativeMlp.sweep_passes`
+    /// takes them: float32 only (the model's own objective at each α), and `batch_size` is
+    /// ignored (the model evaluates in its own blocks). One (losses, error rates) per pass.
+    #[pyo3(signature = (theta0, theta1, x, y, passes, batch_size=0, progress=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn sweep_passes(
+        &self,
+        py: Python<'_>,
+        theta0: &Bound<'_, PyAny>,
+        theta1: &Bound<'_, PyAny>,
+        x: &Bound<'_, PyAny>,
+        y: &Bound<'_, PyAny>,
+        passes: Vec<(Vec<f64>, String)>,
+        batch_size: i64,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Vec<(Vec<f64>, Vec<f64>)>> {
+        let _ = batch_size;
+        if passes.iter().any(|(_, precision)| precision != "float32") {
+            return Err(PyValueError::new_err(
+                "precision='bf16' is available for linpath.models.MLP only; use 'float32'",
+            ));
+        }
+        let grids: Vec<Vec<f64>> = passes.into_iter().map(|(alphas, _)| alphas).collect();
         let (t0, t1, x, y) =
             (unpack(theta0, "start")?, unpack(theta1, "end")?, unpack(x, "x")?, unpack(y, "y")?);
         let mut failure: Option<PyErr> = None;
         let mut on_alpha = alpha_callback(&progress, &mut failure);
         let result = py.detach(move || {
             let state = self.lock();
-            network::sweep_line(state.net.as_ref(), &t0, &t1, &x, &y, &alphas, &mut on_alpha)
+            network::sweep_grids(state.net.as_ref(), &t0, &t1, &x, &y, &grids, &mut on_alpha)
         });
         match failure {
             Some(err) => Err(err),
