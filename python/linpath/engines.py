@@ -130,6 +130,19 @@ def evaluate_pair(
         model.train(was_training)
 
 
+def loss_and_error(model: nn.Module, pair: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
+    """J and the error rate of ``model`` on an ``(X, Y)`` pair (eval mode, on its own device):
+    linpath's native models (:class:`linpath.models.NativeModel`) report their own objective (e.g.
+    the per-word cross-entropy), other modules the mean cross-entropy (:func:`evaluate_pair`)."""
+    from .models import NativeModel
+
+    if isinstance(model, NativeModel):
+        x, y = pair
+        return model.evaluate(x.to(model.input_dtype), y)
+    values = evaluate_pair(model, "data", pair)
+    return values["loss"], values["error"]
+
+
 def _endpoint_buffers(obj: Any, names: list[str], shapes: list[tuple[int, ...]]) -> list[torch.Tensor] | None:
     """The float buffers carried by an endpoint (a module or state_dict), or None."""
     if isinstance(obj, nn.Module):

@@ -15,14 +15,14 @@ Each has a plotting companion in :mod:`linpath.plotting`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from .engines import evaluate_pair
+from .engines import loss_and_error
 from .params import ModelState, assign
 from .trajectory import Trajectory, TrajectoryRecorder
 
@@ -191,7 +191,7 @@ def evaluate_checkpoints(
     try:
         for i, checkpoint in enumerate(trajectory):
             assign(model, checkpoint)
-            loss, error = _evaluate(model, data)
+            loss, error = loss_and_error(model, data)
             losses.append(loss)
             errors.append(error)
             if progress is not None:
@@ -199,13 +199,3 @@ def evaluate_checkpoints(
     finally:
         state.restore()
     return {"loss": np.asarray(losses), "error": np.asarray(errors)}
-
-
-def _evaluate(model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
-    from .models import NativeModel
-
-    if isinstance(model, NativeModel):
-        x, y = data
-        return model.evaluate(x.to(model.input_dtype), y)
-    values: Mapping[str, float] = evaluate_pair(model, "data", data, metrics=("loss", "error"))
-    return values["loss"], values["error"]

@@ -22,7 +22,7 @@ import torch
 
 from .. import datasets, models
 from .._io import save_json
-from ..engines import evaluate_pair
+from ..engines import loss_and_error
 from ..models import MLP, NativeModel
 from ..params import ParamVector, assign
 from ..sweep import Sweep, interpolate
@@ -74,21 +74,6 @@ def new_model(spec: RunSpec | NetSpec) -> MLP | NativeModel:
     if isinstance(spec, NetSpec):
         return getattr(models, spec.model)(**dict(spec.config), seed=spec.seed)
     return MLP(spec.sizes, spec.activation, pieces=spec.pieces, dropout=spec.dropout, seed=spec.seed)
-
-
-def loss_and_error(model: torch.nn.Module, pair: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
-    """J and the error rate of ``model`` on ``pair`` (eval mode, on its own device); linpath's
-    advanced models report their own objective (e.g. per-word cross-entropy)."""
-    if isinstance(model, NativeModel):
-        x, y = pair
-        return model.evaluate(x.to(model.input_dtype), y)
-    values = evaluate_pair(model, "test", pair)
-    return values["loss"], values["error"]
-
-
-def error_rate(model: torch.nn.Module, pair: tuple[torch.Tensor, torch.Tensor]) -> float:
-    """The fraction of ``pair`` that ``model`` (in eval mode, on its own device) misclassifies."""
-    return loss_and_error(model, pair)[1]
 
 
 def load_dataset(name: str, steps: int = 20) -> datasets.Dataset:
