@@ -152,6 +152,22 @@ pub fn check_vector(vec: &Tensor, numel: usize, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Fails if `v` holds a NaN or an infinity (`what` names it in the message).
+pub fn check_finite(v: &Tensor, what: &str) -> Result<()> {
+    let all_finite = v.f_isfinite()?.f_all()?.f_int64_value(&[])? != 0;
+    if all_finite {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!("{what} contains NaN or infinite values")))
+    }
+}
+
+/// An owned copy of `v` in `kind`: never shares memory with `v`, even when it already has that
+/// kind (a line read from tensors that its own writes change would drift).
+pub fn owned_copy(v: &Tensor, kind: Kind) -> Result<Tensor> {
+    Ok(v.f_detach()?.f_to_dtype(kind, false, true)?.f_contiguous()?)
+}
+
 /// Writes `vec` into `tensors` in place (each tensor takes its slice, cast to its
 /// own dtype and copied to its own device). Runs without autograd.
 pub fn assign(tensors: &mut [Tensor], vec: &Tensor) -> Result<()> {

@@ -5,7 +5,7 @@
 //! and then written into the target tensors, each cast to its own dtype.
 
 use crate::error::{Error, Result};
-use crate::flat::{assign, check_float_kind, check_vector};
+use crate::flat::{assign, check_finite, check_float_kind, check_vector, owned_copy};
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
@@ -22,16 +22,6 @@ pub fn check_alphas(alphas: &[f64]) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Fails if `v` holds a NaN or an infinity.
-fn check_finite(v: &Tensor, what: &str) -> Result<()> {
-    let all_finite = v.f_isfinite()?.f_all()?.f_int64_value(&[])? != 0;
-    if all_finite {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!("{what} contains NaN or infinite values")))
-    }
 }
 
 /// A line θ0 + α·d held on one device, with a scratch buffer for the current point.
@@ -55,11 +45,13 @@ impl Line {
             )));
         }
         let _guard = tch::no_grad_guard();
-        let theta0 = theta0.f_detach()?.f_to_kind(kind)?.f_contiguous()?;
+        // Owned copies: θ0 may share memory with the very tensors the line is written into.
+        let theta0 = owned_copy(theta0, kind)?;
         let theta1 = theta1.f_detach()?.f_to_kind(kind)?;
         check_finite(&theta0, "start")?;
         check_finite(&theta1, "end")?;
         let direction = theta1.f_sub(&theta0)?;
+        check_finite(&direction, "end - start (the direction overflows)")?;
         let point = theta0.f_empty_like()?;
         Ok(Line { theta0, direction, point })
     }
@@ -191,6 +183,29 @@ mod tests {
         line.write_point(&mut targets, 0.25).unwrap();
         assert_eq!(targets[0].sum(Kind::Double).double_value(&[]), 1.0);
         assert_eq!(targets[1].sum(Kind::Double).double_value(&[]), 0.5);
+    }
+
+    #[test]
+    fn a_start_that_shares_memory_with_the_targets_does_not_drift() {
+        // θ0 is the very tensor the points are written into (a flat float64 view of a model).
+        let params = Tensor::from_slice(&[0.5f64, -1.0, 2.0, 4.0]);
+        let end = Tensor::from_slice(&[1.5f64, 1.0, -2.0, 0.0]);
+        let expected = |a: f64| &params.copy() * (1.0 - a) + &end * a;
+        let wanted: Vec<Tensor> = [0.25, 0.5, 0.75, 1.0].iter().map(|&a| expected(a)).collect();
+        let mut line = Line::new(&params, &end, Kind::Double).unwrap();
+        let mut targets = vec![params.shallow_clone()];
+        for (a, want) in [0.25, 0.5, 0.75, 1.0].into_iter().zip(&wanted) {
+            line.write_point(&mut targets, a).unwrap();
+            assert!(params.allclose(want, 0.0, 1e-15, false), "alpha {a}");
+        }
+    }
+
+    #[test]
+    fn an_overflowing_direction_is_an_error() {
+        let t0 = Tensor::from_slice(&[-3e38f32]);
+        let t1 = Tensor::from_slice(&[3e38f32]);
+        assert!(Line::new(&t0, &t1, Kind::Float).is_err());
+        assert!(Line::new(&t0, &t1, Kind::Double).is_ok());
     }
 
     #[test]

@@ -10,7 +10,8 @@ A layer is served from the cache only when all of these hold; otherwise it runs 
 it is an ``nn.Linear`` or ``nn.Conv1d/2d/3d`` (not parametrized) whose weight and bias are
 parameters of the swept model; it is called on the very tensor the engine passed to the model;
 the batch comes from an ``(X, Y)`` pair (the same rows at every α); α is not 0 or 1 (there the
-layer runs as written, so the endpoints equal a direct evaluation bit for bit); and the cache stays
+layer runs as written, so the endpoints equal a direct evaluation bit for bit) and fits in float32;
+and the cache stays
 within its memory budget (:data:`CACHE_BYTES`). Elsewhere the values agree with the layer's own
 product to float rounding (about 1e-7 relative in float32).
 """
@@ -29,6 +30,7 @@ from torch.nn.utils import parametrize
 CACHE_BYTES = 1 << 30
 
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 class AffineInputs:
@@ -94,7 +96,12 @@ class AffineInputs:
     def _forward_of(self, m: nn.Module, original: Any) -> Any:
         def forward(inputs: torch.Tensor) -> torch.Tensor:
             current = self._current
-            if current is None or inputs is not current[1] or self.alpha in (0.0, 1.0):
+            if (
+                current is None
+                or inputs is not current[1]
+                or self.alpha in (0.0, 1.0)
+                or not self._alpha_fits()
+            ):
                 return original(inputs)  # at the endpoints: exactly the model's own evaluation
             pair = self._pair(current[0], m, inputs)
             if pair is None:
@@ -103,6 +110,10 @@ class AffineInputs:
             return torch.add(pair[0], pair[1], alpha=self.alpha)  # a new tensor: in-place layers are safe
 
         return forward
+
+    def _alpha_fits(self) -> bool:
+        """False for an α that float32 cannot hold (the layer then runs as written)."""
+        return abs(self.alpha) <= _FLOAT32_MAX
 
     def _pair(self, key: Any, m: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         slot = (key, id(m))

@@ -15,6 +15,7 @@ Both can run in bfloat16 (``precision="bf16"``); :func:`precision_check` then re
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -25,9 +26,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import _linpath
+from ._guard import exclusive
+from ._validate import check_not_meta, check_point_range, line_endpoints
 from .affine import AffineInputs
 from .data import Split
-from .params import ModelState, as_vector, float_buffers, named_parameters
+from .params import ModelState, float_buffers, named_parameters
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 DEFAULT_LOSS: LossFn = torch.nn.functional.cross_entropy
@@ -72,25 +75,19 @@ def evaluate(
 ) -> dict[str, float]:
     """The mean loss (weighted by batch size) and error rate of ``model`` on one split.
 
-    With ``affine`` (during a module sweep), input layers of ``(X, Y)`` batches come from its cache.
+    Empty batches are skipped (they hold no example to average over). The error rate is NaN when
+    any output of the split is NaN or infinite: the argmax of such outputs means nothing. With
+    ``affine`` (during a module sweep), input layers of ``(X, Y)`` batches come from its cache.
     """
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     wrong = torch.zeros((), dtype=torch.int64, device=device)
+    undefined = torch.zeros((), dtype=torch.bool, device=device)
     count, error_ok = 0, "error" in metrics
     for i, (x, y) in enumerate(split.batches(device)):
-        try:
-            if affine is None:
-                out = model(x)
-            else:
-                with affine.batch((split.name, i) if split.is_pair else None, x):
-                    out = model(x)
-        except RuntimeError as e:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(
-                f"the model could not evaluate a batch of split {split.name!r} "
-                f"(inputs of shape {shape}); does the data fit the model? ({e})"
-            ) from e
         n = len(y)
+        if n == 0:
+            continue
+        out = _forward(model, split, i, x, affine)
         if loss_fn is DEFAULT_LOSS:
             _check_class_targets(out, y, split.name)
         if "loss" in metrics:
@@ -100,6 +97,7 @@ def evaluate(
             loss_sum += value.detach().to(torch.float64).reshape(()) * n
         if error_ok and _is_class_target(out, y):
             wrong += (out.argmax(dim=1) != y).sum()
+            undefined |= ~torch.isfinite(out).all()
         else:
             error_ok = False
         count += n
@@ -107,8 +105,23 @@ def evaluate(
         raise ValueError(f"split {split.name!r} yielded no examples")
     result = {"loss": loss_sum.item() / count} if "loss" in metrics else {}
     if error_ok:
-        result["error"] = wrong.item() / count
+        result["error"] = math.nan if undefined.item() else wrong.item() / count
     return result
+
+
+def _forward(model: nn.Module, split: Split, i: int, x: Any, affine: AffineInputs | None) -> Any:
+    """The model's output on batch ``i`` of ``split`` (through the affine cache when given)."""
+    try:
+        if affine is None:
+            return model(x)
+        with affine.batch((split.name, i) if split.is_pair else None, x):
+            return model(x)
+    except RuntimeError as e:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(
+            f"the model could not evaluate a batch of split {split.name!r} "
+            f"(inputs of shape {shape}); does the data fit the model? ({e})"
+        ) from e
 
 
 def evaluate_pair(
@@ -159,18 +172,21 @@ def _lines(
     model: nn.Module, start: Any, end: Any, device: torch.device
 ) -> tuple[list[tuple[Any, list[torch.Tensor]]], tuple[torch.Tensor, torch.Tensor]]:
     """A native Line for the parameters, and one for the float buffers when both endpoints carry
-    them; and the parameters' θ0 and θ1 as flat vectors."""
+    them; and the parameters' θ0 and θ1 as flat float64 vectors (checked, see linpath._validate)."""
     names, params = named_parameters(model)
-    shapes = [tuple(p.shape) for p in params]
-    t0 = as_vector(start, names, shapes, "start").to(device)
-    t1 = as_vector(end, names, shapes, "end").to(device)
+    t0, t1 = line_endpoints(names, [tuple(p.shape) for p in params], start, end, device)
     lines = [(_linpath.Line(t0, t1), params)]
     buf_names, bufs = float_buffers(model)
     buf_shapes = [tuple(b.shape) for b in bufs]
     b0, b1 = (_endpoint_buffers(e, buf_names, buf_shapes) for e in (start, end))
     if b0 is not None and b1 is not None:
-        flat0 = torch.cat([b.detach().reshape(-1).double().to(device) for b in b0])
-        flat1 = torch.cat([b.detach().reshape(-1).double().to(device) for b in b1])
+        flat0, flat1 = line_endpoints(
+            buf_names,
+            buf_shapes,
+            dict(zip(buf_names, b0, strict=True)),
+            dict(zip(buf_names, b1, strict=True)),
+            device,
+        )
         lines.append((_linpath.Line(flat0, flat1), bufs))
     elif bufs:
         warnings.warn(
@@ -180,6 +196,22 @@ def _lines(
             stacklevel=3,
         )
     return lines, (t0, t1)
+
+
+def negative_variance_alphas(model: nn.Module, start: Any, end: Any, alphas: list[float]) -> list[float]:
+    """The α among ``alphas`` where an interpolated BatchNorm ``running_var`` has a negative entry
+    (a line through two valid variances leaves [0, ∞) outside [0, 1])."""
+    names, bufs = float_buffers(model)
+    shapes = [tuple(b.shape) for b in bufs]
+    b0, b1 = (_endpoint_buffers(e, names, shapes) for e in (start, end))
+    if b0 is None or b1 is None:
+        return []
+    pairs = [
+        (x.detach().double().cpu(), y.detach().double().cpu())
+        for n, x, y in zip(names, b0, b1, strict=True)
+        if n.endswith("running_var")
+    ]
+    return [a for a in alphas if any(bool((x + a * (y - x) < 0).any()) for x, y in pairs)]
 
 
 def _drop_partial_metrics(values: dict[str, dict[str, list[float]]], n: int) -> None:
@@ -203,7 +235,9 @@ def progress_bar(total: int, progress: bool | None, desc: str = "linpath sweep",
 
 def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
     if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        # No weight cache: autocast would otherwise keep the bf16 copy of each weight (that requires
+        # grad) made at the first α and use it at every later α.
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext()
 
 
@@ -219,19 +253,39 @@ def module_sweep(
     progress: bool | None,
 ) -> tuple[Values, bool]:
     """The module engine; returns the values and whether buffers were interpolated."""
-    params = named_parameters(model)[1]
+    names, params = named_parameters(model)
+    check_not_meta(params, names, "the model")
     device = params[0].device
     lines, (t0, t1) = _lines(model, start, end, device)
-    values: Values = {name: {} for name in splits}
+    check_point_range(params, names, t0, t1, grid)
     # Input layers from z0 + α·dz (see linpath.affine); float32 only, and only when α values repeat batches.
     affine = AffineInputs(model, params, t0, t1) if precision == "float32" and len(grid) > 2 else None
+    with exclusive(list(params) + float_buffers(model)[1], "sweep the model", "sweeping"):
+        values = _module_points(model, lines, splits, grid, (loss_fn, metrics, precision), affine, progress)
+    _drop_partial_metrics(values, len(grid))
+    return values, len(lines) > 1
+
+
+def _module_points(
+    model: nn.Module,
+    lines: list[tuple[Any, list[torch.Tensor]]],
+    splits: Mapping[str, Split],
+    grid: np.ndarray,
+    how: tuple[LossFn, tuple[str, ...], str],
+    affine: AffineInputs | None,
+    progress: bool | None,
+) -> Values:
+    """Writes each point of the grid into the model and evaluates every split there; the model is
+    put back as it was afterwards, also on error or Ctrl-C."""
+    loss_fn, metrics, precision = how
+    device = lines[0][1][0].device
+    values: Values = {name: {} for name in splits}
     state = ModelState(model)
     try:
         model.eval()
         with (
             progress_bar(len(grid), progress) as bar,
             torch.no_grad(),
-            _autocast(precision, device),
             affine.installed() if affine is not None else contextlib.nullcontext(),
         ):
             for alpha in grid:
@@ -240,13 +294,14 @@ def module_sweep(
                 if affine is not None:
                     affine.alpha = float(alpha)
                 for name, split in splits.items():
-                    for metric, v in evaluate(model, split, loss_fn, metrics, device, affine).items():
+                    with _autocast(precision, device):
+                        measured = evaluate(model, split, loss_fn, metrics, device, affine)
+                    for metric, v in measured.items():
                         values[name].setdefault(metric, []).append(v)
                 bar.update(1)
     finally:
         state.restore()
-    _drop_partial_metrics(values, len(grid))
-    return values, len(lines) > 1
+    return values
 
 
 def native_eligible(model: nn.Module, splits: Mapping[str, Split], loss: LossFn | None) -> bool:
@@ -283,13 +338,16 @@ def native_sweep(
     """The native engine (see the module docstring): one :data:`Values` per ``(grid, precision)``
     pass; the passes over a split share its first layer's products."""
     names, params = named_parameters(model)
-    shapes = [tuple(p.shape) for p in params]
-    t0 = as_vector(start, names, shapes, "start").to("cpu", torch.float64).contiguous()
-    t1 = as_vector(end, names, shapes, "end").to("cpu", torch.float64).contiguous()
+    t0, t1 = line_endpoints(names, [tuple(p.shape) for p in params], start, end, "cpu")
+    check_point_range(params, names, t0, t1, np.concatenate([grid for grid, _ in passes]))
     native_passes = [([float(a) for a in grid], precision) for grid, precision in passes]
     per_split = sum(len(grid) for grid, _ in passes)
     results: list[Values] = [{} for _ in passes]
-    with progress_bar(per_split * len(splits), progress) as bar:
+    with (
+        exclusive(params, "sweep the model", "sweeping"),
+        progress_bar(per_split * len(splits), progress) as bar,
+    ):
+        native = model._native
         for k, (name, split) in enumerate(splits.items()):
             x, y = _native_pair(model, split)
 
@@ -297,7 +355,7 @@ def native_sweep(
                 bar.n = k * per_split + round(done / total * per_split)
                 bar.refresh()
 
-            swept = model._native.sweep_passes(t0, t1, x, y, native_passes, split.batch_size, advance)
+            swept = native.sweep_passes(t0, t1, x, y, native_passes, split.batch_size, advance)
             for values, (loss, error) in zip(results, swept, strict=True):
                 values[name] = {m: v for m, v in (("loss", loss), ("error", error)) if m in metrics}
     return results

@@ -9,7 +9,7 @@
 use super::kernels::{activation_loss, line_activation, line_into, line_loss, LossSums};
 use super::mlp::{Mlp, MlpConfig};
 use crate::error::{Error, Result};
-use crate::flat::check_vector;
+use crate::flat::{check_finite, check_vector};
 use crate::sweep::check_alphas;
 use tch::{Kind, Tensor};
 
@@ -90,6 +90,8 @@ fn layer_lines(
     check_vector(theta1, numel as usize, "end")?;
     let t0 = theta0.f_to_kind(Kind::Double)?;
     let d = theta1.f_to_kind(Kind::Double)?.f_sub(&t0)?;
+    check_finite(&t0, "start")?;
+    check_finite(&d, "end - start (NaN or infinite end, or a direction that overflows)")?;
     let mut offset = 0i64;
     let mut take = |shape: &[i64]| -> Result<(Tensor, Tensor)> {
         let n: i64 = shape.iter().product();
@@ -283,6 +285,8 @@ fn sweep_in_blocks(
     }
     config.check_labelled(x, y, "the data")?;
     let _guard = tch::no_grad_guard();
+    // Strided inputs or targets (e.g. `Y[::2]`) are copied once; the kernels read contiguous rows.
+    let (x, y) = (&x.f_contiguous()?, &y.f_contiguous()?);
     let lines: Vec<Vec<LayerLine>> =
         passes.iter().map(|p| layer_lines(config, theta0, theta1, p.precision)).collect::<Result<_>>()?;
     let n = x.size()[0];
@@ -311,14 +315,20 @@ fn sweep_in_blocks(
             }
         }
     }
-    let n = n as f64;
-    Ok(sums
-        .into_iter()
-        .map(|s| SplitSweep {
-            loss: s.loss.iter().map(|l| l / n).collect(),
-            error: s.wrong.iter().map(|&w| w as f64 / n).collect(),
-        })
-        .collect())
+    Ok(sums.into_iter().map(|s| s.rates(n)).collect())
+}
+
+impl PassSums {
+    /// Mean loss and error rate per α over `n` examples. Where the loss is not finite the logits
+    /// were NaN or infinite, so their argmax means nothing: the error rate is NaN there, never a
+    /// plausible number.
+    fn rates(&self, n: i64) -> SplitSweep {
+        let n = n as f64;
+        let loss: Vec<f64> = self.loss.iter().map(|l| l / n).collect();
+        let error =
+            loss.iter().zip(&self.wrong).map(|(l, &w)| if l.is_finite() { w as f64 / n } else { f64::NAN });
+        SplitSweep { error: error.collect(), loss }
+    }
 }
 
 #[cfg(test)]
@@ -435,6 +445,56 @@ mod tests {
         assert_eq!(seen, grid.len() + check.len());
         assert_eq!(both[0], alone(&grid, Precision::Bf16));
         assert_eq!(both[1], alone(&check, Precision::F32));
+    }
+
+    #[test]
+    fn non_finite_logits_give_a_nan_error_rate_never_a_plausible_one() {
+        let cfg = MlpConfig { sizes: vec![3, 4, 2], ..MlpConfig::default() };
+        let numel = 3 * 4 + 4 + 4 * 2 + 2;
+        let t0 = Tensor::randn([numel], (Kind::Float, Device::Cpu));
+        // A huge but finite end: far along the line the logits overflow float32.
+        let t1 = Tensor::full([numel], 1e30, (Kind::Float, Device::Cpu));
+        let x = Tensor::randn([20, 3], (Kind::Float, Device::Cpu)).abs() + 1.0;
+        let y = Tensor::zeros([20], (Kind::Int64, Device::Cpu));
+        let got =
+            sweep_mlp(&cfg, &t0, &t1, &x, &y, &[0.0, 1.0], 8, Precision::F32, &mut |_, _| true).unwrap();
+        assert!(got.loss[0].is_finite() && got.error[0].is_finite());
+        assert!(!got.loss[1].is_finite(), "{:?}", got.loss);
+        assert!(got.error[1].is_nan(), "{:?}", got.error);
+    }
+
+    #[test]
+    fn strided_inputs_and_targets_are_accepted() {
+        let cfg = MlpConfig { sizes: vec![3, 5, 4], ..MlpConfig::default() };
+        let numel = 3 * 5 + 5 + 5 * 4 + 4;
+        let (t0, t1) = (
+            Tensor::randn([numel], (Kind::Float, Device::Cpu)),
+            Tensor::randn([numel], (Kind::Float, Device::Cpu)),
+        );
+        let x = Tensor::randn([40, 3], (Kind::Float, Device::Cpu));
+        let y = Tensor::randint(4, [40], (Kind::Int64, Device::Cpu));
+        let every_other = |t: &Tensor| t.slice(0, 0, 40, 2);
+        let run = |x: &Tensor, y: &Tensor| {
+            sweep_mlp(&cfg, &t0, &t1, x, y, &[-0.5, 0.5, 1.5], 8, Precision::F32, &mut |_, _| true).unwrap()
+        };
+        let strided = run(&every_other(&x), &every_other(&y));
+        assert_eq!(strided, run(&every_other(&x).contiguous(), &every_other(&y).contiguous()));
+    }
+
+    #[test]
+    fn non_finite_endpoints_are_errors() {
+        let cfg = MlpConfig { sizes: vec![3, 2], ..MlpConfig::default() };
+        let t = Tensor::zeros([8], (Kind::Float, Device::Cpu));
+        let x = Tensor::zeros([4, 3], (Kind::Float, Device::Cpu));
+        let y = Tensor::zeros([4], (Kind::Int64, Device::Cpu));
+        for bad in [f32::NAN, f32::INFINITY] {
+            let b = t.copy();
+            let _ = b.get(5).fill_(bad as f64);
+            for (t0, t1) in [(&t, &b), (&b, &t)] {
+                let err = sweep_mlp(&cfg, t0, t1, &x, &y, &[0.5], 2, Precision::F32, &mut |_, _| true);
+                assert!(matches!(err, Err(Error::InvalidArgument(_))), "{bad}");
+            }
+        }
     }
 
     #[test]

@@ -31,10 +31,12 @@ impl Measure {
         self.count += other.count;
     }
 
-    /// `(mean loss, error rate)`.
+    /// `(mean loss, error rate)`. Where the loss is not finite the model's outputs were NaN or
+    /// infinite and their argmax means nothing: the error rate is then NaN, never a plausible number.
     pub fn rates(&self) -> (f64, f64) {
         let n = self.count.max(1) as f64;
-        (self.loss_sum / n, self.wrong as f64 / n)
+        let loss = self.loss_sum / n;
+        (loss, if loss.is_finite() { self.wrong as f64 / n } else { f64::NAN })
     }
 }
 
@@ -120,6 +122,8 @@ pub fn sweep_line(
     flat::check_vector(theta0, numel, "start")?;
     flat::check_vector(theta1, numel, "end")?;
     check_data(net, x, y, "data")?;
+    // Strided inputs or targets (e.g. `Y[::2]`) are copied once.
+    let (x, y) = (&x.f_contiguous()?, &y.f_contiguous()?);
     let kind = params.first().map(|p| p.kind()).unwrap_or(tch::Kind::Float);
     let saved = flat::flatten(&params, kind)?;
     let result = sweep_points(net, &mut params, theta0, theta1, x, y, alphas, on_alpha);
@@ -161,8 +165,11 @@ fn sweep_points(
     on_alpha: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     let device = net.device();
-    let start = theta0.f_to_kind(tch::Kind::Double)?.f_to_device(device)?;
+    // An owned copy: θ0 may share memory with the parameters that each point is written into.
+    let start = flat::owned_copy(theta0, tch::Kind::Double)?.f_to_device(device)?;
     let direction = theta1.f_to_kind(tch::Kind::Double)?.f_to_device(device)?.f_sub(&start)?;
+    flat::check_finite(&start, "start")?;
+    flat::check_finite(&direction, "end - start (NaN or infinite end, or a direction that overflows)")?;
     let (mut losses, mut errors) = (Vec::new(), Vec::new());
     for (i, &alpha) in alphas.iter().enumerate() {
         let point = start.f_add(&direction.f_mul_scalar(alpha)?)?;
@@ -175,4 +182,19 @@ fn sweep_points(
         }
     }
     Ok((losses, errors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_non_finite_loss_gives_a_nan_error_rate() {
+        let finite = Measure { loss_sum: 6.0, wrong: 1, count: 4 };
+        assert_eq!(finite.rates(), (1.5, 0.25));
+        for loss_sum in [f64::NAN, f64::INFINITY] {
+            let (loss, error) = Measure { loss_sum, wrong: 1, count: 4 }.rates();
+            assert!(!loss.is_finite() && error.is_nan());
+        }
+    }
 }

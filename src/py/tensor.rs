@@ -1,18 +1,26 @@
 //! torch.Tensor <-> tch::Tensor: both sides share one at::Tensor (zero copy).
 
 use crate::error::Error;
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use tch::{Kind, Tensor};
 
 /// The tch handle of a Python `torch.Tensor` (same storage; writes are visible in Python).
+/// Tensors without data (on the meta device) are refused here, once for every entry point.
 pub fn unpack(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Tensor> {
     // SAFETY: `obj` is a live Python object for the duration of the call.
     let tensor = unsafe { Tensor::pyobject_unpack(obj.as_ptr().cast()) }.map_err(Error::from)?;
-    tensor.ok_or_else(|| {
+    let tensor = tensor.ok_or_else(|| {
         let ty = obj.get_type().name().map(|n| n.to_string()).unwrap_or_default();
         PyTypeError::new_err(format!("{what} must be a torch.Tensor, got {ty}"))
-    })
+    })?;
+    if obj.getattr("is_meta")?.is_truthy()? {
+        return Err(PyValueError::new_err(format!(
+            "{what} is on the meta device: it has a shape but no values; materialise it first \
+             (e.g. module.to_empty(device='cpu') and load real weights)"
+        )));
+    }
+    Ok(tensor)
 }
 
 /// The tch handles of every tensor in a Python sequence.

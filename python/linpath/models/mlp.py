@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .. import _linpath
+from .native import NativeBacked
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "maxout")
 
@@ -89,7 +90,7 @@ class _Affine(nn.Module):
         self.bias = nn.Parameter(bias)
 
 
-class MLP(nn.Module):
+class MLP(NativeBacked):
     """A fully connected network run by LibTorch in Rust (the paper's MNIST models).
 
     Args:
@@ -119,12 +120,12 @@ class MLP(nn.Module):
             raise ValueError(f"unknown activation {activation!r}; use one of {ACTIVATIONS}")
         rng = torch.random.get_rng_state()  # the native constructor draws from libtorch's global RNG
         try:
-            self._native = _linpath.NativeMlp(
-                [int(s) for s in sizes], activation, int(pieces), *_dropout_pair(dropout)
+            self._attach_native(
+                _linpath.NativeMlp([int(s) for s in sizes], activation, int(pieces), *_dropout_pair(dropout))
             )
         finally:
             torch.random.set_rng_state(rng)
-        params = dict(self._native.named_parameters())
+        params = dict(self._native_tensors)
         self.layers = nn.ModuleList(
             _Affine(params[f"layers.{i}.weight"], params[f"layers.{i}.bias"]) for i in range(len(sizes) - 1)
         )
@@ -142,22 +143,22 @@ class MLP(nn.Module):
     @property
     def sizes(self) -> list[int]:
         """Layer widths, input first."""
-        return self._native.sizes
+        return self._native_handle.sizes
 
     @property
     def activation(self) -> str:
         """The hidden-layer nonlinearity."""
-        return self._native.activation
+        return self._native_handle.activation
 
     @property
     def pieces(self) -> int:
         """Pieces per maxout unit (1 for other activations)."""
-        return self._native.pieces
+        return self._native_handle.pieces
 
     @property
     def dropout(self) -> tuple[float, float]:
         """``(input, hidden)`` drop probabilities."""
-        return self._native.dropout
+        return self._native_handle.dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for ``x`` (``[batch, sizes[0]]``), computed in Rust; dropout only in train mode."""

@@ -19,6 +19,64 @@ from torch import nn
 from .. import _linpath
 
 
+class NativeBacked(nn.Module):
+    """An ``nn.Module`` whose parameters are the tensors of a model living in Rust.
+
+    Python and Rust share each parameter's storage. Anything that swaps a parameter's tensor on
+    the Python side (``load_state_dict(..., assign=True)``, ``param.data = ...``, assigning a new
+    ``nn.Parameter``) would silently disconnect the two, so every use of the native model goes
+    through :attr:`_native`, which first points the Rust tensors at the module's current
+    parameters (or raises when that cannot be done).
+    """
+
+    def _attach_native(self, handle: Any) -> None:
+        """Keeps the native model and its ``(name, tensor)`` handles (call once, in ``__init__``)."""
+        self.__dict__["_native_handle"] = handle
+        self.__dict__["_native_tensors"] = handle.named_parameters()
+
+    @property
+    def _native(self) -> Any:
+        """The native model, its tensors checked to be this module's parameters (see the class)."""
+        self._sync_parameters()
+        return self._native_handle
+
+    def _sync_parameters(self) -> None:
+        for name, native in self._native_tensors:
+            try:
+                param = self.get_parameter(name)
+            except AttributeError:
+                raise ValueError(
+                    f"parameter {name!r} is no longer part of this {type(self).__name__}; build a new model"
+                ) from None
+            if _same_tensor(param, native):
+                continue
+            if param.dtype != torch.float32 or param.device.type != "cpu" or param.shape != native.shape:
+                got = f"a {param.dtype} tensor of shape {tuple(param.shape)} on {param.device}"
+                raise TypeError(
+                    f"parameter {name!r} was replaced by {got}; a linpath {type(self).__name__} keeps "
+                    f"float32 CPU parameters of shape {tuple(native.shape)}: load_state_dict without "
+                    "assign=True (which copies the values)"
+                )
+            if not param.is_contiguous():
+                raise ValueError(
+                    f"parameter {name!r} was replaced by a non-contiguous tensor; pass a contiguous one "
+                    "(tensor.contiguous()) or load_state_dict without assign=True"
+                )
+            with torch.no_grad():
+                native.set_(param.detach())  # the Rust model now reads and writes the module's tensor
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """True when ``a`` and ``b`` are views of the same memory with the same layout."""
+    return (
+        a.data_ptr() == b.data_ptr()
+        and a.shape == b.shape
+        and a.stride() == b.stride()
+        and a.dtype == b.dtype
+        and a.device == b.device
+    )
+
+
 def _attach(module: nn.Module, name: str, tensor: torch.Tensor) -> None:
     """Registers ``tensor`` as the parameter at dotted ``name``, creating plain submodules on the way."""
     *path, leaf = name.split(".")
@@ -31,7 +89,7 @@ def _attach(module: nn.Module, name: str, tensor: torch.Tensor) -> None:
     module.register_parameter(leaf, nn.Parameter(tensor))  # shares storage with the Rust variable
 
 
-class NativeModel(nn.Module):
+class NativeModel(NativeBacked):
     """A model whose parameters belong to a LibTorch model in Rust (``linpath._linpath.NativeNet``).
 
     The model lives on the CPU in float32: ``.to()``, ``.double()`` and the like raise TypeError
@@ -49,10 +107,10 @@ class NativeModel(nn.Module):
         super().__init__()
         rng = torch.random.get_rng_state()  # the native constructor draws from libtorch's global RNG
         try:
-            self._native = _linpath.NativeNet(self.kind, dict(config))
+            self._attach_native(_linpath.NativeNet(self.kind, dict(config)))
         finally:
             torch.random.set_rng_state(rng)
-        native_params = self._native.named_parameters()
+        native_params = self._native_tensors
         for name, tensor in native_params:
             _attach(self, name, tensor)
         names = [n for n, _ in self.named_parameters()]

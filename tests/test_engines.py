@@ -1,0 +1,268 @@
+"""Both engines of interpolate (python/linpath/engines.py, python/linpath/_validate.py): answers that
+used to be silently wrong, and the inputs every engine refuses alike."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import linpath
+from linpath.models import MLP
+
+GRID = np.linspace(0.0, 1.0, 6)
+
+
+def lerp_model(model, start, end, alpha):
+    """``model`` set to θ0 + α·(θ1 − θ0) of two modules, computed in float64 (float buffers too)."""
+    ends = zip(start.state_dict().values(), end.state_dict().values(), strict=True)
+    with torch.no_grad():
+        for t, (a, b) in zip(model.state_dict().values(), ends, strict=True):
+            if t.is_floating_point():
+                t.copy_(a.double() + alpha * (b.double() - a.double()))
+    return model
+
+
+def reference_losses(make_model, start, end, data, alphas, dtype=torch.float64):
+    """Mean cross-entropy along the line, the slow obvious way in ``dtype``."""
+    x, y = data
+    out = []
+    for a in alphas:
+        model = lerp_model(make_model().to(dtype), start, end, a).eval()
+        with torch.no_grad():
+            out.append(F.cross_entropy(model(x.to(dtype)), y).item())
+    return np.array(out)
+
+
+# --- item 1: bf16 on the module engine ---------------------------------------------------------------
+
+
+def test_bf16_module_sweep_evaluates_every_alpha_at_its_own_weights(make_mlp, make_data):
+    """Autocast's weight cache used to keep the first α's bf16 weights for the whole sweep."""
+    start, end, data = make_mlp(0), make_mlp(1), make_data(400, 3)
+    fast = linpath.interpolate(make_mlp(0), start, end, data, alphas=GRID, precision="bf16", progress=False)
+    ref = reference_losses(lambda: make_mlp(0), start, end, data, GRID)
+    loss = fast.values["data"]["loss"]
+    assert len(np.unique(loss)) == len(GRID)  # one value per α, not the first α's everywhere
+    np.testing.assert_allclose(loss, ref, rtol=2e-2)
+    assert fast.precision_check["ok"]
+
+
+# --- item 2: non-finite values are reported, never averaged away ---------------------------------------
+
+
+@pytest.fixture
+def batchnorm_sweep(make_bn_mlp, splits):
+    start, end = make_bn_mlp(0, 0.0), make_bn_mlp(1, 3.0)
+    alphas = np.linspace(-1.0, 2.0, 13)
+    with pytest.warns(RuntimeWarning, match="negative at alpha = -1") as record:
+        sweep = linpath.interpolate(make_bn_mlp(0, 0.0), start, end, splits, alphas=alphas, progress=False)
+    return sweep, [str(w.message) for w in record]
+
+
+def test_batchnorm_beyond_the_segment_is_reported_with_its_cause(batchnorm_sweep):
+    sweep, messages = batchnorm_sweep
+    bad = sweep.nonfinite("train")
+    assert bad.size > 0 and ((bad < 0) | (bad > 1)).all()
+    assert np.isnan(sweep.values["train"]["loss"][np.isin(sweep.alphas, bad)]).all()
+    # The error rate at NaN outputs is NaN, not the argmax of NaN logits (0.90 before).
+    assert np.isnan(sweep.values["train"]["error"][np.isin(sweep.alphas, bad)]).all()
+    assert sweep.meta["nonfinite"]["train"]["loss"] == bad.tolist()
+    assert any("BatchNorm running variances" in m and "kept as measured" in m for m in messages)
+
+
+def test_statistics_over_nan_are_nan_with_a_warning(batchnorm_sweep):
+    sweep, _ = batchnorm_sweep
+    with pytest.warns(RuntimeWarning, match="unknown: the values are NaN"):
+        assert all(np.isnan(sweep.minimum("train")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # inside [0, 1] every value is finite: no warning, real numbers
+        alpha, value = sweep.minimum("train", interval=(0.0, 1.0))
+        assert 0.0 <= alpha <= 1.0 and np.isfinite(value)
+        assert np.isfinite(sweep.barrier("train"))
+    with pytest.warns(RuntimeWarning):
+        assert np.isnan(sweep.monotonicity_gap("train", interval=(-1.0, 2.0)))
+    with pytest.warns(RuntimeWarning):
+        assert not sweep.is_monotone("train", interval=(-1.0, 2.0))
+
+
+def test_the_plot_marks_non_finite_alphas(batchnorm_sweep):
+    sweep, _ = batchnorm_sweep
+    ax = sweep.plot()
+    labels = [line.get_label() for line in ax.get_lines()]
+    n_bad = sweep.nonfinite("train").size
+    assert f"train: NaN/inf at {n_bad} α" in labels
+    marks = next(line for line in ax.get_lines() if line.get_label().startswith("train: NaN"))
+    np.testing.assert_array_equal(marks.get_xdata(), sweep.nonfinite("train"))
+
+
+def test_overflowing_outputs_give_nan_errors_on_both_engines():
+    start = MLP([4, 8, 3], seed=0)
+    end = MLP([4, 8, 3], seed=1)
+    with torch.no_grad():
+        for p in end.parameters():
+            p.mul_(1e20)  # finite, but far along the line the logits overflow float32
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(50, 4, generator=g).abs() + 1, torch.randint(0, 3, (50,), generator=g)
+    for model, engine in ((start, "native"), (start.to_torch(), "module")):
+        with pytest.warns(RuntimeWarning, match="outputs overflow"):
+            sweep = linpath.interpolate(
+                model, start, end, (x, y), alphas=[0.0, 1.0], engine=engine, progress=False
+            )
+        assert np.isfinite(sweep.values["data"]["error"][0])
+        assert not np.isfinite(sweep.values["data"]["loss"][1]) and np.isnan(sweep.values["data"]["error"][1])
+
+
+# --- item 5: empty batches --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loss", [None, F.cross_entropy])
+def test_an_empty_batch_adds_nothing(loss, make_mlp, make_data):
+    x, y = make_data(200, 4)
+    batches = [(x[:120], y[:120]), (x[:0], y[:0]), (x[120:], y[120:])]
+    start, end = make_mlp(0), make_mlp(1)
+    run = {"alphas": GRID, "loss": loss, "progress": False}
+    with_empty = linpath.interpolate(make_mlp(0), start, end, batches, **run)
+    whole = linpath.interpolate(make_mlp(0), start, end, (x, y), **run)
+    np.testing.assert_allclose(with_empty.values["data"]["loss"], whole.values["data"]["loss"], rtol=1e-6)
+    np.testing.assert_array_equal(with_empty.values["data"]["error"], whole.values["data"]["error"])
+
+
+def test_a_split_of_empty_batches_only_is_an_error(make_mlp, make_data):
+    x, y = make_data(10, 4)
+    with pytest.raises(ValueError, match="yielded no examples"):
+        linpath.interpolate(make_mlp(0), make_mlp(0), make_mlp(1), [(x[:0], y[:0])], progress=False)
+
+
+# --- item 6: endpoints that share memory with the model ----------------------------------------------
+
+
+def flat_float64_model(seed):
+    """A float64 MLP whose parameters are views into one flat vector, and that vector."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(6, 9), nn.Tanh(), nn.Linear(9, 4)).double()
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).clone()
+    offset = 0
+    for layer in (model[0], model[2]):
+        for name in ("weight", "bias"):
+            p = getattr(layer, name)
+            setattr(layer, name, nn.Parameter(flat[offset : offset + p.numel()].view(p.shape)))
+            offset += p.numel()
+    return model, flat
+
+
+@pytest.mark.parametrize("engine", ["module"])
+def test_a_start_that_is_a_view_of_the_model_does_not_drift(engine):
+    model, flat = flat_float64_model(0)
+    end = torch.randn(flat.numel(), dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(80, 6, generator=g, dtype=torch.float64), torch.randint(0, 4, (80,), generator=g)
+    theta0 = flat.clone()
+    sweep = linpath.interpolate(model, flat, end, (x, y), alphas=GRID, engine=engine, progress=False)
+    twin, _ = flat_float64_model(0)
+    expected = []
+    for a in GRID:
+        linpath.assign(twin, theta0 + a * (end - theta0))
+        expected.append(F.cross_entropy(twin(x), y).item())
+    np.testing.assert_allclose(sweep.values["data"]["loss"], expected, rtol=1e-12)
+    assert torch.equal(flat, theta0)  # and the model is back where it was
+
+
+# --- the same refusals on every engine (items 3, 12 and the rest) -------------------------------------
+
+
+def _native_pair():
+    return MLP([5, 7, 3], seed=0), MLP([5, 7, 3], seed=1)
+
+
+def _with(vector, index, value):
+    vector = vector.clone()
+    vector[index] = value
+    return vector
+
+
+BAD_ENDPOINTS = {
+    "nan end": (lambda s, e: (s, _with(linpath.flatten(e).tensor, 3, float("nan"))), "end contains NaN"),
+    "inf start": (lambda s, e: (_with(linpath.flatten(s).tensor, 0, float("inf")), e), "start contains NaN"),
+    "-inf end": (
+        lambda s, e: (s, _with(linpath.flatten(e).tensor, 45, -float("inf"))),
+        r"'layers.1.weight'\[3\] = -inf",
+    ),
+    "meta end": (
+        lambda s, e: (s, torch.zeros(linpath.flatten(e).tensor.numel(), device="meta")),
+        "meta device",
+    ),
+    "short end": (lambda s, e: (s, linpath.flatten(e).tensor[:-1]), "expected a 1-D vector"),
+}
+
+
+@pytest.mark.parametrize("engine", ["native", "module"])
+@pytest.mark.parametrize("case", list(BAD_ENDPOINTS))
+def test_every_engine_refuses_the_same_endpoints(engine, case):
+    start, end = _native_pair()
+    make, match = BAD_ENDPOINTS[case]
+    s, e = make(start, end)
+    model = start if engine == "native" else start.to_torch()
+    g = torch.Generator().manual_seed(0)
+    data = (torch.randn(20, 5, generator=g), torch.randint(0, 3, (20,), generator=g))
+    with pytest.raises(ValueError, match=match):
+        linpath.interpolate(model, s, e, data, alphas=GRID, engine=engine, progress=False)
+
+
+@pytest.mark.parametrize("engine", ["native", "module"])
+def test_alphas_that_overflow_the_parameters_dtype_are_refused(engine):
+    start, end = _native_pair()
+    model = start if engine == "native" else start.to_torch()
+    data = (torch.randn(20, 5), torch.randint(0, 3, (20,)))
+    with pytest.raises(ValueError, match=r"alpha = 1e\+300 takes parameter .* beyond the range of its dtype"):
+        linpath.interpolate(model, start, end, data, alphas=[0.0, 1e300], engine=engine, progress=False)
+
+
+def test_a_huge_alpha_on_a_constant_line_is_evaluated_not_crashed(make_data):
+    """d = 0: θ(α) = θ0 at every α, however large; the affine cache cannot hold α = 1e300 in float32."""
+    model = nn.Linear(20, 10)
+    data = make_data(30, 1)
+    sweep = linpath.interpolate(
+        nn.Linear(20, 10), model, model, data, alphas=[0.0, 0.5, 1e300], progress=False
+    )
+    assert np.all(sweep.values["data"]["loss"] == sweep.values["data"]["loss"][0])
+
+
+def test_a_meta_model_is_refused(make_data):
+    with pytest.raises(ValueError, match="meta device"):
+        linpath.interpolate(
+            nn.Linear(20, 10, device="meta"),
+            nn.Linear(20, 10),
+            nn.Linear(20, 10),
+            make_data(10, 0),
+            progress=False,
+        )
+    with pytest.raises(ValueError, match="meta device"):
+        linpath.flatten(nn.Linear(20, 10, device="meta"))
+
+
+def test_nan_in_interpolated_buffers_is_refused(make_bn_mlp, splits):
+    start, end = make_bn_mlp(0, 0.0), make_bn_mlp(1, 1.0)
+    with torch.no_grad():
+        end[1].running_mean[2] = float("nan")
+    with pytest.raises(ValueError, match=r"end contains NaN or infinite values \('1.running_mean'\[2\]"):
+        linpath.interpolate(make_bn_mlp(0, 0.0), start, end, splits, progress=False)
+
+
+# --- item 11: strided data on the native engine ------------------------------------------------------
+
+
+def test_strided_inputs_and_targets_are_accepted_by_the_native_engine():
+    start, end = _native_pair()
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(400, 5, generator=g), torch.randint(0, 3, (400,), generator=g)
+    strided = (x.t().contiguous().t()[::2], y[::2])
+    assert not strided[0].is_contiguous() and not strided[1].is_contiguous()
+    got = linpath.interpolate(start, start, end, strided, alphas=GRID, progress=False)
+    copied = (x[::2].contiguous(), y[::2].contiguous())
+    want = linpath.interpolate(start, start, end, copied, alphas=GRID, progress=False)
+    assert got.meta["engine"] == "native"
+    for metric in ("loss", "error"):
+        np.testing.assert_array_equal(got.values["data"][metric], want.values["data"][metric])
