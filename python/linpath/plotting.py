@@ -45,6 +45,26 @@ def _mark_endpoints(ax: Any, alphas: np.ndarray) -> None:
             )
 
 
+def _mark_nonfinite(ax: Any, alphas: np.ndarray, values: np.ndarray, color: str, split: str) -> None:
+    """Crosses along the bottom edge where a curve is NaN or infinite (a line plot would just leave
+    a gap there, easy to miss), with a legend entry saying how many."""
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    ax.plot(
+        alphas[bad],
+        np.full(int(bad.sum()), 0.02),
+        ls="none",
+        marker="x",
+        ms=6,
+        mew=1.5,
+        color=color,
+        transform=ax.get_xaxis_transform(),
+        clip_on=False,
+        label=f"{split}: NaN/inf at {int(bad.sum())} α",
+    )
+
+
 def plot_sweep(
     sweep: Sweep, ax: Any = None, metric: str = "loss", splits: Sequence[str] | None = None
 ) -> Any:
@@ -57,6 +77,7 @@ def plot_sweep(
         if values is None:
             continue
         ax.plot(sweep.alphas, values, color=color, ls=style, lw=1.6, label=split)
+        _mark_nonfinite(ax, sweep.alphas, values, color, split)
     _mark_endpoints(ax, sweep.alphas)
     ax.set_xlabel(r"$\alpha$")
     ax.set_ylabel(_METRIC_LABEL.get(metric, metric))

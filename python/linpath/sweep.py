@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
+import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,6 +25,7 @@ from .engines import (
     module_sweep,
     native_eligible,
     native_sweep,
+    negative_variance_alphas,
     precision_check,
 )
 from .params import named_parameters
@@ -69,11 +72,28 @@ class Sweep:
         """Names of the data splits."""
         return list(self.values)
 
-    def minimum(self, split: str | None = None, metric: str = "loss") -> tuple[float, float]:
-        """``(alpha, value)`` where ``values[split][metric]`` is smallest (first split by default)."""
-        v = self._series(split, metric)
-        i = int(np.nanargmin(v))
-        return float(self.alphas[i]), float(v[i])
+    def nonfinite(self, split: str | None = None, metric: str = "loss") -> np.ndarray:
+        """The α (in grid order) where ``values[split][metric]`` is NaN or infinite.
+
+        Such values are kept as they were measured, never dropped or averaged away; the statistics
+        below return NaN (with a RuntimeWarning naming the α) when they would need them.
+        """
+        return self.alphas[~np.isfinite(self._series(split, metric))]
+
+    def minimum(
+        self, split: str | None = None, metric: str = "loss", interval: tuple[float, float] | None = None
+    ) -> tuple[float, float]:
+        """``(alpha, value)`` where ``values[split][metric]`` is smallest (first split by default),
+        over the grid points inside ``interval`` when given.
+
+        Returns ``(nan, nan)``, with a RuntimeWarning, when a value there is NaN or infinite: the
+        smallest value is then unknown.
+        """
+        alphas, v = self._sorted(split, metric, interval, "minimum")
+        if alphas.size == 0 or not np.isfinite(v).all():
+            return math.nan, math.nan
+        i = int(np.argmin(v))
+        return float(alphas[i]), float(v[i])
 
     def monotonicity_gap(
         self, split: str | None = None, metric: str = "loss", interval: tuple[float, float] = (0.0, 1.0)
@@ -82,8 +102,11 @@ class Sweep:
 
         This is Δ of Lucas et al. (2021), computed over every pair of grid points (as a running
         minimum, which is the same thing). 0 means the metric never increases on the interval.
+        NaN (with a RuntimeWarning) when a value on the interval is NaN or infinite.
         """
-        _, series = self._sorted(split, metric, interval)
+        _, series = self._sorted(split, metric, interval, "monotonicity gap")
+        if not np.isfinite(series).all():
+            return math.nan
         if series.size < 2:
             return 0.0
         rises = series[1:] - np.minimum.accumulate(series[:-1])
@@ -92,7 +115,10 @@ class Sweep:
     def is_monotone(
         self, split: str | None = None, metric: str = "loss", interval: tuple[float, float] = (0.0, 1.0)
     ) -> bool:
-        """True when the metric never increases on ``interval`` (see :meth:`monotonicity_gap`)."""
+        """True when the metric never increases on ``interval`` (see :meth:`monotonicity_gap`).
+
+        False, with a RuntimeWarning, when a value on the interval is NaN or infinite (unknown).
+        """
         return self.monotonicity_gap(split, metric, interval) == 0.0
 
     def local_minima(
@@ -103,9 +129,10 @@ class Sweep:
         A grid point (taken in increasing α) is a local minimum when its value is strictly below
         both neighbours'; on a plateau of equal values, the plateau's first point counts when the
         values on both sides of the plateau are higher. The grid's two ends never count. With
-        ``interval``, only the grid points inside it are considered.
+        ``interval``, only the grid points inside it are considered. A NaN or infinite value is
+        never a minimum and hides any minimum beside it (a RuntimeWarning says so).
         """
-        alphas, v = self._sorted(split, metric, interval)
+        alphas, v = self._sorted(split, metric, interval, "local minima")
         minima = []
         i = 1
         while i < len(v) - 1:
@@ -122,29 +149,42 @@ class Sweep:
 
         ``form="midpoint"`` (Frankle et al. 2020): max over α of J(α) − ½[J(0) + J(1)];
         ``form="linear"`` (Entezari et al. 2021): max over α of J(α) − [(1−α)J(0) + αJ(1)].
-        The maxima run over the grid points in [0, 1]; the grid must contain 0 and 1.
+        The maxima run over the grid points in [0, 1]; the grid must contain 0 and 1. NaN (with a
+        RuntimeWarning) when a value on [0, 1] is NaN or infinite.
 
         Raises:
             ValueError: If α = 0 or α = 1 is not on the grid, or ``form`` is unknown.
         """
         if form not in ("midpoint", "linear"):
             raise ValueError(f"unknown barrier form {form!r}; use 'midpoint' or 'linear'")
-        alphas, v = self._sorted(split, metric, (0.0, 1.0))
+        alphas, v = self._sorted(split, metric, (0.0, 1.0), "barrier")
         if alphas.size == 0 or alphas[0] != 0.0 or alphas[-1] != 1.0:
             raise ValueError("the barrier needs alpha = 0 and alpha = 1 on the grid")
+        if not np.isfinite(v).all():
+            return math.nan
         baseline = 0.5 * (v[0] + v[-1]) if form == "midpoint" else (1.0 - alphas) * v[0] + alphas * v[-1]
         return float(np.max(v - baseline))
 
     def _sorted(
-        self, split: str | None, metric: str, interval: tuple[float, float] | None
+        self, split: str | None, metric: str, interval: tuple[float, float] | None, what: str | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The grid and the metric in increasing α, restricted to ``interval`` when given."""
+        """The grid and the metric in increasing α, restricted to ``interval`` when given. With
+        ``what`` (the statistic about to be computed), non-finite values there raise a warning."""
         v = self._series(split, metric)
         keep = np.ones(self.alphas.shape, dtype=bool)
         if interval is not None:
             keep = (self.alphas >= interval[0]) & (self.alphas <= interval[1])
         order = np.argsort(self.alphas[keep], kind="stable")
-        return self.alphas[keep][order], v[keep][order]
+        alphas, v = self.alphas[keep][order], v[keep][order]
+        if what is not None and not np.isfinite(v).all():
+            where = alpha_list(alphas[~np.isfinite(v)])
+            warnings.warn(
+                f"the {what} of {metric} on split {split or self.splits[0]!r} is unknown: the values are NaN "
+                f"or infinite at alpha = {where}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return alphas, v
 
     def _series(self, split: str | None, metric: str) -> np.ndarray:
         split = self.splits[0] if split is None else split
@@ -358,7 +398,56 @@ def interpolate(
     }
     if index is not None:
         meta["precision_check"] = precision_check(results[1], grid, index, values)
-    return Sweep(grid, {s: {m: np.array(v) for m, v in mv.items()} for s, mv in values.items()}, meta)
+    sweep = Sweep(grid, {s: {m: np.array(v) for m, v in mv.items()} for s, mv in values.items()}, meta)
+    sweep.meta["nonfinite"] = _report_nonfinite(sweep, model, start, end)
+    return sweep
+
+
+def alpha_list(alphas: Any, most: int = 6) -> str:
+    """``"-1, -0.5, 1.5"``: the α values for a message (the first ``most``, then how many more)."""
+    shown = ", ".join(f"{a:g}" for a in list(alphas)[:most])
+    return shown + (f" and {len(alphas) - most} more" if len(alphas) > most else "")
+
+
+def _report_nonfinite(
+    sweep: Sweep, model: nn.Module, start: Any, end: Any
+) -> dict[str, dict[str, list[float]]]:
+    """Where the sweep's values are NaN or infinite, ``{split: {metric: [alpha, ...]}}``; a
+    RuntimeWarning names them and the likely cause."""
+    found = {
+        split: {
+            metric: sweep.nonfinite(split, metric).tolist()
+            for metric in mv
+            if sweep.nonfinite(split, metric).size
+        }
+        for split, mv in sweep.values.items()
+    }
+    found = {split: mv for split, mv in found.items() if mv}
+    if not found:
+        return found
+    bad = sorted({a for mv in found.values() for alphas in mv.values() for a in alphas})
+    negative = negative_variance_alphas(model, start, end, bad)
+    if negative:
+        cause = (
+            f"BatchNorm running variances interpolated from start and end are negative at alpha = "
+            f"{alpha_list(negative)} (outside [0, 1] the line leaves the valid variances); keep alpha in "
+            "[0, 1] for such models, or pass start and end without buffers (parameter vectors) to use the "
+            "model's own statistics at every alpha"
+        )
+    else:
+        cause = "the model's outputs overflow there (alpha far outside [0, 1], or a diverged endpoint)"
+    detail = "; ".join(
+        f"split {split!r}, {metric}: alpha = {alpha_list(alphas)}"
+        for split, mv in found.items()
+        for metric, alphas in mv.items()
+    )
+    warnings.warn(
+        f"the sweep has NaN or infinite values ({detail}). They are kept as measured (sweep.nonfinite(), "
+        f"meta['nonfinite']) and marked in plots; statistics over them are NaN. Likely cause: {cause}.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return found
 
 
 def _check_engine(engine: str, precision: str, native_ok: bool) -> str:
