@@ -103,6 +103,20 @@ def _cifar10_candidates() -> list[Path]:
     return found + [base.parent / "shared" / "data" / CIFAR10_ZIP for base in (Path.cwd(), _checkout_root())]
 
 
+#: How to get CIFAR-10 (no package index ships it).
+CIFAR10_HOWTO = (
+    "CIFAR-10 is not installed with linpath: download the Python version from "
+    "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz, extract it, and set LINPATH_CIFAR10 to the "
+    "directory that holds cifar-10-batches-py (or pass that directory to linpath.datasets.cifar10(root=...))"
+)
+
+
+def cifar10_available() -> bool:
+    """True when :func:`cifar10` finds the data without a ``root`` ($LINPATH_CIFAR10, or
+    ``../shared/data/cifar10-jpeg.zip``); :data:`CIFAR10_HOWTO` says how to get it otherwise."""
+    return any(p.exists() for p in _cifar10_candidates())
+
+
 def _checkout_root() -> Path:
     """The project root when linpath runs from its source tree (python/linpath/datasets.py)."""
     return Path(__file__).resolve().parents[2]
@@ -198,7 +212,8 @@ def cifar10(root: str | os.PathLike[str] | None = None, *, valid: int = 10_000) 
         if not found:
             raise FileNotFoundError(
                 "CIFAR-10 not found: pass cifar10(root=...) with the directory of the standard distribution "
-                f"(cifar-10-batches-py or -bin) or the path of {CIFAR10_ZIP}, or set LINPATH_CIFAR10"
+                f"(cifar-10-batches-py or -bin) or the path of {CIFAR10_ZIP}, or set LINPATH_CIFAR10. "
+                + CIFAR10_HOWTO
             )
         root = found[0]
     (x, y), (xt, yt) = _cifar10_arrays(Path(root))
