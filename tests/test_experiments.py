@@ -10,6 +10,7 @@ import linpath
 from linpath import experiments
 from linpath.__main__ import main
 from linpath.experiments import findings as F
+from linpath.experiments import report
 from linpath.experiments import runs as R
 from linpath.experiments.report import claims, claims_markdown
 
@@ -270,6 +271,21 @@ def test_maxima_are_bumps_with_their_height_from_the_left():
     inside = F.maxima_of(sweep, "t", "loss", (0.3, 1.0))
     assert [m["alpha"] for m in inside] == [0.625, 0.875]
     assert inside[0]["height"] == pytest.approx(0.2)  # from the lowest point of the interval before it
+
+
+def test_findings_of_a_curve_with_nan_say_unknown_never_a_verdict():
+    alphas = np.linspace(0, 1, 6)
+    values = np.array([3.0, 2.0, np.nan, 1.5, 1.2, 1.0])  # a NaN inside [0, 1]
+    sweep = linpath.Sweep(alphas, {"train": {"loss": values}})
+    with pytest.warns(RuntimeWarning, match="unknown"):
+        found = F.line_findings(sweep)
+    assert found["nonfinite_alphas"] == [0.4]
+    assert found["monotone_on_0_1"] is None and np.isnan(found["max_rise_on_0_1"])
+    assert np.isnan(found["max_rise_relative"])
+    assert np.isnan(found["minimum"]["value"])
+    text, verdict = report._smooth({"train_line": found}, "small")
+    assert verdict == "unknown (NaN)" and "NaN or inf at α=0.4" in text
+    assert report._fig2({"relu": {"train_line": found}}, "small")[1] == "unknown (NaN)"
 
 
 def test_torch_trainer_follows_the_spec(tmp_path):

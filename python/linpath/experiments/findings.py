@@ -59,14 +59,19 @@ def minima_of(sweep: Sweep, split: str, metric: str, interval: tuple[float, floa
 
 
 def line_findings(sweep: Sweep, split: str = "train", metric: str = "loss") -> dict[str, Any]:
-    """Shape of one curve: monotone on [0, 1]? local minima? its minimum? (JSON-ready)."""
+    """Shape of one curve: monotone on [0, 1]? local minima? its minimum? (JSON-ready).
+
+    Where the curve is NaN or infinite (``nonfinite_alphas``), the numbers that need those values
+    are NaN and ``monotone_on_0_1`` is None (unknown), never a plausible answer.
+    """
     alpha_min, value_min = sweep.minimum(split, metric)
     minima = minima_of(sweep, split, metric, None)
     gap = sweep.monotonicity_gap(split, metric)
     findings: dict[str, Any] = {
         "split": split,
         "metric": metric,
-        "monotone_on_0_1": gap == 0.0,
+        "nonfinite_alphas": sweep.nonfinite(split, metric).tolist(),
+        "monotone_on_0_1": None if np.isnan(gap) else gap == 0.0,
         "max_rise_on_0_1": gap,
         "max_rise_relative": _relative_rise(sweep, split, metric, gap),
         "minimum": {"alpha": alpha_min, "value": value_min},
@@ -84,6 +89,8 @@ def _relative_rise(sweep: Sweep, split: str, metric: str, gap: float) -> float:
     """The largest rise on [0, 1] (``gap``) as a fraction of the curve's range there (0 when flat)."""
     inside = (sweep.alphas >= 0.0) & (sweep.alphas <= 1.0)
     values = sweep.values[split][metric][inside]
+    if not np.isfinite(values).all() or np.isnan(gap):
+        return float("nan")
     spread = float(values.max() - values.min()) if values.size else 0.0
     return gap / spread if spread > 0 else 0.0
 

@@ -20,12 +20,16 @@ def _minima_note(minima: list[dict[str, Any]]) -> str:
 
 
 def _rise(line: dict[str, Any]) -> str:
+    if line["monotone_on_0_1"] is None:
+        return "unknown (NaN or inf at α=" + ", ".join(f"{a:.3g}" for a in line["nonfinite_alphas"][:4]) + ")"
     if line["monotone_on_0_1"]:
         return "monotone"
     return f"largest rise {line['max_rise_on_0_1']:.3g} ({line['max_rise_relative']:.2%} of its drop)"
 
 
 def _shape_verdict(line: dict[str, Any], extra_minima: list[dict[str, Any]]) -> Verdict:
+    if line["monotone_on_0_1"] is None:
+        return "unknown (NaN)"
     if line["monotone_on_0_1"] and not extra_minima:
         return "yes"
     return "nearly" if line["max_rise_relative"] < SHALLOW else "no"
@@ -46,7 +50,7 @@ def _smooth(findings: dict[str, Any], scale: str) -> tuple[str, Verdict]:
 def _fig2(findings: dict[str, Any], scale: str) -> tuple[str, Verdict]:
     parts = [(name, *_smooth(f, scale)) for name, f in findings.items()]
     verdicts = {v for _, _, v in parts}
-    worst = "no" if "no" in verdicts else "nearly" if "nearly" in verdicts else "yes"
+    worst = next((v for v in ("unknown (NaN)", "no", "nearly") if v in verdicts), "yes")
     return "; ".join(f"{name}: {text}" for name, text, _ in parts), worst
 
 
