@@ -169,7 +169,6 @@ def test_forward_is_restored_after_a_sweep_and_after_an_exception(make_mlp, make
     assert torch.equal(model(x), make_mlp(0)(x))  # the model is back as it was
 
 
-@pytest.mark.filterwarnings("ignore:the bf16 sweep's loss deviates")
 def test_bf16_and_short_grids_do_not_use_the_cache(make_mlp, make_data, monkeypatch):
     built = count_hits(monkeypatch)
     start, end = make_mlp(0), make_mlp(1)
