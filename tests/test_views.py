@@ -71,6 +71,9 @@ def test_bad_trajectories_and_arguments():
         pca_plane(_trajectory(np.ones((1, 4))))
     with pytest.raises(ValueError, match="fewer than two directions"):
         pca_plane(_trajectory(np.outer(np.arange(4.0), np.ones(4))))
+    direction = np.random.default_rng(4).normal(size=50)  # on a line, up to rounding
+    with pytest.raises(ValueError, match="fewer than two directions"):
+        pca_plane(_trajectory(np.outer(np.linspace(0.0, 3.0, 9), direction)))
     with pytest.raises(TypeError, match="Trajectory"):
         extreme_coordinates([1, 2, 3])
     with pytest.raises(ValueError, match="indices"):

@@ -117,6 +117,10 @@ class Plane:
         }
 
 
+#: A second eigenvalue below this fraction of the first is rounding noise: no second direction.
+PLANE_RTOL = 1e-12
+
+
 def pca_plane(trajectory: Trajectory | TrajectoryRecorder, reference: str = "final") -> Plane:
     """The plane of the top two principal directions of θ_t − θ_ref over the checkpoints.
 
@@ -148,7 +152,8 @@ def pca_plane(trajectory: Trajectory | TrajectoryRecorder, reference: str = "fin
     eigenvalues, eigenvectors = torch.linalg.eigh(gram)
     top = torch.argsort(eigenvalues, descending=True)[:2]
     lam = eigenvalues[top].clamp_min(0)
-    if float(lam[1]) <= 1e-300:
+    # Relative to the largest: rounding leaves ~1e-16·λ1 in the second eigenvalue of a line's Gram matrix.
+    if float(lam[1]) <= PLANE_RTOL * float(lam[0]):
         raise ValueError("the trajectory spans fewer than two directions; there is no plane to fit")
     directions = (displacements.T @ eigenvectors[:, top]) / lam.sqrt()
     coords = displacements @ directions
