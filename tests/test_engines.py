@@ -266,3 +266,16 @@ def test_strided_inputs_and_targets_are_accepted_by_the_native_engine():
     assert got.meta["engine"] == "native"
     for metric in ("loss", "error"):
         np.testing.assert_array_equal(got.values["data"][metric], want.values["data"][metric])
+
+
+@pytest.mark.parametrize("engine", ["native", "module"])
+def test_nan_inputs_are_named_as_the_likely_cause(engine):
+    start, end = _native_pair()
+    model = start if engine == "native" else start.to_torch()
+    x, y = torch.randn(20, 5), torch.randint(0, 3, (20,))
+    x[7, 2] = float("nan")
+    with pytest.warns(RuntimeWarning, match=r"the inputs of split\(s\) \['train'\] contain NaN"):
+        sweep = linpath.interpolate(
+            model, start, end, {"train": (x, y)}, alphas=GRID, engine=engine, progress=False
+        )
+    assert np.isnan(sweep.values["train"]["loss"]).all() and np.isnan(sweep.values["train"]["error"]).all()

@@ -61,6 +61,13 @@ class Split:
         ok = x.dim() == 2 and x.is_floating_point() and y.dim() == 1 and y.dtype == torch.int64
         return (x, y) if ok else None
 
+    def has_nonfinite_inputs(self) -> bool:
+        """True when this split is an ``(X, Y)`` pair whose floating-point inputs hold NaN or inf
+        (False when unknown: a DataLoader is not read for this)."""
+        if self._pair is None or not self._pair[0].is_floating_point():
+            return False
+        return not bool(torch.isfinite(self._pair[0]).all())
+
     @property
     def is_pair(self) -> bool:
         """True for an ``(X, Y)`` pair: the same batches, in the same order, on every pass."""

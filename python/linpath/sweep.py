@@ -16,7 +16,7 @@ from torch import nn
 
 from . import _linpath
 from ._io import atomic_write
-from .data import as_splits
+from .data import Split, as_splits
 from .engines import (
     DEFAULT_LOSS,
     PRECISIONS,
@@ -399,7 +399,9 @@ def interpolate(
     if index is not None:
         meta["precision_check"] = precision_check(results[1], grid, index, values)
     sweep = Sweep(grid, {s: {m: np.array(v) for m, v in mv.items()} for s, mv in values.items()}, meta)
-    sweep.meta["nonfinite"] = _report_nonfinite(sweep, model, start, end)
+    sweep.meta["nonfinite"] = found = _nonfinite_of(sweep)
+    if found:
+        _warn_nonfinite(found, _likely_cause(found, model, start, end, splits))
     return sweep
 
 
@@ -409,11 +411,8 @@ def alpha_list(alphas: Any, most: int = 6) -> str:
     return shown + (f" and {len(alphas) - most} more" if len(alphas) > most else "")
 
 
-def _report_nonfinite(
-    sweep: Sweep, model: nn.Module, start: Any, end: Any
-) -> dict[str, dict[str, list[float]]]:
-    """Where the sweep's values are NaN or infinite, ``{split: {metric: [alpha, ...]}}``; a
-    RuntimeWarning names them and the likely cause."""
+def _nonfinite_of(sweep: Sweep) -> dict[str, dict[str, list[float]]]:
+    """Where the sweep's values are NaN or infinite, ``{split: {metric: [alpha, ...]}}``."""
     found = {
         split: {
             metric: sweep.nonfinite(split, metric).tolist()
@@ -422,20 +421,34 @@ def _report_nonfinite(
         }
         for split, mv in sweep.values.items()
     }
-    found = {split: mv for split, mv in found.items() if mv}
-    if not found:
-        return found
+    return {split: mv for split, mv in found.items() if mv}
+
+
+def _likely_cause(
+    found: dict[str, dict[str, list[float]]],
+    model: nn.Module,
+    start: Any,
+    end: Any,
+    splits: Mapping[str, Split],
+) -> str:
+    """Why the values listed in ``found`` (see :func:`_nonfinite_of`) are not finite."""
     bad = sorted({a for mv in found.values() for alphas in mv.values() for a in alphas})
     negative = negative_variance_alphas(model, start, end, bad)
     if negative:
-        cause = (
+        return (
             f"BatchNorm running variances interpolated from start and end are negative at alpha = "
             f"{alpha_list(negative)} (outside [0, 1] the line leaves the valid variances); keep alpha in "
             "[0, 1] for such models, or pass start and end without buffers (parameter vectors) to use the "
             "model's own statistics at every alpha"
         )
-    else:
-        cause = "the model's outputs overflow there (alpha far outside [0, 1], or a diverged endpoint)"
+    dirty = [name for name in found if splits[name].has_nonfinite_inputs()]
+    if dirty:
+        return f"the inputs of split(s) {dirty} contain NaN or infinite values"
+    return "the model's outputs overflow there (alpha far outside [0, 1], or a diverged endpoint)"
+
+
+def _warn_nonfinite(found: dict[str, dict[str, list[float]]], cause: str) -> None:
+    """A RuntimeWarning naming where the values are NaN or infinite, and the likely cause."""
     detail = "; ".join(
         f"split {split!r}, {metric}: alpha = {alpha_list(alphas)}"
         for split, mv in found.items()
@@ -447,7 +460,6 @@ def _report_nonfinite(
         RuntimeWarning,
         stacklevel=3,
     )
-    return found
 
 
 def _check_engine(engine: str, precision: str, native_ok: bool) -> str:

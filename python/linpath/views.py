@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._guard import exclusive
 from .engines import loss_and_error
 from .params import ModelState, assign
 from .trajectory import Trajectory, TrajectoryRecorder
@@ -192,15 +193,16 @@ def evaluate_checkpoints(
     """
     trajectory = _checkpoints(trajectory)
     losses, errors = [], []
-    state = ModelState(model)
-    try:
-        for i, checkpoint in enumerate(trajectory):
-            assign(model, checkpoint)
-            loss, error = loss_and_error(model, data)
-            losses.append(loss)
-            errors.append(error)
-            if progress is not None:
-                progress(i + 1, len(trajectory))
-    finally:
-        state.restore()
+    with exclusive(model.parameters(), "evaluate checkpoints in the model", "evaluating checkpoints in"):
+        state = ModelState(model)
+        try:
+            for i, checkpoint in enumerate(trajectory):
+                assign(model, checkpoint)
+                loss, error = loss_and_error(model, data)
+                losses.append(loss)
+                errors.append(error)
+                if progress is not None:
+                    progress(i + 1, len(trajectory))
+        finally:
+            state.restore()
     return {"loss": np.asarray(losses), "error": np.asarray(errors)}
