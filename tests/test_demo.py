@@ -1,6 +1,7 @@
 """The main job (`make demo`) at smoke size: it trains, sweeps, projects and writes every file."""
 
 import json
+import os
 
 import numpy as np
 
@@ -41,3 +42,24 @@ def test_demo_rerun_replaces_its_own_results(tmp_path):
     main(["demo", "--smoke", "--out", str(out), "--seed", "1"])
     assert not list(out.glob(".*"))  # no temporary files left behind
     assert json.loads((out / "summary.json").read_text())["config"]["seed"] == 1
+
+
+def test_demo_never_writes_through_symlinks_planted_in_its_folder(tmp_path):
+    """Symlinks planted (say, by another user of a shared folder) at every file the demo writes and at
+    the names its trajectory used to be written under are replaced or left alone, never followed."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    out = tmp_path / "demo"
+    out.mkdir()
+    pid = os.getpid()
+    finals = ["line.png", "projection.png", "learning_curve.png", "sweep.npz", "summary.json"]
+    finals.append("trajectory.lpt")
+    planted = [f".trajectory.{pid}.lpt", f"..trajectory.{pid}.lpt.{pid}.tmp"]
+    for name in finals + planted:
+        (out / name).symlink_to(victim)
+    assert main(["demo", "--smoke", "--out", str(out)]) == 0
+    assert victim.read_bytes() == b"precious"
+    for name in finals:
+        assert not (out / name).is_symlink() and (out / name).stat().st_size > 0, name
+    assert all((out / name).is_symlink() for name in planted)
+    assert len(linpath.Trajectory.open(out / "trajectory.lpt")) >= 3

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
@@ -334,3 +335,22 @@ def test_bad_device_or_trainer(tmp_path):
     if not __import__("torch").cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
             experiments.reproduce("fig1", scale="smoke", out=tmp_path, device="cuda")
+
+
+def test_a_run_never_writes_through_symlinks_planted_in_its_folder(tmp_path):
+    """Symlinks planted (say, by another user of a shared folder) at the run's files and at the names
+    its trajectory used to be written under are replaced or left alone, never followed."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    scale = experiments.get_scale("smoke")
+    folder = tmp_path / "out" / "runs" / f"relu-{scale.runs['relu'].key()}"
+    folder.mkdir(parents=True)
+    pid = os.getpid()
+    for name in ("run.json", "trajectory.lpt", f".trajectory.{pid}.lpt", f"..trajectory.{pid}.lpt.{pid}.tmp"):
+        (folder / name).symlink_to(victim)
+    run = experiments.Context(scale, tmp_path / "out").run("relu")
+    assert victim.read_bytes() == b"precious"
+    for name in ("run.json", "trajectory.lpt"):
+        assert not (folder / name).is_symlink(), name
+    assert json.loads((folder / "run.json").read_text())["format"] == R.RUN_FORMAT
+    assert len(linpath.Trajectory.open(folder / "trajectory.lpt")) == len(run.trajectory) >= 2

@@ -1,42 +1,147 @@
-"""Atomic file writes: a file appears whole under its name, or not at all."""
+"""Atomic file writes: a file appears whole under its name, or not at all.
+
+Every file the package writes goes through :func:`atomic_write`. The data goes to a file with no
+name (Linux's ``O_TMPFILE``) or, where the filesystem has none, to a new file
+``.<name>.<pid>.<random>.tmp`` created exclusively (never through a symlink planted at that name);
+only once it is complete and on disk is it renamed over the target, in one step. A writer killed
+midway (SIGKILL, a power cut) leaves nothing, or a temporary file that the next write to the same
+target removes once its writer is dead.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
-import tempfile
+import re
+import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+# The tail of a temporary name after ".<target name>.": the writer's pid and 64 random bits.
+_TEMP_TAIL = re.compile(r"(?P<pid>[0-9]{1,10})\.[0-9a-f]{16}\.tmp")
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], *, text: bool = False) -> Iterator[IO[Any]]:
-    """Yields a temporary file beside ``path``; on success it replaces ``path`` in one step.
+    """Yields a new, unnamed or exclusive temporary file beside ``path``; on success it replaces
+    ``path`` in one step (a symlink at ``path`` is replaced itself, never followed).
 
-    On any error (or Ctrl-C) the temporary file is removed and ``path`` is left untouched.
+    The file gets the usual permissions (0666 less the umask). On any error (or Ctrl-C) the
+    temporary file is removed and ``path`` is left untouched. Text is written as UTF-8.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "w" if text else "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        _remove_stale_temps(dir_fd, target.name)
+        fd, tmp = _create_temp(dir_fd, target.name)
+        try:
+            with os.fdopen(fd, "w" if text else "wb", encoding="utf-8" if text else None) as f:
+                yield f
+                f.flush()
+                os.fsync(fd)
+                if tmp is None:
+                    tmp = _link_unnamed(dir_fd, fd, target.name)
+                os.replace(tmp, target.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                tmp = None
+        except BaseException:
+            if tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp, dir_fd=dir_fd)
+            raise
+        with contextlib.suppress(OSError):  # some filesystems cannot sync a directory
+            os.fsync(dir_fd)  # the rename itself survives a power cut
+    finally:
+        os.close(dir_fd)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def temp_path(path: str | os.PathLike[str]) -> Path:
+    """An unpredictable, unused name beside ``path`` for a temporary file that another writer
+    creates exclusively (the trajectory store), after removing dead writers' leftovers for ``path``.
+    """
+    target = Path(path)
+    dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _remove_stale_temps(dir_fd, target.name)
+    finally:
+        os.close(dir_fd)
+    return target.parent / _temp_name(target.name)
+
+
+def _temp_name(name: str) -> str:
+    return f".{name}.{os.getpid()}.{secrets.token_hex(8)}.tmp"
+
+
+def _create_temp(dir_fd: int, name: str) -> tuple[int, str | None]:
+    """``(fd, None)`` for an unnamed file in the directory, else ``(fd, name)`` for an exclusive one.
+
+    The file is locked (``flock``) while its writer lives, so that no other writer takes it for a
+    leftover.
+    """
+    flags = os.O_WRONLY | os.O_CLOEXEC
+    fd, tmp = None, None
+    if hasattr(os, "O_TMPFILE"):
+        with contextlib.suppress(OSError):  # a filesystem or kernel without unnamed files
+            fd = os.open(".", flags | os.O_TMPFILE, 0o666, dir_fd=dir_fd)
+        if fd is not None and not os.path.exists(f"/proc/self/fd/{fd}"):
+            os.close(fd)  # without /proc it could not be given a name
+            fd = None
+    if fd is None:
+        tmp = _temp_name(name)
+        fd = os.open(tmp, flags | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666, dir_fd=dir_fd)
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd, tmp
+
+
+def _link_unnamed(dir_fd: int, fd: int, name: str) -> str:
+    """Gives the unnamed file ``fd`` a new temporary name (linkat never follows a symlink there)."""
+    tmp = _temp_name(name)
+    os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=dir_fd, follow_symlinks=True)
+    return tmp
+
+
+def _remove_stale_temps(dir_fd: int, name: str) -> None:
+    """Removes temporary files for ``name`` left by writers that died (killed, power cut)."""
+    prefix = f".{name}."
+    for entry in os.listdir(dir_fd):
+        match = _TEMP_TAIL.fullmatch(entry, len(prefix)) if entry.startswith(prefix) else None
+        if match and not _alive(int(match["pid"])):
+            _remove_if_unlocked(dir_fd, entry)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (or might: one of another user's, an impossible pid)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):
+        return True
+    return True
+
+
+def _remove_if_unlocked(dir_fd: int, entry: str) -> None:
+    """Removes ``entry`` if it is a regular file of ours that no live writer holds locked."""
+    try:
+        fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return  # gone, a symlink, or not ours to read
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(entry, dir_fd=dir_fd)
+    except OSError:
+        pass  # locked by a live writer (in another pid namespace), or already gone
+    finally:
+        os.close(fd)
 
 
 def save_json(obj: Any, path: str | os.PathLike[str]) -> None:

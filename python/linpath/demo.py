@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import datasets
-from ._io import save_json
+from ._io import save_json, temp_path
 from .engines import evaluate_pair
 from .sweep import Sweep, interpolate
 from .trajectory import Projection, Trajectory, TrajectoryRecorder, project
@@ -174,7 +174,7 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
     cfg.out.mkdir(parents=True, exist_ok=True)
     data = _load(cfg)
     model = relu_mlp((784, *cfg.hidden, 10))
-    partial = cfg.out / f".trajectory.{os.getpid()}.lpt"
+    partial = temp_path(cfg.out / "trajectory.lpt")  # an unpredictable name in a maybe shared folder
     recorder = TrajectoryRecorder(model, partial)
     history = train(model, data, cfg, recorder)
     os.replace(partial, cfg.out / "trajectory.lpt")  # the finished run replaces an earlier one

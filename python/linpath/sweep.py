@@ -9,9 +9,10 @@ import os
 import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
+from numpy.lib import format as npy_format
 from torch import nn
 
 from . import _linpath
@@ -214,13 +215,21 @@ class Sweep:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Writes the sweep to ``path`` (a NumPy ``.npz`` archive), atomically and losslessly."""
+        if self.alphas.ndim != 1:
+            raise ValueError(f"alphas must be 1-D to save a sweep, got shape {self.alphas.shape}")
         arrays, index = {"alphas": self.alphas}, []
         for s, mv in self.values.items():
             for m, v in mv.items():
                 key = f"v{len(index)}"
                 arrays[key] = v
                 index.append([s, m, key])
-        header = {"format": SWEEP_FORMAT, "version": SWEEP_FORMAT_VERSION, "index": index, "meta": self.meta}
+        header = {
+            "format": SWEEP_FORMAT,
+            "version": SWEEP_FORMAT_VERSION,
+            "splits": self.splits,
+            "index": index,
+            "meta": self.meta,
+        }
         arrays["header"] = np.array(json.dumps(header))
         with atomic_write(path) as f:
             np.savez(f, **arrays)
@@ -229,21 +238,21 @@ class Sweep:
     def load(cls, path: str | os.PathLike[str]) -> Sweep:
         """Reads a sweep written by :meth:`save`.
 
+        Every member's size and type are checked before it is read, so a damaged or hostile file
+        never makes this allocate more memory than the file's own size.
+
         Raises:
             ValueError: If the file is not a saved linpath Sweep, or is damaged.
         """
         try:
-            with np.load(path, allow_pickle=False) as z:
-                header = json.loads(str(z["header"]))
-                if not isinstance(header, dict) or (header.get("format"), header.get("version")) != (
-                    SWEEP_FORMAT,
-                    SWEEP_FORMAT_VERSION,
-                ):
-                    raise ValueError("unknown format or version")
-                values: dict[str, dict[str, np.ndarray]] = {}
-                for split, metric, key in header["index"]:
-                    values.setdefault(split, {})[metric] = z[key]
-                return cls(z["alphas"], values, header["meta"])
+            with open(path, "rb") as file, zipfile.ZipFile(file) as z:
+                archive = _Archive(z, os.fstat(file.fileno()).st_size)
+                splits, index, meta = _parse_header(archive.text("header"))
+                alphas = archive.floats("alphas", None)
+                values: dict[str, dict[str, np.ndarray]] = {s: {} for s in splits}
+                for split, metric, key in index:
+                    values.setdefault(split, {})[metric] = archive.floats(key, alphas.shape)
+                return cls(alphas, values, meta)
         except FileNotFoundError:
             raise
         except (
@@ -252,6 +261,7 @@ class Sweep:
             ValueError,
             TypeError,
             EOFError,
+            MemoryError,
             zipfile.BadZipFile,
             # zipfile's answers to some damaged headers (unknown compression, "encrypted")
             NotImplementedError,
@@ -275,6 +285,88 @@ class Sweep:
             f"Sweep({len(self.alphas)} alphas in [{self.alphas.min():g}, {self.alphas.max():g}], "
             f"splits={self.splits}, metrics={metrics})"
         )
+
+
+class _Archive:
+    """The members of a saved sweep, each checked (stored, sizes, npy header) before it is read,
+    so that nothing larger than the file itself is ever allocated."""
+
+    def __init__(self, z: zipfile.ZipFile, size: int) -> None:
+        self.z, self.size = z, size
+
+    def floats(self, key: str, shape: tuple[int, ...] | None) -> np.ndarray:
+        """Member ``key``: float64 values of ``shape`` (a 1-D grid of any length when None)."""
+        f, got, dtype, nbytes = self._open(key)
+        with f:
+            if dtype.kind != "f" or dtype.itemsize != 8:
+                raise ValueError(f"member {key!r} holds {dtype}, not float64")
+            ok = got == shape if shape is not None else len(got) == 1 and got[0] >= 0
+            if not ok or nbytes != 8 * math.prod(got):
+                want = "a 1-D grid" if shape is None else f"shape {shape}"
+                raise ValueError(f"member {key!r} claims shape {got} in {nbytes} bytes; expected {want}")
+            return np.frombuffer(_read_exactly(f, nbytes, key), dtype=dtype).astype(np.float64)
+
+    def text(self, key: str) -> str:
+        """Member ``key``: a NumPy string scalar."""
+        f, got, dtype, nbytes = self._open(key)
+        with f:
+            if dtype.kind != "U" or got != () or nbytes != dtype.itemsize:
+                raise ValueError(f"member {key!r} is not a string ({dtype}, shape {got}, {nbytes} bytes)")
+            raw = _read_exactly(f, nbytes, key)
+        return raw.decode("utf-32-le" if dtype.str.startswith("<") else "utf-32-be").rstrip("\0")
+
+    def _open(self, key: str) -> tuple[IO[bytes], tuple[int, ...], np.dtype, int]:
+        """The open member ``key``.npy after its npy header: (file, shape, dtype, bytes of data)."""
+        info = self.z.getinfo(f"{key}.npy")
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+            raise ValueError(f"member {key!r} is compressed; a saved Sweep's members are not")
+        if info.compress_size > self.size:
+            raise ValueError(f"member {key!r} claims {info.compress_size} bytes, the file has {self.size}")
+        f = self.z.open(info)
+        try:
+            version = npy_format.read_magic(f)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"member {key!r} is in npy format version {version}")
+            read_header = (
+                npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(f)
+            return f, shape, dtype, info.file_size - f.tell()
+        except BaseException:
+            f.close()
+            raise
+
+
+def _read_exactly(f: IO[bytes], n: int, key: str) -> bytes:
+    """``n`` bytes, the rest of the member (at whose end zipfile checks the CRC)."""
+    data = f.read(n + 1)
+    if len(data) != n:
+        raise ValueError(f"member {key!r} has {len(data)} bytes of data, expected {n}")
+    return data
+
+
+def _parse_header(text: str) -> tuple[list[str], list[tuple[str, str, str]], dict[str, Any]]:
+    """The splits, ``(split, metric, member)`` index and meta of a saved sweep's JSON header."""
+    header = json.loads(text)
+    if not isinstance(header, dict) or (header.get("format"), header.get("version")) != (
+        SWEEP_FORMAT,
+        SWEEP_FORMAT_VERSION,
+    ):
+        raise ValueError("unknown format or version")
+    splits, index, meta = header.get("splits", []), header.get("index"), header.get("meta")
+    if not _strings(splits) or len(set(splits)) != len(splits):
+        raise ValueError("the header's splits are not a list of distinct strings")
+    if not isinstance(index, list) or not all(_strings(e) and len(e) == 3 for e in index):
+        raise ValueError("the header's index is not a list of [split, metric, member] strings")
+    if len({(s, m) for s, m, _ in index}) != len(index):
+        raise ValueError("the header's index names a split and metric twice")
+    if not isinstance(meta, dict):
+        raise ValueError("the header's meta is not a dict")
+    return splits, [tuple(e) for e in index], meta
+
+
+def _strings(items: Any) -> bool:
+    return isinstance(items, list) and all(isinstance(x, str) for x in items)
 
 
 def _check_alphas(alphas: Any) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .. import datasets, models
-from .._io import save_json
+from .._io import save_json, temp_path
 from ..engines import loss_and_error
 from ..models import MLP, NativeModel
 from ..params import ParamVector, assign
@@ -186,8 +186,7 @@ class Context:
 
 def _train_run(name: str, spec: RunSpec | NetSpec, folder: Path, ctx: Context) -> Run:
     folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / f".trajectory.{os.getpid()}.lpt"
-    partial.unlink(missing_ok=True)
+    partial = temp_path(folder / "trajectory.lpt")  # an unpredictable name in a maybe shared folder
     try:
         return _finish_run(name, spec, folder, _train(spec, partial, ctx), ctx, partial)
     except BaseException:
