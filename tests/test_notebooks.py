@@ -39,7 +39,9 @@ def test_notebook_03_without_cifar10_skips_figure_6_and_says_how_to_get_it(tmp_p
     nb = nbformat.read(next(p for p in NOTEBOOKS if p.name == "03_advanced_networks.ipynb"), as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     fig6 = next(c for c in code if "fig6" in c.source)
-    hide = nbformat.v4.new_code_cell("import linpath.datasets\nlinpath.datasets._cifar10_candidates = lambda: []")
+    hide = nbformat.v4.new_code_cell(
+        "import linpath.datasets\nlinpath.datasets._cifar10_candidates = lambda: []"
+    )
     nb.cells = [hide, code[0], fig6]
     NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
