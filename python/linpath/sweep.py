@@ -281,10 +281,8 @@ class Sweep:
 
     def __repr__(self) -> str:
         metrics = sorted({m for mv in self.values.values() for m in mv})
-        return (
-            f"Sweep({len(self.alphas)} alphas in [{self.alphas.min():g}, {self.alphas.max():g}], "
-            f"splits={self.splits}, metrics={metrics})"
-        )
+        span = f" in [{self.alphas.min():g}, {self.alphas.max():g}]" if self.alphas.size else ""
+        return f"Sweep({len(self.alphas)} alphas{span}, splits={self.splits}, metrics={metrics})"
 
 
 class _Archive:
