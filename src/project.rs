@@ -8,7 +8,10 @@
 //! computes r_t exactly. Work is split into chunks processed by rayon; the sums
 //! are combined in a fixed order, so results do not depend on the thread count.
 //! Checkpoints are read in segments, so a file-backed trajectory streams from
-//! disk with bounded memory.
+//! disk with bounded memory; each checkpoint's CRC is accumulated over its segments
+//! as they are read (beside the sums, in parallel) and checked once it is read whole.
+//! A checkpoint with NaN or infinite values (or sums that overflow float64) gets NaN
+//! for its coordinate, residual and displacement, and makes the summary numbers NaN.
 
 use crate::error::{Error, Result};
 use crate::trajectory::{Dtype, Element, TrajectoryStore};
@@ -95,12 +98,20 @@ fn project_typed<T: Element>(
         let ckpts: Vec<usize> = (first..(first + group).min(store.len())).collect();
         let sums = fused_sums(store, &ckpts, theta0, direction, segment, &mut bufs)?;
         for (&ck, &(dot, sq)) in ckpts.iter().zip(&sums) {
+            if !(dot.is_finite() && sq.is_finite()) {
+                out.push(PointProjection {
+                    coordinate: f64::NAN,
+                    residual: f64::NAN,
+                    displacement: f64::NAN,
+                });
+                continue;
+            }
             let coordinate = dot / dd;
             let mut r2 = sq - dot * dot / dd;
             if r2 < CANCELLATION_RATIO * sq {
                 r2 = direct_residual_sq(store, ck, theta0, direction, coordinate, segment, &mut bufs[0])?;
             }
-            // NaN (from a NaN or infinite checkpoint) must not become "on the line": f64::max drops NaN.
+            // NaN must never become "on the line": f64::max drops NaN.
             let residual = if r2.is_nan() { f64::NAN } else { r2.max(0.0).sqrt() };
             out.push(PointProjection { coordinate, residual, displacement: sq.sqrt() });
         }
@@ -108,7 +119,8 @@ fn project_typed<T: Element>(
     Ok(out)
 }
 
-/// (⟨x_t, d⟩, ‖x_t‖²) for each checkpoint in `ckpts`, reading `segment` elements at a time.
+/// (⟨x_t, d⟩, ‖x_t‖²) for each checkpoint in `ckpts`, reading `segment` elements at a time
+/// and checking each checkpoint against its CRC.
 fn fused_sums<T: Element>(
     store: &TrajectoryStore,
     ckpts: &[usize],
@@ -119,6 +131,7 @@ fn fused_sums<T: Element>(
 ) -> Result<Vec<(f64, f64)>> {
     let n = theta0.len();
     let mut totals = vec![(0.0, 0.0); ckpts.len()];
+    let mut checks = ckpts.iter().map(|&ck| store.begin_check(ck)).collect::<Result<Vec<_>>>()?;
     for offset in (0..n).step_by(segment) {
         let len = segment.min(n - offset);
         let segs = bufs
@@ -129,20 +142,25 @@ fn fused_sums<T: Element>(
         let (t0, d) = (&theta0[offset..offset + len], &direction[offset..offset + len]);
         let chunks = len.div_ceil(CHUNK);
         // Chunk-major task order: neighbouring tasks share the same slice of θ0 and d in cache.
-        let parts: Vec<(f64, f64)> = (0..chunks * segs.len())
-            .into_par_iter()
-            .map(|task| {
-                let (c, g) = (task / segs.len(), task % segs.len());
-                let r = c * CHUNK..((c + 1) * CHUNK).min(len);
-                dot_and_square(&segs[g][r.clone()], &t0[r.clone()], &d[r])
-            })
-            .collect();
+        let sums = || -> Vec<(f64, f64)> {
+            (0..chunks * segs.len())
+                .into_par_iter()
+                .map(|task| {
+                    let (c, g) = (task / segs.len(), task % segs.len());
+                    let r = c * CHUNK..((c + 1) * CHUNK).min(len);
+                    dot_and_square(&segs[g][r.clone()], &t0[r.clone()], &d[r])
+                })
+                .collect()
+        };
+        let crcs = || checks.par_iter_mut().zip(&segs).for_each(|(check, seg)| check.update(seg));
+        let (parts, ()) = rayon::join(sums, crcs);
         for (task, (dot, sq)) in parts.into_iter().enumerate() {
             let total = &mut totals[task % segs.len()];
             total.0 += dot;
             total.1 += sq;
         }
     }
+    checks.into_iter().try_for_each(|check| store.finish_check(check))?;
     Ok(totals)
 }
 
@@ -158,14 +176,17 @@ fn direct_residual_sq<T: Element>(
 ) -> Result<f64> {
     let n = theta0.len();
     let mut total = 0.0;
+    let mut check = store.begin_check(ck)?;
     for offset in (0..n).step_by(segment) {
         let len = segment.min(n - offset);
         let seg = store.segment::<T>(ck, offset, len, buf)?;
+        check.update(seg);
         total += sum_chunks(len, |r| {
             let (x, t0, d) = (&seg[r.clone()], &theta0[offset..][r.clone()], &direction[offset..][r]);
             x.iter().zip(t0).zip(d).map(|((&x, &t), &d)| (x.to_f64() - t - coordinate * d).powi(2)).sum()
         });
     }
+    store.finish_check(check)?;
     Ok(total)
 }
 
@@ -191,16 +212,17 @@ fn dot_and_square<T: Element>(x: &[T], t0: &[f64], d: &[f64]) -> (f64, f64) {
 }
 
 /// Path length, maximum residual and explained fraction; `direction_norm` is ‖d‖.
+/// All three are NaN when any point is not finite (a diverged checkpoint): never a plausible number.
 pub fn summarize(points: &[PointProjection], direction_norm: f64) -> Summary {
+    let finite = |p: &PointProjection| {
+        p.coordinate.is_finite() && p.residual.is_finite() && p.displacement.is_finite()
+    };
+    if !points.iter().all(finite) {
+        return Summary { path_length: f64::NAN, max_residual: f64::NAN, explained: f64::NAN };
+    }
     let path_length =
         points.windows(2).map(|w| (w[1].coordinate - w[0].coordinate).abs()).sum::<f64>() * direction_norm;
-    let max_residual = points.iter().map(|p| p.residual).fold(0.0, |m: f64, r| {
-        if m.is_nan() || r.is_nan() {
-            f64::NAN
-        } else {
-            m.max(r)
-        }
-    });
+    let max_residual = points.iter().map(|p| p.residual).fold(0.0, f64::max);
     let along: f64 = points.iter().map(|p| (p.coordinate * direction_norm).powi(2)).sum();
     let total: f64 = points.iter().map(|p| p.displacement.powi(2)).sum();
     let explained = if total > 0.0 { along / total } else { 1.0 };
@@ -281,5 +303,26 @@ mod tests {
         assert_eq!(s.max_residual, 2.0);
         let along = 4.0 * (0.25 + 0.0625 + 1.0);
         assert!((s.explained - along / (along + 5.0)).abs() < 1e-15);
+    }
+
+    #[test]
+    fn non_finite_checkpoints_are_nan_and_so_is_the_summary() {
+        let layout = Layout::new(vec!["p".into()], vec![vec![3]]).unwrap();
+        let mut store = TrajectoryStore::in_memory(layout, Dtype::F64).unwrap();
+        for (i, v) in [[0.0, 0.0, 0.0], [0.5, f64::NAN, 0.0], [0.5, 0.0, f64::INFINITY], [1.0, 0.0, 0.0]]
+            .into_iter()
+            .enumerate()
+        {
+            store.append(i as i64, Checkpoint::F64(v.to_vec())).unwrap();
+        }
+        let got = project(&store, &[0.0; 3], &[1.0, 0.0, 0.0]).unwrap();
+        for p in &got[1..3] {
+            assert!(p.coordinate.is_nan() && p.residual.is_nan() && p.displacement.is_nan(), "{p:?}");
+        }
+        assert_eq!((got[3].coordinate, got[3].residual, got[3].displacement), (1.0, 0.0, 1.0));
+        let s = summarize(&got, 1.0);
+        assert!(s.path_length.is_nan() && s.max_residual.is_nan() && s.explained.is_nan(), "{s:?}");
+        let finite = summarize(&[got[0], got[3]], 1.0);
+        assert_eq!((finite.path_length, finite.max_residual, finite.explained), (1.0, 0.0, 1.0));
     }
 }

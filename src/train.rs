@@ -643,12 +643,12 @@ mod tests {
     fn checkpoints_at_step_zero_every_k_steps_and_the_last() {
         let cfg = TrainConfig { record_every: Some(3), ..config() };
         let (_, out, rec) = run(&cfg, &data(false), None);
-        assert_eq!(rec.store.steps(), &[0, 3, 6, 9, 12, 14]);
+        assert_eq!(rec.store.steps().unwrap(), &[0, 3, 6, 9, 12, 14]);
         assert_eq!(rec.store.checkpoint(0).unwrap(), Checkpoint::F32(Vec::try_from(&out.initial).unwrap()));
         let last = Checkpoint::F32(Vec::try_from(&out.final_params).unwrap());
         assert_eq!(rec.store.checkpoint(5).unwrap(), last);
         let (_, _, per_epoch) = run(&config(), &data(false), None);
-        assert_eq!(per_epoch.store.steps(), &[0, 7, 14]);
+        assert_eq!(per_epoch.store.steps().unwrap(), &[0, 7, 14]);
     }
 
     #[test]
@@ -691,7 +691,7 @@ mod tests {
         assert_eq!((out.steps, out.epochs_run), (20, 2));
         assert_eq!(out.history.epoch, [0, 1, 2]);
         assert_eq!(out.history.step_loss.len(), 20);
-        assert_eq!(rec.store.steps(), &[0, 7, 14, 20]);
+        assert_eq!(rec.store.steps().unwrap(), &[0, 7, 14, 20]);
         assert!(out.final_params.equal(&params_of(&mlp)));
         assert_eq!(rec.reports.last().map(|r| (r.step, r.epoch, r.total_steps)), Some((20, 3, 70)));
     }

@@ -376,6 +376,36 @@ def test_plot_returns_axes_drawing_the_projection():
         plt.close(fig)
 
 
+def test_plot_says_which_checkpoints_are_not_finite():
+    """NaN points cannot be drawn; the plot must not drop them silently: a note gives their number and
+    steps, and the title does not print a share of nan%."""
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(25)
+    n = 33
+    vectors = [rng.standard_normal(n) for _ in range(5)]
+    vectors[1][3] = np.nan
+    vectors[3][0] = np.inf
+    traj = record(Params([(n,)]), vectors, steps=[0, 100, 200, 300, 400]).trajectory
+    with pytest.warns(RuntimeWarning):
+        proj = linpath.project(traj, vectors[0], vectors[-1])
+    ax = proj.plot()
+    try:
+        notes = [t.get_text() for t in ax.texts]
+        assert any("2 checkpoints" in t and "steps 100, 300" in t and "NaN/inf" in t for t in notes), notes
+        assert "nan" not in ax.get_title().lower()
+    finally:
+        plt.close(ax.figure)
+    finite = linpath.project(
+        record(Params([(n,)]), [vectors[0], vectors[2], vectors[4]]).trajectory, vectors[0], vectors[-1]
+    )
+    ax = finite.plot()
+    try:
+        assert not ax.texts or all("not drawn" not in t.get_text() for t in ax.texts)
+    finally:
+        plt.close(ax.figure)
+
+
 def test_to_dict_is_json_serialisable():
     steps = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]
     traj, values, theta0, theta1 = make_case(SMALL_SHAPES, torch.float64, 11, steps=steps)
@@ -392,30 +422,62 @@ def test_to_dict_is_json_serialisable():
     np.testing.assert_allclose(back["coordinate"], ref["coordinate"], rtol=1e-9, atol=1e-14)
 
 
-def test_checkpoint_with_nan_or_inf_is_not_reported_on_the_line():
-    """A diverged checkpoint (NaN or inf values) has no finite residual; it must not read as r = 0.
-
-    The reference gives NaN for both. Reporting 0 would place a diverged run exactly on the line.
-    """
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_checkpoints_with_nan_or_inf_are_nan_and_so_is_the_summary(tmp_path, dtype, on_disk):
+    """A diverged checkpoint (NaN or ±inf values) has no place relative to the line: its coordinate,
+    residual and displacement are NaN (the reference's residual is NaN too), the summary numbers that
+    depend on it are NaN rather than a plausible number (the explained share used to read 1.0), and a
+    RuntimeWarning names the checkpoints by index and step."""
     rng = np.random.default_rng(12)
     n = 257
     theta0, theta1 = rng.standard_normal(n), rng.standard_normal(n)
-    bad_nan, bad_inf = theta0 + 0.5 * (theta1 - theta0), theta0 + 0.5 * (theta1 - theta0)
+    mid = theta0 + 0.5 * (theta1 - theta0)
+    bad_nan, bad_inf, bad_ninf = mid.copy(), mid.copy(), mid + 0.1
     bad_nan[17] = np.nan
-    bad_inf[17] = np.inf
-    vectors = [theta0, bad_nan, bad_inf, theta1]
-    traj = record(Params([(n,)]), vectors).trajectory
-    proj = linpath.project(traj, theta0, theta1)
+    bad_inf[200] = np.inf
+    bad_ninf[0] = -np.inf
+    vectors = [theta0, bad_nan, mid, bad_inf, bad_ninf, theta1]
+    steps = [0, 10, 20, 30, 40, 50]
+    path = tmp_path / "diverged.lpt" if on_disk else None
+    traj = record(Params([(n,)], dtype), vectors, path, steps=steps).trajectory
+    with pytest.warns(
+        RuntimeWarning, match=r"3 checkpoints \(indices 1, 3, 4; steps 10, 30, 40\) of 6 contain NaN"
+    ):
+        proj = linpath.project(traj, theta0, theta1)
     with np.errstate(invalid="ignore"):
-        ref = reference(vectors, theta0, theta1)
-    assert np.isnan(ref["residual"][1]) and np.isnan(ref["residual"][2])
-    assert np.isnan(proj.coordinate[1]) and np.isnan(proj.displacement[1])
-    assert np.isnan(proj.residual[1]), proj.residual
-    assert not np.isfinite(proj.residual[2]), proj.residual
-    assert np.isnan(proj.max_residual)  # max_t r_t over a NaN r_t
+        ref = reference([stored(v, dtype) for v in vectors], theta0, theta1)
+    assert np.isnan(ref["residual"][[1, 3, 4]]).all()
+    for name in ("coordinate", "residual", "displacement"):
+        assert np.isnan(getattr(proj, name)[[1, 3, 4]]).all(), (name, getattr(proj, name))
+    assert np.isnan(proj.path_length) and np.isnan(proj.max_residual) and np.isnan(proj.explained)
     # The finite checkpoints are unaffected.
-    finite = reference([theta0, theta1], theta0, theta1)
-    np.testing.assert_allclose(proj.coordinate[[0, 3]], finite["coordinate"], rtol=1e-12)
+    finite = reference([stored(v, dtype) for v in (theta0, mid, theta1)], theta0, theta1)
+    np.testing.assert_allclose(proj.coordinate[[0, 2, 5]], finite["coordinate"], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(proj.residual[[0, 2, 5]], finite["residual"], rtol=1e-9, atol=1e-13)
+    np.testing.assert_array_equal(proj.steps, steps)
+    json.dumps(proj.to_dict())  # NaN goes out as NaN, not as a number
+    assert all(math.isnan(proj.to_dict()[k]) for k in ("path_length", "max_residual", "explained"))
+
+
+def test_finite_trajectory_projects_without_a_warning(recwarn):
+    traj, values, theta0, theta1 = make_case(SMALL_SHAPES, torch.float32, 24)
+    proj = linpath.project(traj, theta0, theta1)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    assert np.isfinite([proj.path_length, proj.max_residual, proj.explained]).all()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_summary_of_points_that_are_not_finite_is_nan(bad):
+    """A Projection built from arrays holding a non-finite value (here an infinite coordinate, whose
+    path length would otherwise read inf and whose explained share 0 or 1) summarises to NaN."""
+    a, r, x = np.array([0.0, 0.5, 1.0]), np.array([0.0, 0.1, 0.0]), np.array([0.0, 1.0, 2.0])
+    for column in (a, r, x):
+        broken = column.copy()
+        broken[1] = bad
+        cols = [broken if c is column else c for c in (a, r, x)]
+        proj = linpath.Projection(cols[0], cols[1], np.arange(3), cols[2], 2.0)
+        assert np.isnan([proj.path_length, proj.max_residual, proj.explained]).all()
 
 
 def test_empty_trajectory_projects_to_empty_arrays():
@@ -661,7 +723,7 @@ def test_two_gigabyte_file_projects_in_bounded_memory(tmp_path):
                 recorder.record(1000 * t)
         del recorder, model
         size = path.stat().st_size
-        record_bytes = 8 + 4 * (n_a + n_b)
+        record_bytes = 16 + 4 * (n_a + n_b)  # step, values, CRC32 and 4 zero bytes (format version 2)
         assert size > 2_000_000_000
         assert (size - count * record_bytes) % 64 == 0 and 0 < size - count * record_bytes <= 4096
         t_written = time.perf_counter()

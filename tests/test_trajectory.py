@@ -2,24 +2,27 @@
 
 Every stored value is checked against the model's parameters flattened independently with plain torch
 at record time, and the on-disk layout is checked with an independent NumPy reader of the documented
-file format.
+file format (and its checksums with zlib's CRC32); version-1 files come from an independent writer.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import struct
 from pathlib import Path
 
+import lpt_format
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import linpath
+from linpath import _linpath
 
-MAGIC = b"\x89LINPATH-TRJ\r\n\x1a\n"
+MAGIC = lpt_format.MAGIC
 
 
 class OddModel(nn.Module):
@@ -83,26 +86,12 @@ def record_run(
 
 
 def read_trajectory_file(path: Path) -> tuple[dict, np.ndarray, np.ndarray]:
-    """An independent reader of the documented format: (header, steps, values[count, numel])."""
-    raw = path.read_bytes()
-    assert raw[:16] == MAGIC
-    version, hlen = struct.unpack("<II", raw[16:24])
-    assert version == 1
-    header = json.loads(raw[24 : 24 + hlen])
-    data_start = -(-(24 + hlen) // 64) * 64
-    assert raw[24 + hlen : data_start] == b"\0" * (data_start - 24 - hlen)
-    dtype = np.dtype("<f4") if header["dtype"] == "float32" else np.dtype("<f8")
-    record = 8 + header["numel"] * dtype.itemsize
-    assert (len(raw) - data_start) % record == 0
-    count = (len(raw) - data_start) // record
-    steps = np.array([struct.unpack_from("<q", raw, data_start + i * record)[0] for i in range(count)])
-    values = (
-        np.stack(
-            [np.frombuffer(raw, dtype, header["numel"], data_start + i * record + 8) for i in range(count)]
-        )
-        if count
-        else np.empty((0, header["numel"]), dtype)
-    )
+    """An independent reader of the documented format: (header, steps, values[count, numel]).
+
+    It checks the version-2 layout: the header CRC, and each record's CRC and zero padding.
+    """
+    header, steps, values, version = lpt_format.read(path.read_bytes())
+    assert version == 2
     return header, steps, values
 
 
@@ -358,8 +347,8 @@ def write_file_trajectory(path: Path, count: int = 3, dtype=torch.float64) -> li
 
 def header_end(path: Path) -> tuple[int, int]:
     """(end of the JSON header, start of the data) of a trajectory file."""
-    (hlen,) = struct.unpack("<I", path.read_bytes()[20:24])
-    return 24 + hlen, -(-(24 + hlen) // 64) * 64
+    lay = lpt_format.layout(path.read_bytes())
+    return lay.json_end, lay.data_start
 
 
 @pytest.mark.parametrize("cut", [1, 5, 8, 9, 100, "step"])
@@ -449,7 +438,7 @@ def test_damaged_header_json(tmp_path, where):
     write_file_trajectory(path, 2)
     raw = bytearray(path.read_bytes())
     json_end, _ = header_end(path)
-    text = raw[24:json_end]
+    text = raw[32:json_end]
     offset = {
         0: 0,  # the opening brace
         1: 1,  # the opening quote of the first key
@@ -457,9 +446,13 @@ def test_damaged_header_json(tmp_path, where):
         "middle": text.index(b'"names":[') + 8,  # the list bracket
         -1: len(text) - 1,  # the closing brace
     }[where]
-    raw[24 + offset] ^= 0xFF
+    raw[32 + offset] ^= 0xFF
     path.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="damaged header"):
+        linpath.Trajectory.open(path)
+    lpt_format.fix_header_crc(raw)  # the same damage, with a checksum to match: the JSON parser sees it
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"damaged header \("):
         linpath.Trajectory.open(path)
 
 
@@ -468,22 +461,37 @@ def test_header_whose_sizes_do_not_add_up(tmp_path):
     write_file_trajectory(path, 2)
     raw = path.read_bytes()
     json_end, _ = header_end(path)
-    header = json.loads(raw[24:json_end])
+    header = json.loads(raw[32:json_end])
     numel = header["numel"]
-    bad = raw[24:json_end].replace(f'"numel":{numel}'.encode(), f'"numel":{numel + 1}'.encode())
-    assert len(bad) == json_end - 24 and bad != raw[24:json_end]  # same length: offsets unchanged
-    path.write_bytes(raw[:24] + bad + raw[json_end:])
+    bad = raw[32:json_end].replace(f'"numel":{numel}'.encode(), f'"numel":{numel + 1}'.encode())
+    assert len(bad) == json_end - 32 and bad != raw[32:json_end]  # same length: offsets unchanged
+    crafted = bytearray(raw[:32] + bad + raw[json_end:])
+    lpt_format.fix_header_crc(crafted)  # a consistent checksum: only the size check can catch it
+    path.write_bytes(bytes(crafted))
     with pytest.raises(ValueError, match="header sizes do not add up"):
         linpath.Trajectory.open(path)
 
 
-def test_wrong_format_version(tmp_path):
-    path = tmp_path / "v2.lpt"
+@pytest.mark.parametrize("version", [0, 3, 2**32 - 1])
+def test_wrong_format_version(tmp_path, version):
+    path = tmp_path / "v3.lpt"
     write_file_trajectory(path, 1)
     raw = bytearray(path.read_bytes())
-    raw[16:20] = struct.pack("<I", 2)
+    raw[16:20] = struct.pack("<I", version)
     path.write_bytes(bytes(raw))
-    with pytest.raises(ValueError, match="format version 2"):
+    with pytest.raises(ValueError, match=f"format version {version}; this linpath reads versions 1 and 2"):
+        linpath.Trajectory.open(path)
+
+
+def test_version_2_file_whose_version_reads_1_is_refused(tmp_path):
+    """Damage that turns the version into 1 must not make the records readable without their checks:
+    a version-1 reading looks for the JSON at byte 24, where version 2 keeps its header checksum."""
+    path = tmp_path / "v1?.lpt"
+    write_file_trajectory(path, 2)
+    raw = bytearray(path.read_bytes())
+    raw[16:20] = struct.pack("<I", 1)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="damaged header"):
         linpath.Trajectory.open(path)
 
 
@@ -540,3 +548,223 @@ def test_missing_file_is_an_os_error(tmp_path):
         linpath.Trajectory.open(path)
     with pytest.raises(OSError):
         linpath.Trajectory.open(path, allow_partial=True)
+
+
+# --- checksums (format version 2) ----------------------------------------------------------------------
+
+
+def checkpoint_offsets(path: Path, k: int) -> dict[str, int]:
+    """Byte offsets in the file of parts of checkpoint k's record."""
+    lay = lpt_format.layout(path.read_bytes())
+    at = lay.data_start + k * lay.record
+    offsets = {"step": at + 3, "first value": at + 8, "last value": at + 8 + lay.values - 1}
+    offsets["crc"] = at + 8 + lay.values + 2
+    if lay.record - 8 - lay.values == 8:
+        offsets["padding"] = at + lay.record - 1
+    return offsets
+
+
+def flip(path: Path, offset: int, mask: int = 0x10) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= mask
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_format_version_and_aligned_records(tmp_path, dtype):
+    path = tmp_path / "v2.lpt"
+    write_file_trajectory(path, 3, dtype)
+    traj = linpath.Trajectory.open(path)
+    assert traj.format_version == _linpath.TRAJECTORY_FORMAT_VERSION == 2
+    assert linpath.TrajectoryRecorder(make_model(30)).trajectory.format_version is None
+    lay = lpt_format.layout(path.read_bytes())
+    # Records of 8-byte multiples from a 64-byte boundary: every float64 value is 8-byte aligned.
+    assert lay.data_start % 64 == 0 and lay.record % 8 == 0
+    assert lay.record == lpt_format.padded(8 + traj.numel * (4 if dtype == torch.float32 else 8) + 4, 8)
+    # An odd count of float32 values needs no padding after the CRC; an even one needs 4 bytes.
+    small = tmp_path / "even.lpt"
+    recorder = linpath.TrajectoryRecorder(nn.Linear(3, 2, bias=False), small, dtype=torch.float32)
+    recorder.record(7)
+    assert lpt_format.layout(small.read_bytes()).record == 8 + 6 * 4 + 8
+    header, steps, values = read_trajectory_file(small)
+    assert steps.tolist() == [7] and header["numel"] == 6
+
+
+@pytest.mark.parametrize(
+    ("dtype", "part"),
+    [(torch.float32, p) for p in ("step", "first value", "last value", "crc")]
+    + [(torch.float64, p) for p in ("step", "first value", "last value", "crc", "padding")],
+)
+def test_damaged_checkpoint_is_a_value_error(tmp_path, dtype, part):
+    """A flipped bit anywhere in a record: reading that checkpoint, projecting and the steps all say the
+    file is damaged and name it and the checkpoint; the other checkpoints still read as recorded."""
+    path = tmp_path / "flipped.lpt"
+    refs = write_file_trajectory(path, 4, dtype)
+    flip(path, checkpoint_offsets(path, 2)[part])  # (83 float32 values need no padding; float64 do)
+    traj = linpath.Trajectory.open(path)
+    message = rf"{path}: the file is damaged: checkpoint 2 does not match its CRC32 checksum"
+    with pytest.raises(ValueError, match=message):
+        traj[2]
+    with pytest.raises(ValueError, match=message):
+        _ = traj.steps
+    with pytest.raises(ValueError, match=message):
+        linpath.project(traj, refs[0], refs[-1])
+    for i in (0, 1, 3):
+        np.testing.assert_array_equal(traj[i].numpy(), refs[i])
+
+
+def test_damaged_header_that_still_parses(tmp_path):
+    """A changed letter in a parameter name leaves valid JSON; the header checksum catches it."""
+    path = tmp_path / "renamed.lpt"
+    write_file_trajectory(path, 2)
+    raw = path.read_bytes()
+    at = raw.index(b'"fc1.weight"') + 1
+    path.write_bytes(raw[:at] + b"g" + raw[at + 1 :])
+    with pytest.raises(ValueError, match="damaged header .it does not match its CRC32 checksum"):
+        linpath.Trajectory.open(path)
+
+
+def test_steps_are_checked_once(tmp_path):
+    """The first `steps` checks every record; a later one does not read the file again (so damage done
+    after that shows only when the checkpoint is read); a projection's check counts as well."""
+    path = tmp_path / "once.lpt"
+    refs = write_file_trajectory(path, 3)
+    for check_with in ("steps", "project"):
+        traj = linpath.Trajectory.open(path)
+        if check_with == "steps":
+            np.testing.assert_array_equal(traj.steps, [1, 4, 7])
+        else:
+            linpath.project(traj, refs[0], refs[-1])
+        flip(path, checkpoint_offsets(path, 1)["first value"])
+        np.testing.assert_array_equal(traj.steps, [1, 4, 7])
+        with pytest.raises(ValueError, match="checkpoint 1 does not match"):
+            traj[1]
+        flip(path, checkpoint_offsets(path, 1)["first value"])  # repaired
+        np.testing.assert_array_equal(traj[1].numpy(), refs[1])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_version_1_files_still_open(tmp_path, dtype):
+    """Files of format version 1 (no checksums), written here without linpath, read as before."""
+    rng = np.random.default_rng(31)
+    names, shapes = ["a", "b.weight", "c"], [(2, 3), (5,), ()]
+    steps = [0, -3, 2**63 - 1, 17]
+    values = rng.standard_normal((4, 12)).astype(dtype)
+    path = tmp_path / "old.lpt"
+    lpt_format.write(path, names, shapes, dtype, steps, values, version=1)
+    traj = linpath.Trajectory.open(path)
+    assert traj.format_version == 1
+    assert traj.names == names and traj.shapes == shapes and len(traj) == 4
+    np.testing.assert_array_equal(traj.steps, steps)
+    for i in range(4):
+        np.testing.assert_array_equal(traj[i].numpy(), values[i])
+    proj = linpath.project(traj, traj[0], traj[-1])
+    assert (proj.coordinate[-1], proj.residual[-1]) == (1.0, 0.0)
+    # Nothing in a version-1 file can be checked: a flipped bit reads as another value (documented).
+    flip(path, lpt_format.layout(path.read_bytes()).data_start + 8)
+    assert not np.array_equal(linpath.Trajectory.open(path)[0].numpy(), values[0])
+
+
+def test_version_1_file_is_not_opened_for_appending(tmp_path):
+    path = tmp_path / "old.lpt"
+    lpt_format.write(path, ["w"], [(3,)], "float32", [0], np.ones((1, 3), np.float32), version=1)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="version-1 trajectory file, which has no checksums"):
+        _linpath.TrajectoryStore.open(str(path), False, True)
+    assert path.read_bytes() == before
+    assert len(_linpath.TrajectoryStore.open(str(path), False, False)) == 1
+
+
+def test_version_2_file_reopened_for_appending(tmp_path):
+    path = tmp_path / "more.lpt"
+    refs = write_file_trajectory(path, 2)
+    store = _linpath.TrajectoryStore.open(str(path), False, True)
+    extra = torch.from_numpy(refs[0] * 2)
+    store.append(99, extra)
+    header, steps, values = read_trajectory_file(path)  # with every checksum right
+    np.testing.assert_array_equal(steps, [1, 4, 99])
+    np.testing.assert_array_equal(values, np.stack([refs[0], refs[1], refs[0] * 2]))
+    np.testing.assert_array_equal(linpath.Trajectory.open(path)[2].numpy(), refs[0] * 2)
+
+
+# --- creating a file safely ----------------------------------------------------------------------------
+
+
+def test_symlink_at_a_predictable_temporary_name_is_not_followed(tmp_path):
+    """Symbolic links planted where a predictable temporary file would go (the old `.<name>.<pid>.tmp`
+    and a few other guesses) are never written through: the victim keeps its bytes, and the trajectory
+    works."""
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious data\n")
+    name = "run.lpt"
+    pid = os.getpid()
+    guesses = [f".{name}.{pid}.tmp", f".{name}.{pid + 1}.tmp", f".{name}.tmp", f"{name}.tmp", f".{name}"]
+    for guess in guesses:
+        (tmp_path / guess).symlink_to(victim)
+    model, gen = make_model(40), torch.Generator().manual_seed(41)
+    recorder = linpath.TrajectoryRecorder(model, tmp_path / name)
+    refs = record_run(recorder, model, gen, 3)
+    assert victim.read_bytes() == b"precious data\n"
+    assert not (tmp_path / name).is_symlink()
+    header, steps, values = read_trajectory_file(tmp_path / name)
+    np.testing.assert_array_equal(values, np.stack(refs))
+    assert sorted(os.listdir(tmp_path)) == sorted([*guesses, name, "victim.txt"])
+
+
+@pytest.mark.parametrize("dangling", [False, True])
+def test_symlink_at_the_target_is_refused(tmp_path, dangling):
+    """A symbolic link at the path itself counts as an existing file, dangling or not: it is never
+    replaced or followed."""
+    victim = tmp_path / "victim.txt"
+    if not dangling:
+        victim.write_bytes(b"precious data\n")
+    target = tmp_path / "run.lpt"
+    target.symlink_to(victim)
+    with pytest.raises(ValueError, match="already exists"):
+        linpath.TrajectoryRecorder(make_model(42), target)
+    assert target.is_symlink() and os.readlink(target) == str(victim)
+    if dangling:
+        assert not victim.exists()
+    else:
+        assert victim.read_bytes() == b"precious data\n"
+    assert sorted(os.listdir(tmp_path)) == (["run.lpt"] if dangling else ["run.lpt", "victim.txt"])
+
+
+def test_no_temporary_file_is_left_behind(tmp_path):
+    """Neither after creating a file, nor after each way creating one can fail."""
+    model = make_model(43)
+    linpath.TrajectoryRecorder(model, tmp_path / "ok.lpt").record()
+    with pytest.raises(ValueError, match="already exists"):
+        linpath.TrajectoryRecorder(model, tmp_path / "ok.lpt")
+    (tmp_path / "dir.lpt").mkdir()
+    with pytest.raises((ValueError, OSError)):
+        linpath.TrajectoryRecorder(model, tmp_path / "dir.lpt")
+    (tmp_path / "locked").mkdir(mode=0o500)
+    if os.geteuid() != 0:  # root may write into a read-only directory
+        with pytest.raises(PermissionError):
+            linpath.TrajectoryRecorder(model, tmp_path / "locked" / "t.lpt")
+    assert sorted(os.listdir(tmp_path)) == ["dir.lpt", "locked", "ok.lpt"]
+    assert os.listdir(tmp_path / "dir.lpt") == [] and os.listdir(tmp_path / "locked") == []
+
+
+def test_new_file_has_the_usual_permissions(tmp_path):
+    """Like any new file: 0o666 less the umask (a private temporary file's 0o600 must not leak)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = tmp_path / "mode.lpt"
+    linpath.TrajectoryRecorder(make_model(44), path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_the_trainer_writes_version_2(tmp_path):
+    """linpath.train creates its file through the same store: checksums included."""
+    model = linpath.models.MLP([5, 4, 3], seed=0)
+    gen = torch.Generator().manual_seed(45)
+    data = (torch.randn(40, 5, generator=gen), torch.randint(0, 3, (40,), generator=gen))
+    path = tmp_path / "trained.lpt"
+    linpath.train(model, data, epochs=1, batch_size=10, lr=0.1, record_every=2, trajectory=path)
+    header, steps, values = read_trajectory_file(path)  # every checksum right
+    traj = linpath.Trajectory.open(path)
+    assert traj.format_version == 2
+    np.testing.assert_array_equal(traj.steps, steps)
+    np.testing.assert_array_equal(traj[-1].numpy(), values[-1])

@@ -8,7 +8,7 @@ import numpy.typing as npt
 import torch
 
 __version__: str
-TRAJECTORY_FORMAT_VERSION: int
+TRAJECTORY_FORMAT_VERSION: int  # the trajectory file format written (2); versions 1 and 2 are read
 
 def flatten_tensors(tensors: Sequence[torch.Tensor], dtype: str) -> torch.Tensor:
     """Concatenates tensors into a new contiguous 1-D tensor of `dtype` on their device."""
@@ -42,12 +42,18 @@ class TrajectoryStore:
     @staticmethod
     def open(
         path: str | PathLike[str], allow_partial: bool = False, writable: bool = False
-    ) -> TrajectoryStore: ...
+    ) -> TrajectoryStore:
+        """Opens a version-1 or -2 file; `writable` refuses version 1 (no checksums to append)."""
     def append(self, step: int, tensor: torch.Tensor) -> None: ...
-    def get(self, index: int) -> torch.Tensor: ...
+    def get(self, index: int) -> torch.Tensor:
+        """Checkpoint `index`, checked against its CRC32 (ValueError naming the file and index if damaged)."""
     def __len__(self) -> int: ...
     @property
-    def steps(self) -> npt.NDArray[np.int64]: ...
+    def steps(self) -> npt.NDArray[np.int64]:
+        """Step numbers; a file's records not checked yet are checked against their CRC32 first (once)."""
+    @property
+    def format_version(self) -> int | None:
+        """The file's format version (1: no checksums; 2: CRC32 per header and record); None in memory."""
     @property
     def names(self) -> list[str]: ...
     @property

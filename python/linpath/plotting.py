@@ -88,9 +88,16 @@ def plot_sweep(
 
 
 def plot_projection(projection: Projection, ax: Any = None) -> Any:
-    """Residual norm against the coordinate along the line, coloured by step (the paper's Fig. 5)."""
+    """Residual norm against the coordinate along the line, coloured by step (the paper's Fig. 5).
+
+    Checkpoints that are not finite (NaN or infinite values) have no place in the plane: a note in
+    the axes says how many there are and at which steps, and the title says the share is undefined.
+    """
+    from .trajectory import non_finite_summary
+
     ax = _axes(ax)
     a, r = projection.coordinate, projection.residual
+    bad = ~(np.isfinite(a) & np.isfinite(r))
     ax.plot(a, r, color="0.55", lw=1.0, zorder=1)
     points = ax.scatter(a, r, c=projection.steps, cmap="viridis", s=14, zorder=2)
     ax.figure.colorbar(points, ax=ax, label="step")
@@ -99,7 +106,20 @@ def plot_projection(projection: Projection, ax: Any = None) -> Any:
         ax.annotate(label, (x, 0.0), xytext=(4, 6), textcoords="offset points", color="tab:red")
     ax.set_xlabel(r"coordinate along the line $\theta_0 \to \theta_1$")
     ax.set_ylabel("norm of the residual off the line")
-    ax.set_title(f"line captures {projection.explained:.0%} of the squared displacement", fontsize=10)
+    if bad.any():
+        ax.text(
+            0.02,
+            0.98,
+            f"not drawn: {non_finite_summary(bad, projection.steps)} with NaN/inf values",
+            transform=ax.transAxes,
+            va="top",
+            fontsize=8,
+            color="tab:red",
+            wrap=True,
+        )
+        ax.set_title("share along the line undefined: non-finite checkpoints", fontsize=10)
+    else:
+        ax.set_title(f"line captures {projection.explained:.0%} of the squared displacement", fontsize=10)
     ax.set_ylim(bottom=0.0)
     ax.grid(alpha=0.25)
     return ax

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,11 @@ class Trajectory:
     Indexing gives a :class:`ParamVector` (negative indices count from the end); ``steps`` holds
     the step number recorded with each checkpoint. File-backed trajectories are read on demand,
     so a trajectory larger than memory is fine.
+
+    Files of format version 2 carry a CRC32 checksum for every checkpoint: reading a checkpoint,
+    projecting the trajectory and reading ``steps`` check them, and a mismatch raises a ValueError
+    that names the file and the checkpoint. Version-1 files carry no checksums (see
+    :attr:`format_version`).
     """
 
     def __init__(self, store: _linpath.TrajectoryStore) -> None:
@@ -39,7 +45,8 @@ class Trajectory:
                 (by default that is an error). The file itself is never modified.
 
         Raises:
-            ValueError: If the file is not a linpath trajectory, or is truncated or damaged.
+            ValueError: If the file is not a linpath trajectory, or is truncated or damaged (a
+                checkpoint damaged later is reported when it is read).
             OSError: If it cannot be read.
         """
         return cls(_linpath.TrajectoryStore.open(os.fspath(path), allow_partial, False))
@@ -62,8 +69,25 @@ class Trajectory:
 
     @property
     def steps(self) -> np.ndarray:
-        """Step number of each checkpoint (int64 array)."""
+        """Step number of each checkpoint (int64 array).
+
+        For a version-2 file, the first access checks every checkpoint not checked yet (by reading
+        it or by :func:`project`) against its checksum, which reads it whole; later accesses are free.
+
+        Raises:
+            ValueError: If a checkpoint of the file is damaged.
+        """
         return self._store.steps
+
+    @property
+    def format_version(self) -> int | None:
+        """The trajectory file's format version, or None in memory.
+
+        Version 2 (what linpath writes) has a CRC32 checksum for the header and for every
+        checkpoint. Version-1 files (written by earlier linpath) carry no checksums: they are
+        read as they are, and damage to them cannot be detected.
+        """
+        return self._store.format_version
 
     @property
     def names(self) -> list[str]:
@@ -112,7 +136,9 @@ class TrajectoryRecorder:
     Args:
         model: The module whose ``named_parameters()`` are recorded.
         path: A new file to stream checkpoints to (append-only; needs no RAM for a long run), or
-            None to keep them in memory. An existing file is never overwritten.
+            None to keep them in memory. An existing path is never overwritten, nor a symbolic link
+            followed (one at ``path`` counts as existing). The file is written in format version 2,
+            with a checksum for every checkpoint.
         dtype: Stored element type, float32 or float64. Defaults to float64 for float64 models and
             float32 otherwise.
     """
@@ -172,6 +198,9 @@ class Projection:
         steps: Step number of each checkpoint.
         displacement: ‖θ_t − θ0‖ for each checkpoint.
         direction_norm: ‖d‖.
+
+    A checkpoint with NaN or infinite values has NaN coordinate, residual and displacement; then
+    ``path_length``, ``max_residual`` and ``explained`` are NaN as well (never a plausible number).
     """
 
     coordinate: np.ndarray
@@ -232,11 +261,16 @@ def project(trajectory: Trajectory | TrajectoryRecorder, start: Any, end: Any) -
             or a 1-D tensor or array in the trajectory's layout.
         end: θ1, in any of the same forms (e.g. ``trajectory[-1]``).
 
+    Checkpoints with NaN or infinite values (a diverged run) get NaN coordinate, residual and
+    displacement, which makes ``path_length``, ``max_residual`` and ``explained`` NaN too; a
+    RuntimeWarning names them.
+
     Returns:
         A :class:`Projection`.
 
     Raises:
-        ValueError: If the layouts differ, the endpoints contain NaN, or start equals end.
+        ValueError: If the layouts differ, the endpoints contain NaN or infinite values, start equals
+            end, or a checkpoint of a trajectory file does not match its checksum (the file is damaged).
     """
     if isinstance(trajectory, TrajectoryRecorder):
         trajectory = trajectory.trajectory
@@ -247,7 +281,33 @@ def project(trajectory: Trajectory | TrajectoryRecorder, start: Any, end: Any) -
     theta1 = _as_float64(as_vector(end, names, shapes, "end"))
     direction = theta1 - theta0
     coordinate, residual, displacement = _linpath.project_store(trajectory._store, theta0, direction)
-    return Projection(coordinate, residual, trajectory.steps, displacement, float(np.linalg.norm(direction)))
+    # Every checkpoint was checked while projecting, so reading the steps costs nothing more.
+    steps = trajectory.steps
+    _warn_non_finite(~np.isfinite(coordinate), steps)
+    return Projection(coordinate, residual, steps, displacement, float(np.linalg.norm(direction)))
+
+
+def non_finite_summary(bad: np.ndarray, steps: np.ndarray, limit: int = 10) -> str:
+    """'N checkpoint(s) (indices [...], steps [...])' for the checkpoints where ``bad`` is true."""
+    idx = np.flatnonzero(bad)
+    more = ", ..." if len(idx) > limit else ""
+    shown = idx[:limit]
+    return (
+        f"{len(idx)} checkpoint{'s' if len(idx) != 1 else ''} (indices {', '.join(map(str, shown))}{more}; "
+        f"steps {', '.join(str(int(s)) for s in steps[shown])}{more})"
+    )
+
+
+def _warn_non_finite(bad: np.ndarray, steps: np.ndarray) -> None:
+    if bad.any():
+        verb = "contains" if bad.sum() == 1 else "contain"
+        warnings.warn(
+            f"{non_finite_summary(bad, steps)} of {len(bad)} {verb} NaN or infinite values (or values too "
+            "large to project in float64): their coordinate, residual and displacement are NaN, and so "
+            "are path_length, max_residual and explained",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _as_float64(vec: torch.Tensor) -> np.ndarray:

@@ -101,10 +101,17 @@ impl TrajectoryStore {
         self.read().len()
     }
 
-    /// Step numbers, as an int64 array.
+    /// Step numbers, as an int64 array (those of a file checked first; see the core's `steps`).
     #[getter]
-    fn steps<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
-        PyArray1::from_slice(py, self.read().steps())
+    fn steps<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let steps = py.detach(|| self.read().steps().map(<[i64]>::to_vec))?;
+        Ok(PyArray1::from_vec(py, steps))
+    }
+
+    /// The file's format version (1 has no checksums), or None in memory.
+    #[getter]
+    fn format_version(&self) -> Option<u32> {
+        self.read().format_version()
     }
 
     #[getter]
