@@ -97,3 +97,20 @@ def test_copies_of_a_model_sweep_in_parallel_threads(make_mlp, make_data):
     )
     for sweep in results:
         np.testing.assert_array_equal(sweep.values["data"]["loss"], alone.values["data"]["loss"])
+
+
+def test_recording_a_model_while_linpath_sweeps_it_is_refused(make_mlp, make_data):
+    model = make_mlp(0)
+    recorder = linpath.TrajectoryRecorder(model)
+
+    def recording_loss(out, y):
+        recorder.record()  # the parameters hold a point of the line now, not the trained ones
+        return F.cross_entropy(out, y)
+
+    with pytest.raises(RuntimeError, match="cannot record the model's parameters: linpath is sweeping"):
+        linpath.interpolate(
+            model, make_mlp(0), make_mlp(1), make_data(30, 1), loss=recording_loss, progress=False
+        )
+    assert len(recorder) == 0
+    recorder.record()  # free again afterwards
+    assert torch.equal(recorder.trajectory[0].tensor, linpath.flatten(make_mlp(0)).tensor)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from . import _linpath
+from ._guard import check_free
 from .params import ParamVector, as_vector, dtype_name, named_parameters
 
 _STORE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -174,6 +175,8 @@ class TrajectoryRecorder:
         step = len(self._store) if step is None else step
         if not isinstance(step, int | np.integer) or isinstance(step, bool):
             raise TypeError(f"step must be an integer, got {type(step).__name__}")
+        # A sweep in another thread writes its points into these very tensors: refuse to record those.
+        check_free(self._params, "record the model's parameters")
         with torch.no_grad():
             vec = _linpath.flatten_tensors(self._params, self._dtype)
         self._store.append(int(step), vec)
