@@ -279,3 +279,14 @@ def test_nan_inputs_are_named_as_the_likely_cause(engine):
             model, start, end, {"train": (x, y)}, alphas=GRID, engine=engine, progress=False
         )
     assert np.isnan(sweep.values["train"]["loss"]).all() and np.isnan(sweep.values["train"]["error"]).all()
+
+
+@pytest.mark.parametrize(
+    "targets",
+    [lambda y: y.float(), lambda y: y[:, None], lambda y: y.int(), lambda y: y > 0],
+    ids=["float", "2-D", "int32", "bool"],
+)
+def test_targets_the_default_loss_cannot_score_are_a_clear_value_error(targets, make_mlp, make_data):
+    x, y = make_data(30, 2)
+    with pytest.raises(ValueError, match=r"the default loss \(cross-entropy\) cannot score split 'data'"):
+        linpath.interpolate(make_mlp(0), make_mlp(0), make_mlp(1), (x, targets(y)), progress=False)

@@ -91,7 +91,7 @@ def evaluate(
         if loss_fn is DEFAULT_LOSS:
             _check_class_targets(out, y, split.name)
         if "loss" in metrics:
-            value = loss_fn(out, y)
+            value = _batch_loss(loss_fn, out, y, split.name)
             if not isinstance(value, torch.Tensor) or value.numel() != 1:
                 raise ValueError("the loss must return a scalar tensor (the batch mean)")
             loss_sum += value.detach().to(torch.float64).reshape(()) * n
@@ -107,6 +107,23 @@ def evaluate(
     if error_ok:
         result["error"] = math.nan if undefined.item() else wrong.item() / count
     return result
+
+
+def _batch_loss(loss_fn: LossFn, out: Any, y: torch.Tensor, split: str) -> Any:
+    """``loss_fn(out, y)``; the default loss's complaints about the targets become a ValueError that
+    says what it needs (a user's own loss raises whatever it raises)."""
+    if loss_fn is not DEFAULT_LOSS:
+        return loss_fn(out, y)
+    try:
+        return loss_fn(out, y)
+    except (RuntimeError, ValueError, TypeError) as e:
+        got = f"targets of shape {tuple(y.shape)} and dtype {y.dtype}"
+        if isinstance(out, torch.Tensor):
+            got = f"outputs of shape {tuple(out.shape)}, " + got
+        raise ValueError(
+            f"the default loss (cross-entropy) cannot score split {split!r} ({got}): it needs int64 class "
+            f"indices [n] or class probabilities [n, classes]; convert the targets or pass loss= ({e})"
+        ) from e
 
 
 def _forward(model: nn.Module, split: Split, i: int, x: Any, affine: AffineInputs | None) -> Any:
