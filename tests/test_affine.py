@@ -176,3 +176,50 @@ def test_bf16_and_short_grids_do_not_use_the_cache(make_mlp, make_data, monkeypa
     assert built == []  # two α: computing z0 and dz would cost more than it saves
     sweep(make_mlp(0), start, end, make_data(60, 10), precision="bf16")
     assert all(b.hits == 0 for b in built[:-1])  # only the float32 precision check may cache
+
+
+class MaskedLinear(nn.Linear):
+    """A Linear subclass with a forward of its own (a fixed mask on the weight)."""
+
+    def __init__(self, n_in, n_out):
+        super().__init__(n_in, n_out)
+        mask = torch.rand(n_out, n_in, generator=torch.Generator().manual_seed(0)) > 0.5
+        self.register_buffer("mask", mask.float())
+
+    def forward(self, x):
+        return nn.functional.linear(x, self.weight * self.mask, self.bias)
+
+
+def net(seed, first=nn.Linear):
+    torch.manual_seed(seed)
+    return nn.Sequential(first(20, 16), nn.ReLU(), nn.Linear(16, 10))
+
+
+def halved(model):
+    """``model`` with a forward patched onto its input layer's instance (as hook libraries do)."""
+    original = model[0].forward
+    model[0].forward = lambda x: original(x) * 0.5
+    return model
+
+
+@pytest.mark.parametrize(
+    "make", [lambda s: net(s, MaskedLinear), lambda s: halved(net(s))], ids=["subclass", "patched"]
+)
+def test_layers_with_a_forward_of_their_own_run_as_written(make, make_data, monkeypatch):
+    """z0 + α·dz is only what torch's own Linear/Conv forward computes: a subclass's own forward or a
+    forward patched onto the instance must run as written at every α, and a patch must survive."""
+    built = count_hits(monkeypatch)
+    x, y = make_data(60, 3)
+    model, start, end = make(0), make(0), make(1)
+    patch = model[0].__dict__.get("forward")
+    got = sweep(model, start, end, (x, y))
+    twin = make(0).double()  # in place, so a patched forward follows it
+    t0, t1 = linpath.flatten(start).tensor.double(), linpath.flatten(end).tensor.double()
+    expected = []
+    with torch.no_grad():
+        for a in GRID:
+            nn.utils.vector_to_parameters(t0 + a * (t1 - t0), twin.parameters())
+            expected.append(nn.functional.cross_entropy(twin(x.double()), y).item())
+    np.testing.assert_allclose(got.values["data"]["loss"], expected, rtol=1e-5)
+    assert [b.hits for b in built] == [0]
+    assert model[0].__dict__.get("forward") is patch

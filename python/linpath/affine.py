@@ -7,7 +7,8 @@ dz = op(x, dW) + db  fixed for the batch. :class:`AffineInputs` computes z0 and 
 the layer's matrix product. Everything else in the model runs as written.
 
 A layer is served from the cache only when all of these hold; otherwise it runs normally:
-it is an ``nn.Linear`` or ``nn.Conv1d/2d/3d`` (not parametrized) whose weight and bias are
+it is an ``nn.Linear`` or ``nn.Conv1d/2d/3d`` running torch's own forward (not a subclass's own, not
+one patched onto the instance, not parametrized) whose weight and bias are
 parameters of the swept model; it is called on the very tensor the engine passed to the model;
 the batch comes from an ``(X, Y)`` pair (the same rows at every α); α is not 0 or 1 (there the
 layer runs as written, so the endpoints equal a direct evaluation bit for bit) and fits in float32;
@@ -31,6 +32,16 @@ CACHE_BYTES = 1 << 30
 
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+
+def _runs_torchs_own_forward(m: nn.Module) -> bool:
+    """True for an ``nn.Linear``/``nn.ConvNd`` (or a subclass) that computes exactly what torch's
+    class does: a subclass's own forward (masking, fake quantisation, weight standardisation, ...)
+    or a forward patched onto the instance would be bypassed by z0 + α·dz, so those run as written."""
+    base = next((cls for cls in _LAYERS if isinstance(m, cls)), None)
+    if base is None or "forward" in m.__dict__ or type(m).forward is not base.forward:
+        return False
+    return base is nn.Linear or type(m)._conv_forward is base._conv_forward
 
 
 class AffineInputs:
@@ -67,7 +78,7 @@ class AffineInputs:
         self.hits = 0
 
     def _eligible(self, m: nn.Module) -> bool:
-        if not isinstance(m, _LAYERS) or parametrize.is_parametrized(m):
+        if not _runs_torchs_own_forward(m) or parametrize.is_parametrized(m):
             return False
         tensors = [m.weight] + ([] if m.bias is None else [m.bias])
         return all(id(t) in self._offsets and self._offsets[id(t)][1] is t for t in tensors)
