@@ -245,11 +245,7 @@ fn decode_header(path: &Path, file: &File, file_len: u64) -> Result<(Layout, Dty
         serde_json::from_slice(&json).map_err(|e| Error::corrupt(path, format!("damaged header ({e})")))?;
     let layout = Layout::new(header.names, header.shapes).map_err(|e| Error::corrupt(path, e.to_string()))?;
     let dtype = Dtype::parse(&header.dtype).map_err(|e| Error::corrupt(path, e.to_string()))?;
-    let record_fits = (layout.numel() as u64)
-        .checked_mul(dtype.size() as u64)
-        .and_then(|b| b.checked_add(STEP_LEN))
-        .is_some_and(|b| b <= isize::MAX as u64);
-    if layout.numel() as u64 != header.numel || layout.numel() == 0 || !record_fits {
+    if layout.numel() as u64 != header.numel || layout.numel() == 0 || !record_fits(&layout, dtype) {
         return Err(Error::corrupt(path, "header sizes do not add up"));
     }
     Ok((layout, dtype, data_start))
@@ -258,13 +254,13 @@ fn decode_header(path: &Path, file: &File, file_len: u64) -> Result<(Layout, Dty
 impl TrajectoryStore {
     /// An empty in-memory store.
     pub fn in_memory(layout: Layout, dtype: Dtype) -> Result<Self> {
-        check_layout(&layout)?;
+        check_layout(&layout, dtype)?;
         Ok(TrajectoryStore { layout, dtype, steps: Vec::new(), backend: Backend::Memory(Vec::new()) })
     }
 
     /// Creates a new, empty trajectory file at `path`; never replaces an existing file.
     pub fn create(path: &Path, layout: Layout, dtype: Dtype) -> Result<Self> {
-        check_layout(&layout)?;
+        check_layout(&layout, dtype)?;
         if path.exists() {
             return Err(Error::InvalidArgument(format!(
                 "{} already exists; choose a new path, or open it with Trajectory.open",
@@ -431,11 +427,26 @@ impl TrajectoryStore {
     }
 }
 
-fn check_layout(layout: &Layout) -> Result<()> {
+fn check_layout(layout: &Layout, dtype: Dtype) -> Result<()> {
     if layout.numel() == 0 {
         return Err(Error::InvalidArgument("a trajectory needs at least one parameter value".into()));
     }
+    if !record_fits(layout, dtype) {
+        return Err(Error::InvalidArgument(format!(
+            "checkpoints of {} {} values are too large: a record must stay below 2**63 bytes",
+            layout.numel(),
+            dtype.name()
+        )));
+    }
     Ok(())
+}
+
+/// True when one record (step and values) of `layout` in `dtype` has a size below 2**63 bytes.
+fn record_fits(layout: &Layout, dtype: Dtype) -> bool {
+    (layout.numel() as u64)
+        .checked_mul(dtype.size() as u64)
+        .and_then(|b| b.checked_add(STEP_LEN))
+        .is_some_and(|b| b <= isize::MAX as u64)
 }
 
 fn record_len(layout: &Layout, dtype: Dtype) -> u64 {
@@ -505,6 +516,17 @@ mod tests {
         assert!(err.contains("magic"), "{err}");
         OpenOptions::new().write(true).open(&path).unwrap().set_len(30).unwrap();
         assert!(matches!(TrajectoryStore::open(&path, false, false), Err(Error::CorruptFile { .. })));
+    }
+
+    #[test]
+    fn a_layout_whose_records_overflow_is_refused_before_any_file_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.lpt");
+        let huge = Layout::new(vec!["w".into()], vec![vec![1 << 61]]).unwrap();
+        let err = TrajectoryStore::create(&path, huge.clone(), Dtype::F64).err().unwrap().to_string();
+        assert!(err.contains("2**63 bytes"), "{err}");
+        assert!(!path.exists());
+        assert!(TrajectoryStore::in_memory(huge, Dtype::F64).is_err());
     }
 
     #[test]
