@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from . import _linpath
+from ._checks import I64_END, integer
 from .params import ParamVector, as_vector, dtype_name, named_parameters
 
 _STORE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -145,13 +146,11 @@ class TrajectoryRecorder:
         Returns:
             The step number stored.
         """
-        step = len(self._store) if step is None else step
-        if not isinstance(step, int | np.integer) or isinstance(step, bool):
-            raise TypeError(f"step must be an integer, got {type(step).__name__}")
+        step = integer("step", len(self._store) if step is None else step, -I64_END, I64_END)
         with torch.no_grad():
             vec = _linpath.flatten_tensors(self._params, self._dtype)
-        self._store.append(int(step), vec)
-        return int(step)
+        self._store.append(step, vec)
+        return step
 
     @property
     def trajectory(self) -> Trajectory:
