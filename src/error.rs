@@ -25,9 +25,25 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// An allocation failed: libtorch ran out of memory (Python: `MemoryError`). The message is
+    /// short (how much was asked for, what the machine has), without libtorch's C++ trace.
+    #[error("{0}")]
+    OutOfMemory(String),
     /// LibTorch raised an error (Python: `RuntimeError`).
     #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(#[source] tch::TchError),
+}
+
+impl From<tch::TchError> for Error {
+    /// [`Error::OutOfMemory`] for a failed allocation, [`Error::Torch`] for anything else.
+    fn from(err: tch::TchError) -> Self {
+        let msg = err.to_string();
+        if crate::size::is_allocation_failure(&msg) {
+            Error::OutOfMemory(crate::size::out_of_memory_message(&msg))
+        } else {
+            Error::Torch(err)
+        }
+    }
 }
 
 /// The crate's result type.
@@ -42,5 +58,23 @@ impl Error {
     /// A `CorruptFile` error that names the file and says what is wrong.
     pub fn corrupt(path: &Path, reason: impl Into<String>) -> Self {
         Error::CorruptFile { path: path.display().to_string(), reason: reason.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind, Tensor};
+
+    #[test]
+    fn a_failed_libtorch_allocation_is_an_out_of_memory_error_with_a_short_message() {
+        // 4 PiB: more than any machine's memory and than a 47-bit address space.
+        let err = Error::from(Tensor::f_empty([1i64 << 50], (Kind::Float, Device::Cpu)).unwrap_err());
+        let Error::OutOfMemory(msg) = &err else { panic!("expected OutOfMemory, got {err:?}") };
+        assert!(msg.contains("could not allocate 4503599627370496 bytes (4.0 PiB)"), "{msg}");
+        assert!(!msg.contains("alloc_cpu") && !msg.contains('\n'), "{msg}");
+        let other =
+            Error::from(Tensor::f_zeros([2], (Kind::Float, Device::Cpu)).unwrap().f_view([3]).unwrap_err());
+        assert!(matches!(other, Error::Torch(_)), "{other:?}");
     }
 }

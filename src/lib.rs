@@ -8,6 +8,7 @@ pub mod error;
 pub mod flat;
 pub mod models;
 pub mod project;
+pub mod size;
 pub mod sweep;
 pub mod train;
 pub mod trajectory;

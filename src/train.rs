@@ -14,7 +14,8 @@
 //! generator, which the *caller* seeds (the Python `linpath.train` seeds it with the same seed and
 //! restores its state afterwards). Everything runs on the calling thread: the forward and
 //! backward passes with grad mode on, the parameter update and evaluation under `no_grad`.
-//! libtorch errors come back as [`Error::Torch`]; nothing here panics.
+//! libtorch errors come back as [`Error::Torch`] (failed allocations as [`Error::OutOfMemory`]);
+//! nothing here panics, and step counts are computed with checked arithmetic.
 
 use crate::error::{Error, Result};
 use crate::flat;
@@ -146,12 +147,60 @@ pub fn check(net: &dyn Network, data: &Data, config: &TrainConfig) -> Result<()>
     config.validate()?;
     data.train.check(net, "train")?;
     match &data.valid {
-        Some(valid) => valid.check(net, "valid"),
+        Some(valid) => valid.check(net, "valid")?,
         None if config.early_stopping.is_some() => {
-            Err(Error::InvalidArgument("early_stopping needs validation data (pass valid=(X, Y))".into()))
+            return Err(Error::InvalidArgument(
+                "early_stopping needs validation data (pass valid=(X, Y))".into(),
+            ));
         }
-        None => Ok(()),
+        None => {}
     }
+    total_steps(data.train.len(), config).map(drop)
+}
+
+/// Minibatches per epoch over `n` examples: ⌈n / batch_size⌉, computed without overflow
+/// (`batch_size` ≥ 1; any i64 is fine).
+pub fn steps_per_epoch(n: i64, batch_size: i64) -> i64 {
+    if n <= 0 {
+        0
+    } else {
+        (n - 1) / batch_size.max(1) + 1
+    }
+}
+
+/// Steps of a whole run over `n` examples: epochs × steps per epoch, or an error when that
+/// exceeds 2**63 − 1.
+pub fn total_steps(n: i64, config: &TrainConfig) -> Result<i64> {
+    let per_epoch = steps_per_epoch(n, config.batch_size);
+    config.epochs.checked_mul(per_epoch).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "epochs x steps per epoch = {} x {per_epoch} exceeds 2**63 - 1 steps; train for fewer \
+             epochs or with larger batches",
+            config.epochs
+        ))
+    })
+}
+
+/// Most checkpoints a run records: step 0, every `record_every` steps (once per epoch without
+/// it) and the last step.
+pub fn planned_checkpoints(n: i64, config: &TrainConfig) -> Result<i64> {
+    let total = total_steps(n, config)?;
+    let every = config.record_every.unwrap_or(steps_per_epoch(n, config.batch_size)).max(1);
+    Ok(total / every + 2)
+}
+
+/// Checks, before training, that the checkpoints of a run kept in memory (float32 vectors of
+/// `numel` values) fit in this machine's memory.
+pub fn check_in_memory_trajectory(numel: usize, n: i64, config: &TrainConfig) -> Result<()> {
+    let count = planned_checkpoints(n, config)?;
+    let numel = i64::try_from(numel).map_err(|_| crate::size::too_large("the parameter count"))?;
+    let values = crate::size::product(&[count, numel], "the number of values of the in-memory trajectory")?;
+    crate::size::check_fits(
+        values,
+        4,
+        &format!("an in-memory trajectory of up to {count} checkpoints of {numel} parameters"),
+        "record less often (record_every) or write the trajectory to a file (trajectory=...)",
+    )
 }
 
 /// Per-epoch evaluations (epoch 0 is before training) and per-step minibatch losses.
@@ -379,6 +428,7 @@ struct Run<'a> {
     last_recorded: i64,
     record_every: i64,
     steps_per_epoch: i64,
+    total_steps: i64,
     history: History,
     best: Option<Best>,
     epochs_without_progress: i64,
@@ -393,7 +443,8 @@ impl<'a> Run<'a> {
         config: &'a TrainConfig,
         observer: &'a mut dyn Observer,
     ) -> Result<Self> {
-        let steps_per_epoch = (data.train.len() + config.batch_size - 1) / config.batch_size;
+        let steps_per_epoch = steps_per_epoch(data.train.len(), config.batch_size);
+        let total_steps = total_steps(data.train.len(), config)?;
         Ok(Run {
             net,
             data,
@@ -403,8 +454,9 @@ impl<'a> Run<'a> {
             rng: SplitMix64::new(config.seed),
             step: 0,
             last_recorded: -1,
-            record_every: config.record_every.unwrap_or(steps_per_epoch),
+            record_every: config.record_every.unwrap_or(steps_per_epoch).max(1),
             steps_per_epoch,
+            total_steps,
             history: History::default(),
             best: None,
             epochs_without_progress: 0,
@@ -430,8 +482,8 @@ impl<'a> Run<'a> {
     fn epoch(&mut self, epoch: i64) -> Result<bool> {
         let (n, batch_size) = (self.data.train.len(), self.config.batch_size);
         let order = Tensor::f_from_slice(&self.rng.permutation(n))?;
-        let mut losses = Vec::with_capacity(self.steps_per_epoch as usize);
-        for start in (0..n).step_by(batch_size as usize) {
+        let mut losses = Vec::with_capacity(usize::try_from(self.steps_per_epoch).unwrap_or(0));
+        for start in (0..n).step_by(usize::try_from(batch_size).unwrap_or(usize::MAX).max(1)) {
             losses.push(self.sgd_step(&order.f_narrow(0, start, batch_size.min(n - start))?)?);
             if !self.after_step(epoch, &losses)? {
                 break;
@@ -474,8 +526,8 @@ impl<'a> Run<'a> {
     /// Tells the observer where the run is; false (and `interrupted`) when it says stop.
     fn report(&mut self, epoch: i64, loss: Option<&Tensor>) -> Result<bool> {
         let loss = loss.map(|l| l.f_double_value(&[])).transpose()?.unwrap_or(f64::NAN);
-        let total_steps = self.config.epochs * self.steps_per_epoch;
-        let go_on = self.observer.progress(&Progress { step: self.step, total_steps, epoch, loss });
+        let go_on =
+            self.observer.progress(&Progress { step: self.step, total_steps: self.total_steps, epoch, loss });
         self.interrupted |= !go_on;
         Ok(go_on)
     }
@@ -739,5 +791,33 @@ mod tests {
         assert_eq!(a, SplitMix64::new(3).permutation(1000));
         a.sort_unstable();
         assert_eq!(a, (0..1000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_data_is_one_step_per_epoch() {
+        assert_eq!(steps_per_epoch(50, i64::MAX), 1);
+        assert_eq!(steps_per_epoch(50, 8), 7);
+        assert_eq!(steps_per_epoch(i64::MAX, 1), i64::MAX);
+        assert_eq!(steps_per_epoch(0, 8), 0);
+        // ⌈n / batch_size⌉ used to overflow to 0 for batch_size = 2**63 − 1, then `step % 0` panicked.
+        let data = data(false);
+        let (_, whole, _) = run(&TrainConfig { batch_size: 50, ..config() }, &data, None);
+        let (_, huge, rec) = run(&TrainConfig { batch_size: i64::MAX, ..config() }, &data, None);
+        assert_eq!((huge.steps, rec.store.steps().unwrap()), (2, &[0i64, 1, 2][..]));
+        assert!(huge.final_params.equal(&whole.final_params));
+    }
+
+    #[test]
+    fn runs_whose_step_count_or_trajectory_cannot_fit_are_refused() {
+        let (_vs, mlp) = model();
+        let endless = TrainConfig { epochs: 1 << 62, batch_size: 1, ..config() };
+        let msg = check(&mlp, &data(false), &endless).unwrap_err().to_string();
+        assert!(msg.contains("4611686018427387904 x 50 exceeds 2**63 - 1 steps"), "{msg}");
+        assert_eq!(planned_checkpoints(50, &config()).unwrap(), 4); // 14 steps, one per epoch, + 2
+        let every_step = TrainConfig { epochs: 1 << 40, batch_size: 1, record_every: Some(1), ..config() };
+        assert_eq!(planned_checkpoints(50, &every_step).unwrap(), (50 << 40) + 2);
+        let msg = check_in_memory_trajectory(1000, 50, &every_step).unwrap_err().to_string();
+        assert!(msg.contains("in-memory trajectory") && msg.contains("this machine has"), "{msg}");
+        assert!(check_in_memory_trajectory(1000, 50, &config()).is_ok());
     }
 }

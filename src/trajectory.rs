@@ -617,6 +617,24 @@ impl FileBackend {
     }
 }
 
+/// An error from `tempfile` (which wraps the operating system's error with the temporary file's
+/// name, dropping its errno) as the plain OS error of its kind, so that Python raises the right
+/// `OSError` subclass (FileNotFoundError, PermissionError, ...) naming the directory.
+fn os_error(e: io::Error) -> io::Error {
+    use io::ErrorKind as K;
+    let code = match e.kind() {
+        K::NotFound => libc::ENOENT,
+        K::PermissionDenied => libc::EACCES,
+        K::AlreadyExists => libc::EEXIST,
+        K::NotADirectory => libc::ENOTDIR,
+        K::ReadOnlyFilesystem => libc::EROFS,
+        K::StorageFull => libc::ENOSPC,
+        K::QuotaExceeded => libc::EDQUOT,
+        _ => return e,
+    };
+    io::Error::from_raw_os_error(code)
+}
+
 /// Creates `path` holding `contents` and returns it open for reading and writing.
 ///
 /// The contents go to a new file created exclusively (`O_CREAT | O_EXCL`, so a symbolic
@@ -635,7 +653,7 @@ fn create_new_file(path: &Path, contents: &[u8]) -> Result<File> {
         .rand_bytes(16)
         .permissions(Permissions::from_mode(0o666)) // less the umask, like any new file
         .tempfile_in(dir)
-        .map_err(|e| Error::io(path, e))?;
+        .map_err(|e| Error::io(dir, os_error(e)))?;
     tmp.as_file().write_all_at(contents, 0).map_err(|e| Error::io(path, e))?;
     tmp.persist_noclobber(path).map_err(|e| match e.error.kind() {
         io::ErrorKind::AlreadyExists => Error::InvalidArgument(format!(
@@ -652,8 +670,9 @@ fn check_layout(layout: &Layout, dtype: Dtype) -> Result<()> {
     }
     if !record_fits(layout, dtype) {
         return Err(Error::InvalidArgument(format!(
-            "a checkpoint of {} values is too large",
-            layout.numel()
+            "checkpoints of {} {} values are too large: a record must stay below 2**63 bytes",
+            layout.numel(),
+            dtype.name()
         )));
     }
     Ok(())
@@ -742,6 +761,17 @@ mod tests {
         assert!(err.contains("magic"), "{err}");
         OpenOptions::new().write(true).open(&path).unwrap().set_len(30).unwrap();
         assert!(matches!(TrajectoryStore::open(&path, false, false), Err(Error::CorruptFile { .. })));
+    }
+
+    #[test]
+    fn a_layout_whose_records_overflow_is_refused_before_any_file_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.lpt");
+        let huge = Layout::new(vec!["w".into()], vec![vec![1 << 61]]).unwrap();
+        let err = TrajectoryStore::create(&path, huge.clone(), Dtype::F64).err().unwrap().to_string();
+        assert!(err.contains("2**63 bytes"), "{err}");
+        assert!(!path.exists());
+        assert!(TrajectoryStore::in_memory(huge, Dtype::F64).is_err());
     }
 
     #[test]

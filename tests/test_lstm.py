@@ -193,9 +193,9 @@ def test_default_model_starts_near_uniform_on_real_ptb(ptb):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"vocab_size": 0}, "vocab_size must be at least 1"),
-        ({"hidden_size": -2}, "hidden_size must be at least 1"),
-        ({"num_layers": 0}, "num_layers must be at least 1"),
+        ({"vocab_size": 0}, r"vocab_size must lie in \[1, 2\*\*63\)"),
+        ({"hidden_size": -2}, r"hidden_size must lie in \[1, "),
+        ({"num_layers": 0}, r"num_layers must lie in \[1, "),
         ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
         ({"dropout": -0.1}, r"dropout must be in \[0, 1\)"),
         ({"init_scale": 0.0}, "init_scale must be a positive finite number"),

@@ -67,9 +67,9 @@ def test_dropout_acts_only_in_train_mode():
     ("kwargs", "error", "match"),
     [
         ({"sizes": [12]}, ValueError, "at least an input and an output"),
-        ({"sizes": [12, 0, 3]}, ValueError, "positive"),
+        ({"sizes": [12, 0, 3]}, ValueError, r"sizes\[1\] must lie in \[1, 2\*\*63\), got 0"),
         ({"sizes": [12, 3], "activation": "swish"}, ValueError, "unknown activation"),
-        ({"sizes": [12, 3, 3], "activation": "maxout", "pieces": 1}, ValueError, "pieces >= 2"),
+        ({"sizes": [12, 3, 3], "activation": "maxout", "pieces": 1}, ValueError, r"pieces must lie in \[2, "),
         ({"sizes": [12, 3], "dropout": (1.0, 0.0)}, ValueError, "dropout must be in"),
         ({"sizes": [12, 3], "dropout": 0.5}, ValueError, "pair of drop probabilities"),
     ],

@@ -238,12 +238,12 @@ def test_the_objective_goes_down_on_a_structured_problem():
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"n_hidden1": 0}, ValueError, "n_hidden1 must be positive"),
-        ({"n_classes": 1}, ValueError, "n_classes must be at least 2"),
-        ({"mf_steps": 0}, ValueError, "mf_steps must be at least 1"),
+        ({"n_hidden1": 0}, ValueError, r"n_hidden1 must lie in \[1, 2\*\*63\)"),
+        ({"n_classes": 1}, ValueError, r"n_classes must lie in \[2, "),
+        ({"mf_steps": 0}, ValueError, r"mf_steps must lie in \[1, "),
         ({"mask_prob": 1.0}, ValueError, "mask_prob must lie strictly between 0 and 1"),
         ({"mask_prob": 0.0}, ValueError, "mask_prob must lie strictly between 0 and 1"),
-        ({"eval_rows": 0}, ValueError, "eval_rows must be positive"),
+        ({"eval_rows": 0}, ValueError, r"eval_rows must lie in \[1, "),
         ({"eval_seed": -1}, ValueError, "eval_seed must lie in"),
         ({"init": "uniform"}, ValueError, "unknown init"),
         ({"sparse_count": 0}, ValueError, "sparse_count must be at least 1"),

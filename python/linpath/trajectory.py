@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from . import _linpath
+from ._checks import I64_END, integer
 from ._guard import check_free
 from .params import ParamVector, as_vector, dtype_name, named_parameters
 
@@ -172,15 +173,13 @@ class TrajectoryRecorder:
         Returns:
             The step number stored.
         """
-        step = len(self._store) if step is None else step
-        if not isinstance(step, int | np.integer) or isinstance(step, bool):
-            raise TypeError(f"step must be an integer, got {type(step).__name__}")
+        step = integer("step", len(self._store) if step is None else step, -I64_END, I64_END)
         # A sweep in another thread writes its points into these very tensors: refuse to record those.
         check_free(self._params, "record the model's parameters")
         with torch.no_grad():
             vec = _linpath.flatten_tensors(self._params, self._dtype)
-        self._store.append(int(step), vec)
-        return int(step)
+        self._store.append(step, vec)
+        return step
 
     @property
     def trajectory(self) -> Trajectory:

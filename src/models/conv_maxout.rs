@@ -26,6 +26,9 @@ use tch::{nn, Device, Kind, Tensor};
 /// Bytes of activations one evaluation block may hold (see [`Network::eval_rows`]).
 const EVAL_BLOCK_BYTES: i64 = 300 << 20;
 
+/// The largest pooling window or stride: libtorch's max pooling takes them as C ints.
+const POOL_LIMIT: i64 = i32::MAX as i64;
+
 /// Configuration of a [`ConvMaxout`] network. The per-layer lists (`channels`, `kernels`,
 /// `paddings`, `pools`, `pool_strides`) have one entry per conv maxout layer.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,16 +82,26 @@ impl Default for ConvMaxoutConfig {
     }
 }
 
-/// Side of a stride-1 convolution's output.
-fn conv_side(side: i64, kernel: i64, padding: i64) -> i64 {
-    side + 2 * padding - kernel + 1
+/// Side of a stride-1 convolution's output (`side + 2·padding − kernel + 1`, checked; sides,
+/// kernels and paddings are non-negative). `layer` names the conv layer in the error.
+fn conv_side(side: i64, kernel: i64, padding: i64, layer: usize) -> Result<i64> {
+    let padded = side.checked_add(padding.checked_mul(2).ok_or_else(|| too_wide(layer))?);
+    Ok(padded.ok_or_else(|| too_wide(layer))? - kernel + 1)
+}
+
+/// The error for a conv layer whose padded input side exceeds 2**63 − 1.
+fn too_wide(layer: usize) -> Error {
+    crate::size::too_large(&format!("conv layer {layer}'s padded input side (side + 2 x padding)"))
 }
 
 /// Side of a ceil-mode max pooling's output without padding (PyTorch's formula, which also
-/// drops a last window that would start past the input).
+/// drops a last window that would start past the input), for `side >= pool >= 1` and
+/// `stride >= 1`; written so that no intermediate value can overflow.
 fn pool_side(side: i64, pool: i64, stride: i64) -> i64 {
-    let out = (side - pool + stride - 1).div_euclid(stride) + 1;
-    if (out - 1) * stride >= side {
+    let gap = side - pool;
+    let out = gap / stride + i64::from(gap % stride != 0) + 1;
+    // A last window starting at or past the input's end is dropped (an overflowing start is past it).
+    if (out - 1).checked_mul(stride).is_none_or(|start| start >= side) {
         out - 1
     } else {
         out
@@ -137,17 +150,19 @@ impl ConvMaxoutConfig {
                 return Err(Error::InvalidArgument(format!("{what} dropout must be in [0, 1), got {p}")));
             }
         }
-        self.feature_sides().map(drop)
+        self.parameter_count()?;
+        self.activations_per_row().map(drop)
     }
 
     /// Checks that the per-layer lists are non-empty, of equal length and hold valid values.
+    /// Pooling windows and strides stay below 2**31: libtorch's max pooling takes them as C ints.
     fn check_lists(&self) -> Result<()> {
         let lists = [
-            ("channels", &self.channels, 1),
-            ("kernels", &self.kernels, 1),
-            ("paddings", &self.paddings, 0),
-            ("pools", &self.pools, 1),
-            ("pool_strides", &self.pool_strides, 1),
+            ("channels", &self.channels, 1, i64::MAX),
+            ("kernels", &self.kernels, 1, i64::MAX),
+            ("paddings", &self.paddings, 0, i64::MAX),
+            ("pools", &self.pools, 1, POOL_LIMIT),
+            ("pool_strides", &self.pool_strides, 1, POOL_LIMIT),
         ];
         let depth = self.channels.len();
         if depth == 0 {
@@ -155,7 +170,7 @@ impl ConvMaxoutConfig {
                 "the network needs at least one conv layer: channels is empty".into(),
             ));
         }
-        for (what, list, least) in lists {
+        for (what, list, least, most) in lists {
             if list.len() != depth {
                 return Err(Error::InvalidArgument(format!(
                     "channels, kernels, paddings, pools and pool_strides need one entry per conv \
@@ -166,6 +181,11 @@ impl ConvMaxoutConfig {
             if let Some(v) = list.iter().find(|&&v| v < least) {
                 return Err(Error::InvalidArgument(format!(
                     "{what} must all be >= {least}, got {v} in {list:?}"
+                )));
+            }
+            if let Some(v) = list.iter().find(|&&v| v > most) {
+                return Err(Error::InvalidArgument(format!(
+                    "{what} must all be below 2**31 (libtorch's max pooling takes C ints), got {v} in {list:?}"
                 )));
             }
         }
@@ -180,7 +200,7 @@ impl ConvMaxoutConfig {
         for i in 0..self.depth() {
             let (k, p, pool, stride) =
                 (self.kernels[i], self.paddings[i], self.pools[i], self.pool_strides[i]);
-            let conv = (conv_side(side.0, k, p), conv_side(side.1, k, p));
+            let conv = (conv_side(side.0, k, p, i)?, conv_side(side.1, k, p, i)?);
             if conv.0 < pool || conv.1 < pool {
                 return Err(Error::InvalidArgument(format!(
                     "conv layer {i}: a {h}x{w} input convolved with a {k}x{k} kernel and padding {p} \
@@ -201,23 +221,56 @@ impl ConvMaxoutConfig {
     /// Inputs of the fully connected layer: the last feature map's `C·H·W`.
     pub fn fc_inputs(&self) -> Result<i64> {
         let (h, w) = self.feature_sides()?.last().copied().unwrap_or((1, 1));
-        Ok(self.channels.last().copied().unwrap_or(0) * h * w)
+        let c = self.channels.last().copied().unwrap_or(0);
+        crate::size::product(
+            &[c, h, w],
+            "the number of inputs of the fc layer (the last feature map's C x H x W)",
+        )
+    }
+
+    /// Number of parameter values (conv filters and biases, fc and softmax layers), with
+    /// checked arithmetic.
+    pub fn parameter_count(&self) -> Result<i64> {
+        use crate::size::{product, sum};
+        let what = "the conv maxout network's parameter count";
+        let mut inputs = self.input_shape[0];
+        let mut total = 0;
+        for (&c, &k) in self.channels.iter().zip(&self.kernels) {
+            let outputs =
+                product(&[c, self.pieces], "the number of outputs of a conv layer (channels x pieces)")?;
+            let filter = sum(&[product(&[inputs, k, k], what)?, 1], what)?;
+            total = sum(&[total, product(&[outputs, filter], what)?], what)?;
+            inputs = c;
+        }
+        let fc_rows = product(
+            &[self.fc_units, self.fc_pieces],
+            "the number of rows of the fc layer (fc_units x fc_pieces)",
+        )?;
+        let fc = product(&[fc_rows, sum(&[self.fc_inputs()?, 1], what)?], what)?;
+        let out = product(&[self.classes, sum(&[self.fc_units, 1], what)?], what)?;
+        sum(&[total, fc, out], what)
     }
 
     /// Activation values one example produces in an evaluation forward pass (the input, each
-    /// convolution's output, its maxout and pooled maps, the fc layer and the logits).
+    /// convolution's output, its maxout and pooled maps, the fc layer and the logits), with
+    /// checked arithmetic.
     pub fn activations_per_row(&self) -> Result<i64> {
+        use crate::size::{product, sum};
+        let what = "the number of activations of one example";
         let [c, mut h, mut w] = self.input_shape;
-        let mut total = c * h * w;
+        let mut total = product(&[c, h, w], what)?;
         for (i, &(ph, pw)) in self.feature_sides()?.iter().enumerate() {
-            let (ch, cw) = (
-                conv_side(h, self.kernels[i], self.paddings[i]),
-                conv_side(w, self.kernels[i], self.paddings[i]),
-            );
-            total += self.channels[i] * (ch * cw * (self.pieces + 1) + ph * pw);
+            let (k, p) = (self.kernels[i], self.paddings[i]);
+            let (ch, cw) = (conv_side(h, k, p, i)?, conv_side(w, k, p, i)?);
+            let maps = sum(
+                &[product(&[ch, cw, sum(&[self.pieces, 1], what)?], what)?, product(&[ph, pw], what)?],
+                what,
+            )?;
+            total = sum(&[total, product(&[self.channels[i], maps], what)?], what)?;
             (h, w) = (ph, pw);
         }
-        Ok(total + self.fc_units * (self.fc_pieces + 1) + self.classes)
+        let fc = product(&[self.fc_units, sum(&[self.fc_pieces, 1], what)?], what)?;
+        sum(&[total, fc, self.classes], what)
     }
 
     /// Checks labelled data: float images `[n, C, H, W]` of `input_shape`, int64 class indices
@@ -301,13 +354,20 @@ impl ConvMaxout {
     /// initialisation, drawn from libtorch's global RNG).
     pub fn new(path: &nn::Path, config: ConvMaxoutConfig) -> Result<Self> {
         config.validate()?;
+        let hint = "use fewer or smaller layers, or smaller images";
+        crate::size::check_fits(config.parameter_count()?, 4, "this conv maxout network's parameters", hint)?;
+        let what = "one example's activations in this conv maxout network";
+        crate::size::check_fits(config.activations_per_row()?, 4, what, hint)?;
         let mut inputs = config.input_shape[0];
         let mut convs = Vec::with_capacity(config.depth());
         for (i, (&c, &k)) in config.channels.iter().zip(&config.kernels).enumerate() {
-            convs.push(layer(&(path / "convs" / i), &[c * config.pieces, inputs, k, k])?);
+            let outputs = crate::size::product(&[c, config.pieces], "the number of outputs of a conv layer")?;
+            convs.push(layer(&(path / "convs" / i), &[outputs, inputs, k, k])?);
             inputs = c;
         }
-        let fc = layer(&(path / "fc"), &[config.fc_units * config.fc_pieces, config.fc_inputs()?])?;
+        let fc_rows =
+            crate::size::product(&[config.fc_units, config.fc_pieces], "the number of rows of the fc layer")?;
+        let fc = layer(&(path / "fc"), &[fc_rows, config.fc_inputs()?])?;
         let out = layer(&(path / "out"), &[config.classes, config.fc_units])?;
         Ok(ConvMaxout { config, convs, fc, out })
     }
@@ -426,7 +486,7 @@ impl Network for ConvMaxout {
     /// Rows whose activations fit in about 300 MB (140 for the paper's network), at most 4096.
     fn eval_rows(&self) -> i64 {
         let bytes = self.fc.weight.kind().elt_size_in_bytes() as i64;
-        let per_row = self.config.activations_per_row().unwrap_or(1).max(1) * bytes;
+        let per_row = self.config.activations_per_row().unwrap_or(1).max(1).saturating_mul(bytes);
         (EVAL_BLOCK_BYTES / per_row).clamp(1, 4096)
     }
 }
@@ -665,5 +725,62 @@ mod tests {
                 assert!(norms.max().double_value(&[]) <= 0.05 + 1e-6);
             }
         });
+    }
+
+    #[test]
+    fn sizes_that_overflow_or_exceed_memory_are_errors_before_allocation() {
+        let msg = config_error(ConvMaxoutConfig { pieces: 1 << 62, ..tiny() });
+        assert!(msg.contains("outputs of a conv layer") && msg.contains("2**63 - 1"), "{msg}");
+        let msg = config_error(ConvMaxoutConfig { paddings: vec![1 << 62, 0], ..tiny() });
+        assert!(msg.contains("conv layer 0's padded input side"), "{msg}");
+        let msg = config_error(ConvMaxoutConfig { fc_units: i64::MAX, ..tiny() });
+        assert!(msg.contains("rows of the fc layer"), "{msg}");
+        let msg = config_error(ConvMaxoutConfig { pool_strides: vec![2, 1 << 31], ..tiny() });
+        assert!(msg.contains("pool_strides must all be below 2**31"), "{msg}");
+        // A padded map of about 2**32 x 2**32 pooled back to 3 x 3 (then 2 x 2): few parameters,
+        // but activations past 2**63 - 1.
+        let pooled_back = ConvMaxoutConfig {
+            kernels: vec![3, 1],
+            paddings: vec![1 << 31, 0],
+            pools: vec![POOL_LIMIT, 2],
+            pool_strides: vec![POOL_LIMIT, 2],
+            ..tiny()
+        };
+        assert_eq!(pooled_back.feature_sides().unwrap(), [(3, 3), (2, 2)]);
+        let msg = config_error(pooled_back);
+        assert!(msg.contains("activations of one example is too large"), "{msg}");
+        // Representable, but more than any machine holds: one example's activations, the parameters.
+        let vs = nn::VarStore::new(Device::Cpu);
+        let side = 1 << 20;
+        let wide = ConvMaxoutConfig {
+            input_shape: [1, side, side],
+            channels: vec![1],
+            kernels: vec![1],
+            paddings: vec![0],
+            pools: vec![side],
+            pool_strides: vec![side],
+            ..tiny()
+        };
+        let msg = ConvMaxout::new(&vs.root(), wide).unwrap_err().to_string();
+        assert!(msg.contains("one example's activations") && msg.contains("this machine has"), "{msg}");
+        let msg = ConvMaxout::new(&vs.root(), ConvMaxoutConfig { fc_units: 1 << 40, ..tiny() })
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("parameters would need"), "{msg}");
+        assert!(vs.variables().is_empty());
+    }
+
+    #[test]
+    fn pooled_sizes_follow_pytorch_and_never_overflow() {
+        // PyTorch's ceil-mode formula, in i128 so that nothing can overflow.
+        let torch = |side: i64, pool: i64, stride: i64| {
+            let (side, pool, stride) = (side as i128, pool as i128, stride as i128);
+            let out = (side - pool + stride - 1).div_euclid(stride) + 1;
+            (if (out - 1) * stride >= side { out - 1 } else { out }) as i64
+        };
+        let cases = [(7, 2, 2), (5, 1, 3), (8, 3, 2), (16, 4, 2), (9, 2, i64::MAX), (i64::MAX, 1, 1)];
+        for (side, pool, stride) in cases.into_iter().chain([(i64::MAX, 2, i64::MAX - 1), (i64::MAX, 3, 2)]) {
+            assert_eq!(pool_side(side, pool, stride), torch(side, pool, stride), "{side} {pool} {stride}");
+        }
     }
 }

@@ -79,7 +79,19 @@ impl LstmConfig {
                 self.init_scale
             )));
         }
-        Ok(())
+        self.parameter_count().map(drop)
+    }
+
+    /// Number of parameter values (embedding, LSTM layers, decoder), with checked arithmetic.
+    pub fn parameter_count(&self) -> Result<i64> {
+        use crate::size::{product, sum};
+        let what = "the LSTM's parameter count";
+        let (v, e, h) = (self.vocab_size, self.embedding_size, self.hidden_size);
+        let gates = product(&[4, h], "the number of gate rows of an LSTM layer (4 x hidden_size)")?;
+        let first = product(&[gates, sum(&[e, h, 2], what)?], what)?; // w_ih, w_hh, b_ih, b_hh
+        let later = product(&[gates, sum(&[h, h, 2], what)?, self.num_layers - 1], what)?;
+        let embedding_and_decoder = product(&[v, sum(&[e, h, 1], what)?], what)?;
+        sum(&[first, later, embedding_and_decoder], what)
     }
 
     /// Input width of LSTM layer `k`.
@@ -115,8 +127,11 @@ impl LstmLanguageModel {
     /// initialisation), drawn from libtorch's global RNG.
     pub fn new(path: &nn::Path, config: LstmConfig) -> Result<Self> {
         config.validate()?;
+        let hint = "use a smaller vocabulary, narrower layers or fewer of them";
+        crate::size::check_fits(config.parameter_count()?, 4, "this LSTM's parameters", hint)?;
         let init = nn::Init::Uniform { lo: -config.init_scale, up: config.init_scale };
         let (v, e, h) = (config.vocab_size, config.embedding_size, config.hidden_size);
+        let gates = crate::size::product(&[4, h], "the number of gate rows of an LSTM layer")?;
         let embedding = (path / "embedding").f_var("weight", &[v, e], init)?;
         let lstm = path / "lstm";
         let layers = (0..config.num_layers)
@@ -124,12 +139,12 @@ impl LstmLanguageModel {
                 Ok(LstmLayer {
                     weight_ih: lstm.f_var(
                         &format!("weight_ih_l{k}"),
-                        &[4 * h, config.layer_input(k)],
+                        &[gates, config.layer_input(k)],
                         init,
                     )?,
-                    weight_hh: lstm.f_var(&format!("weight_hh_l{k}"), &[4 * h, h], init)?,
-                    bias_ih: lstm.f_var(&format!("bias_ih_l{k}"), &[4 * h], init)?,
-                    bias_hh: lstm.f_var(&format!("bias_hh_l{k}"), &[4 * h], init)?,
+                    weight_hh: lstm.f_var(&format!("weight_hh_l{k}"), &[gates, h], init)?,
+                    bias_ih: lstm.f_var(&format!("bias_ih_l{k}"), &[gates], init)?,
+                    bias_hh: lstm.f_var(&format!("bias_hh_l{k}"), &[gates], init)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -251,7 +266,7 @@ impl LstmLanguageModel {
     /// Positions per decoder chunk in evaluation (logits and log-probabilities within
     /// [`EVAL_LOGIT_BYTES`]).
     fn eval_positions(&self) -> i64 {
-        (EVAL_LOGIT_BYTES / (2 * 4 * self.config.vocab_size)).max(1)
+        (EVAL_LOGIT_BYTES / self.config.vocab_size.saturating_mul(2 * 4)).max(1)
     }
 
     /// Summed cross-entropy and wrong argmax predictions of hidden states `h` (`[m, hidden]`)
@@ -432,5 +447,20 @@ mod tests {
         assert!(lm.check_labelled(&(&x + 7), &x, "data").is_err());
         assert!(lm.check_labelled(&ids(0, 3, 7), &ids(0, 3, 7), "data").is_err());
         assert!(lm.try_forward(&x.view([-1]), false).is_err());
+    }
+
+    #[test]
+    fn sizes_that_overflow_or_exceed_memory_are_errors_before_allocation() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let error = |config| LstmLanguageModel::new(&vs.root(), config).err().unwrap().to_string();
+        let msg = error(LstmConfig { hidden_size: 1 << 62, ..tiny() });
+        assert!(msg.contains("gate rows of an LSTM layer") && msg.contains("2**63 - 1"), "{msg}");
+        let msg = error(LstmConfig { num_layers: i64::MAX, ..tiny() });
+        assert!(msg.contains("LSTM's parameter count is too large"), "{msg}");
+        let msg = error(LstmConfig { vocab_size: 1 << 40, ..tiny() });
+        assert!(msg.contains("parameters would need") && msg.contains("this machine has"), "{msg}");
+        assert!(vs.variables().is_empty());
+        let small = LstmConfig::default();
+        assert_eq!(small.parameter_count().unwrap(), 10_000 * 401 + 2 * 800 * 402);
     }
 }

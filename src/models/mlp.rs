@@ -82,7 +82,8 @@ impl Default for MlpConfig {
 }
 
 impl MlpConfig {
-    /// Checks sizes and dropout probabilities.
+    /// Checks sizes, pieces and dropout probabilities, and that every weight shape and the
+    /// parameter count stay below 2**63 (checked arithmetic: nothing wraps).
     pub fn validate(&self) -> Result<()> {
         if self.sizes.len() < 2 || self.sizes.iter().any(|&s| s < 1) {
             return Err(Error::InvalidArgument(format!(
@@ -90,12 +91,31 @@ impl MlpConfig {
                 self.sizes
             )));
         }
+        if let Activation::Maxout(k @ ..=1) = self.activation {
+            return Err(Error::InvalidArgument(format!("maxout needs pieces >= 2, got {k}")));
+        }
         for (what, p) in [("input", self.input_dropout), ("hidden", self.hidden_dropout)] {
             if !(0.0..1.0).contains(&p) {
                 return Err(Error::InvalidArgument(format!("{what} dropout must be in [0, 1), got {p}")));
             }
         }
-        Ok(())
+        self.parameter_count().map(drop)
+    }
+
+    /// Number of parameter values (weights and biases), with checked arithmetic.
+    pub fn parameter_count(&self) -> Result<i64> {
+        let mut total = 0i64;
+        for i in 0..self.depth() {
+            let k = if i + 1 < self.depth() { self.activation.pieces() } else { 1 };
+            let rows = crate::size::product(
+                &[self.sizes[i + 1], k],
+                &format!("layer {i}'s number of weight rows (sizes[{}] x pieces)", i + 1),
+            )?;
+            let what = format!("layer {i}'s parameter count");
+            let layer = crate::size::product(&[rows, crate::size::sum(&[self.sizes[i], 1], &what)?], &what)?;
+            total = crate::size::sum(&[total, layer], "the MLP's parameter count")?;
+        }
+        Ok(total)
     }
 
     /// Number of affine layers.
@@ -138,10 +158,11 @@ impl MlpConfig {
         Ok(())
     }
 
-    /// Shape of layer `i`'s weight: `[out·k, in]` (k = 1 for the output layer).
+    /// Shape of layer `i`'s weight: `[out·k, in]` (k = 1 for the output layer). Exact for a
+    /// configuration that passes [`MlpConfig::validate`]; saturates (never wraps) otherwise.
     pub fn weight_shape(&self, i: usize) -> [i64; 2] {
         let k = if i + 1 < self.depth() { self.activation.pieces() } else { 1 };
-        [self.sizes[i + 1] * k, self.sizes[i]]
+        [self.sizes[i + 1].saturating_mul(k), self.sizes[i]]
     }
 }
 
@@ -164,6 +185,8 @@ impl Mlp {
     /// Kaiming-uniform weights, biases uniform in ±1/√fan_in), drawn from libtorch's global RNG.
     pub fn new(path: &nn::Path, config: MlpConfig) -> Result<Self> {
         config.validate()?;
+        let what = format!("an MLP of sizes {:?}: its parameters", config.sizes);
+        crate::size::check_fits(config.parameter_count()?, 4, &what, "use smaller layers")?;
         let layers = (0..config.depth())
             .map(|i| {
                 let [out, fan_in] = config.weight_shape(i);
@@ -336,5 +359,28 @@ mod tests {
         assert!(Mlp::new(&vs.root(), bad).is_err());
         let (_vs, mlp) = model(Activation::Relu);
         assert!(mlp.try_forward(&Tensor::zeros([2, 6], (Kind::Float, Device::Cpu)), false).is_err());
+    }
+
+    #[test]
+    fn sizes_that_overflow_or_exceed_memory_are_errors_before_allocation() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let maxout = |sizes: Vec<i64>, k| MlpConfig {
+            sizes,
+            activation: Activation::Maxout(k),
+            ..MlpConfig::default()
+        };
+        // 8·2**62 wraps to 0 in unchecked i64 arithmetic: the layers came out [0, 4].
+        let msg = Mlp::new(&vs.root(), maxout(vec![4, 8, 3], 1 << 62)).unwrap_err().to_string();
+        assert!(msg.contains("layer 0's number of weight rows") && msg.contains("2**63 - 1"), "{msg}");
+        let wide_input = MlpConfig { sizes: vec![1 << 62, 4], ..MlpConfig::default() };
+        let msg = wide_input.validate().unwrap_err().to_string();
+        assert!(msg.contains("layer 0's parameter count is too large"), "{msg}");
+        assert!(maxout(vec![4, 8, 3], 1).validate().is_err());
+        let huge = MlpConfig { sizes: vec![4, 1 << 40, 3], ..MlpConfig::default() };
+        let msg = Mlp::new(&vs.root(), huge).unwrap_err().to_string();
+        assert!(msg.contains("35184372088844 bytes (32.0 TiB)") && msg.contains("this machine has"), "{msg}");
+        assert!(vs.variables().is_empty());
+        let cfg = MlpConfig::default();
+        assert_eq!(cfg.parameter_count().unwrap(), 784 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 10 + 10);
     }
 }

@@ -83,11 +83,11 @@ fn layer_lines(
     theta1: &Tensor,
     precision: Precision,
 ) -> Result<Vec<LayerLine>> {
-    let numel: i64 = (0..config.depth())
-        .map(|i| config.weight_shape(i).iter().product::<i64>() + config.weight_shape(i)[0])
-        .sum();
-    check_vector(theta0, numel as usize, "start")?;
-    check_vector(theta1, numel as usize, "end")?;
+    let numel = usize::try_from(config.parameter_count()?).map_err(|_| {
+        Error::InvalidArgument("the MLP's parameter count exceeds this platform's address space".into())
+    })?;
+    check_vector(theta0, numel, "start")?;
+    check_vector(theta1, numel, "end")?;
     let t0 = theta0.f_to_kind(Kind::Double)?;
     let d = theta1.f_to_kind(Kind::Double)?.f_sub(&t0)?;
     check_finite(&t0, "start")?;
@@ -219,7 +219,7 @@ const BLOCK_BYTES: i64 = 256 << 20;
 /// Examples per block: a multiple of `batch_size` whose first-layer outputs (α = 0 and slope)
 /// take at most ≈256 MB of float32. Each block is evaluated as one matrix per α.
 fn block_len(config: &MlpConfig, batch_size: i64, n: i64, budget: i64) -> i64 {
-    let per_example = 2 * config.weight_shape(0)[0] * 4;
+    let per_example = config.weight_shape(0)[0].saturating_mul(2 * 4);
     let fit = (budget / per_example.max(1)).max(batch_size);
     (fit / batch_size * batch_size).min(n)
 }
@@ -283,6 +283,7 @@ fn sweep_in_blocks(
     if batch_size < 1 {
         return Err(Error::InvalidArgument(format!("batch_size must be positive, got {batch_size}")));
     }
+    config.validate()?;
     config.check_labelled(x, y, "the data")?;
     let _guard = tch::no_grad_guard();
     // Strided inputs or targets (e.g. `Y[::2]`) are copied once; the kernels read contiguous rows.
@@ -512,5 +513,12 @@ mod tests {
         assert!(run(&x, &(y.ones_like() * 2), &[0.5], &t).is_err());
         assert!(run(&x, &y, &[0.5], &Tensor::zeros([9], (Kind::Float, Device::Cpu))).is_err());
         assert!(Precision::parse("fp8").is_err());
+        // A batch larger than the data is one block; a configuration whose sizes wrap is an error.
+        assert!(sweep_mlp(&cfg, &t, &t, &x, &y, &[0.5], i64::MAX, Precision::F32, &mut |_, _| true).is_ok());
+        let wrapping =
+            MlpConfig { sizes: vec![3, 4, 2], activation: Activation::Maxout(1 << 62), ..cfg.clone() };
+        let t = Tensor::zeros([10], (Kind::Float, Device::Cpu)); // the wrapped sizes' numel
+        let err = sweep_mlp(&wrapping, &t, &t, &x, &y, &[0.5], 2, Precision::F32, &mut |_, _| true);
+        assert!(err.unwrap_err().to_string().contains("2**63 - 1"));
     }
 }

@@ -122,12 +122,23 @@ impl MpdbmConfig {
                 self.eval_rows
             )));
         }
-        Ok(())
+        self.parameter_count().map(drop)
     }
 
-    /// Number of variables a mask covers: the pixels and the label.
+    /// Number of parameter values (three weight matrices and four bias vectors), with checked
+    /// arithmetic.
+    pub fn parameter_count(&self) -> Result<i64> {
+        use crate::size::{product, sum};
+        let what = "the MP-DBM's parameter count";
+        let (v, h1, h2, c) = (self.n_visible, self.n_hidden1, self.n_hidden2, self.n_classes);
+        let weights = [product(&[h1, v], what)?, product(&[h2, h1], what)?, product(&[c, h2], what)?];
+        sum(&[sum(&weights, what)?, v, h1, h2, c], what)
+    }
+
+    /// Number of variables a mask covers: the pixels and the label (exact for a validated
+    /// configuration, whose `n_visible` is below the parameter count).
     pub fn n_variables(&self) -> i64 {
-        self.n_visible + 1
+        self.n_visible.saturating_add(1)
     }
 }
 
@@ -163,6 +174,8 @@ impl Mpdbm {
     /// biases 0 (Python's `MPDBM.reset_parameters` draws the paper's sparse initialisation).
     pub fn new(path: &nn::Path, config: MpdbmConfig) -> Result<Self> {
         config.validate()?;
+        let hint = "use fewer units";
+        crate::size::check_fits(config.parameter_count()?, 4, "this MP-DBM's parameters", hint)?;
         let c = &config;
         let normal = nn::Init::Randn { mean: 0.0, stdev: 0.01 };
         let zero = nn::Init::Const(0.0);
@@ -357,7 +370,9 @@ impl Mpdbm {
     /// [`evaluation_rng`]`(eval_seed, r)`, one draw per variable (pixels first, then the label).
     pub fn evaluation_masks(&self, first_row: i64, n: i64) -> Result<Masks> {
         let width = self.config.n_variables();
-        let mut values = Vec::with_capacity((n * width).max(0) as usize);
+        let count = crate::size::product(&[n.max(0), width], "the size of the evaluation masks")?;
+        crate::size::check_fits(count, 4, "the evaluation masks", "evaluate fewer rows at once")?;
+        let mut values = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
         for r in first_row..first_row + n {
             let mut rng = evaluation_rng(self.config.eval_seed, r as u64);
             values.extend((0..width).map(|_| f32::from(u8::from(uniform(&mut rng) < self.config.mask_prob))));
@@ -587,5 +602,20 @@ mod tests {
         assert!(net.check_labelled(&x.narrow(1, 0, 5), &y, "d").is_err());
         assert!(net.check_labelled(&x, &(&y + 3), "d").is_err());
         assert!(net.check_labelled(&x, &y.to_kind(Kind::Int), "d").is_err());
+    }
+
+    #[test]
+    fn sizes_that_overflow_or_exceed_memory_are_errors_before_allocation() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let msg =
+            Mpdbm::new(&vs.root(), MpdbmConfig { n_visible: i64::MAX, ..tiny() }).unwrap_err().to_string();
+        assert!(msg.contains("MP-DBM's parameter count is too large"), "{msg}");
+        let msg =
+            Mpdbm::new(&vs.root(), MpdbmConfig { n_hidden1: 1 << 40, ..tiny() }).unwrap_err().to_string();
+        assert!(msg.contains("parameters would need") && msg.contains("this machine has"), "{msg}");
+        assert!(vs.variables().is_empty());
+        let (_vs, net) = model(tiny());
+        let msg = net.evaluation_masks(0, 1 << 61).err().unwrap().to_string();
+        assert!(msg.contains("evaluation masks"), "{msg}");
     }
 }

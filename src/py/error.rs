@@ -1,7 +1,7 @@
 //! Maps the core's [`Error`] to Python exceptions.
 
 use crate::error::Error;
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::PyErr;
 
 impl From<Error> for PyErr {
@@ -16,6 +16,7 @@ impl From<Error> for PyErr {
             Error::Io { path, source } => {
                 PyOSError::new_err((source.raw_os_error().unwrap_or(0), source.to_string(), path))
             }
+            Error::OutOfMemory(_) => PyMemoryError::new_err(msg),
             Error::Torch(_) => PyRuntimeError::new_err(msg),
         }
     }

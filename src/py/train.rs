@@ -75,13 +75,17 @@ impl Observer for PyObserver<'_> {
     }
 }
 
-/// A new store (in memory, or a new file at `path`) for the parameters of `net`, in float32.
-fn new_store(net: &dyn Network, path: Option<&PathBuf>) -> Result<Store> {
+/// A new store (in memory, or a new file at `path`) for the parameters of `net`, in float32;
+/// in memory only when every checkpoint the run may record fits there.
+fn new_store(net: &dyn Network, path: Option<&PathBuf>, data: &Data, config: &TrainConfig) -> Result<Store> {
     let (names, tensors): (Vec<String>, Vec<tch::Tensor>) = net.named_parameters().into_iter().unzip();
     let layout = Layout::of_tensors(names, &tensors)?;
     match path {
         Some(path) => Store::create(path, layout, Dtype::F32),
-        None => Store::in_memory(layout, Dtype::F32),
+        None => {
+            train::check_in_memory_trajectory(layout.numel(), data.train.len(), config)?;
+            Store::in_memory(layout, Dtype::F32)
+        }
     }
 }
 
@@ -104,7 +108,7 @@ fn run(
             net_state.net.as_ref()
         }
     };
-    let mut store = match train::check(net, data, config).and_then(|()| new_store(net, path)) {
+    let mut store = match train::check(net, data, config).and_then(|()| new_store(net, path, data, config)) {
         Ok(store) => store,
         Err(e) => return (Err(e), None),
     };

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._checks import integer, real
+from .._checks import I64_END, U64_END, integer, real
 from .native import NativeModel
 
 SMALL_CONFIG: dict[str, Any] = {
@@ -67,20 +67,27 @@ PAPER_CONFIG: dict[str, Any] = {
 _LAYER_LISTS = ("channels", "kernels", "paddings", "pools", "pool_strides")
 
 
+_LIST_RANGES = {"paddings": (0, I64_END), "pools": (1, 2**31), "pool_strides": (1, 2**31)}
+"""Ranges other than [1, 2**63) (libtorch's max pooling takes windows and strides as C ints)."""
+
+
 def _ints(name: str, value: Any) -> list[int]:
     if isinstance(value, str | bytes) or not isinstance(value, Sequence | torch.Size):
         raise TypeError(f"{name} must be a sequence of ints (one per conv layer), got {value!r}")
-    return [integer(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    low, high = _LIST_RANGES.get(name, (1, I64_END))
+    return [integer(f"{name}[{i}]", v, low, high) for i, v in enumerate(value)]
 
 
 def _config(**values: Any) -> dict[str, Any]:
-    """The native config dict with types checked and normalised (ranges are checked natively)."""
+    """The native config dict with types and single values' ranges checked, normalised (list
+    lengths, feature-map sizes and parameter counts are checked natively)."""
     config: dict[str, Any] = {k: _ints(k, values[k]) for k in _LAYER_LISTS}
     shape = _ints("input_shape", values["input_shape"])
     if len(shape) != 3:
         raise ValueError(f"input_shape must be (channels, height, width), got {values['input_shape']!r}")
     config["input_shape"] = shape
-    config |= {k: integer(k, values[k]) for k in ("pieces", "fc_units", "fc_pieces", "classes")}
+    lows = {"pieces": 2, "fc_units": 1, "fc_pieces": 2, "classes": 1}
+    config |= {k: integer(k, values[k], low, I64_END) for k, low in lows.items()}
     config |= {k: real(k, values[k]) for k in ("input_dropout", "hidden_dropout")}
     return config
 
@@ -171,8 +178,10 @@ class ConvMaxout(NativeModel):
 
     Raises:
         TypeError: For arguments of the wrong type.
-        ValueError: For lists of different lengths or empty, non-positive sizes, fewer than 2 pieces,
-            dropout outside [0, 1), or a stack that shrinks the feature map below a pooling window.
+        ValueError: For lists of different lengths or empty, sizes outside [1, 2**63) (paddings
+            [0, 2**63), pools and pool_strides [1, 2**31)), fewer than 2 pieces, dropout outside
+            [0, 1), a stack that shrinks the feature map below a pooling window, or parameters (or
+            one example's activations) that would not fit in this machine's memory.
 
     Inputs are float images ``[n, *input_shape]``, targets int64 class indices ``[n]``. Training
     objective: the mean cross-entropy with dropout; :meth:`evaluate`: mean cross-entropy and error
@@ -212,7 +221,7 @@ class ConvMaxout(NativeModel):
             input_dropout=input_dropout,
             hidden_dropout=hidden_dropout,
         )
-        super().__init__(config, integer("seed", seed))
+        super().__init__(config, integer("seed", seed, -I64_END, U64_END))
         self._config = config
 
     @classmethod

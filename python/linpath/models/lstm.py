@@ -23,6 +23,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from .._checks import I64_END, U64_END, integer, real
 from .native import NativeModel
 
 
@@ -72,7 +73,9 @@ class LSTMLanguageModel(NativeModel):
     ``decoder.weight`` and ``decoder.bias``.
 
     Raises:
-        ValueError: For non-positive sizes, dropout outside [0, 1) or a non-positive init_scale.
+        TypeError: For arguments of the wrong type.
+        ValueError: For sizes outside [1, 2**63), dropout outside [0, 1), a non-positive
+            init_scale, or parameters that would not fit in this machine's memory.
     """
 
     kind: ClassVar[str] = "lstm"
@@ -88,15 +91,14 @@ class LSTMLanguageModel(NativeModel):
         init_scale: float = 0.1,
         seed: int = 0,
     ) -> None:
-        self._config = {
-            "vocab_size": int(vocab_size),
-            "embedding_size": int(embedding_size),
-            "hidden_size": int(hidden_size),
-            "num_layers": int(num_layers),
-            "dropout": float(dropout),
-            "init_scale": float(init_scale),
+        sizes = {"vocab_size": vocab_size, "embedding_size": embedding_size, "hidden_size": hidden_size}
+        self._config = {k: integer(k, v, 1, I64_END) for k, v in sizes.items()}
+        self._config |= {
+            "num_layers": integer("num_layers", num_layers, 1, I64_END),
+            "dropout": real("dropout", dropout),
+            "init_scale": real("init_scale", init_scale),
         }
-        super().__init__(self._config, seed)
+        super().__init__(self._config, integer("seed", seed, -I64_END, U64_END))
 
     def reset_parameters(self, seed: int = 0) -> None:
         """Draws every parameter uniform in ±``init_scale`` from a generator seeded with ``seed``."""

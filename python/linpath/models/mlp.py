@@ -10,13 +10,14 @@ those of :meth:`MLP.to_torch`, the equivalent plain-PyTorch module.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from .. import _linpath
+from .._checks import I64_END, U64_END, integer
 from .native import NativeBacked
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "maxout")
@@ -118,16 +119,22 @@ class MLP(NativeBacked):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; use one of {ACTIVATIONS}")
+        if isinstance(sizes, str | bytes) or not isinstance(sizes, Iterable):
+            raise TypeError(f"sizes must be a sequence of layer widths, got {sizes!r}")
+        widths = [integer(f"sizes[{i}]", s, 1, I64_END) for i, s in enumerate(sizes)]
+        # pieces only matters for maxout (the native model ignores it otherwise).
+        maxout = activation == "maxout"
+        pieces = integer("pieces", pieces, 2, I64_END) if maxout else integer("pieces", pieces)
+        seed = integer("seed", seed, -I64_END, U64_END)
         rng = torch.random.get_rng_state()  # the native constructor draws from libtorch's global RNG
         try:
-            self._attach_native(
-                _linpath.NativeMlp([int(s) for s in sizes], activation, int(pieces), *_dropout_pair(dropout))
-            )
+            native = _linpath.NativeMlp(widths, activation, pieces if maxout else 2, *_dropout_pair(dropout))
+            self._attach_native(native)
         finally:
             torch.random.set_rng_state(rng)
         params = dict(self._native_tensors)
         self.layers = nn.ModuleList(
-            _Affine(params[f"layers.{i}.weight"], params[f"layers.{i}.bias"]) for i in range(len(sizes) - 1)
+            _Affine(params[f"layers.{i}.weight"], params[f"layers.{i}.bias"]) for i in range(len(widths) - 1)
         )
         self.reset_parameters(seed)
 

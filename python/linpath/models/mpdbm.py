@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import integer, real
+from .._checks import I64_END, U64_END, integer, real
 from .native import NativeModel
 
 INITS = ("sparse", "gaussian")
@@ -92,27 +92,23 @@ class MPDBM(NativeModel):
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}; use one of {INITS}")
         self.init = init
-        self.sparse_count = integer("sparse_count", sparse_count)
-        if self.sparse_count < 1:
-            raise ValueError(f"sparse_count must be at least 1, got {self.sparse_count}")
+        self.sparse_count = integer("sparse_count", sparse_count, 1)
         scale = DEFAULT_INIT_SCALE[init] if init_scale is None else real("init_scale", init_scale)
         if not scale > 0:
             raise ValueError(f"init_scale must be positive, got {scale}")
         self.init_scale = scale
         config = {
-            "n_visible": integer("n_visible", n_visible),
-            "n_hidden1": integer("n_hidden1", n_hidden1),
-            "n_hidden2": integer("n_hidden2", n_hidden2),
-            "n_classes": integer("n_classes", n_classes),
-            "mf_steps": integer("mf_steps", mf_steps),
+            "n_visible": integer("n_visible", n_visible, 1, I64_END),
+            "n_hidden1": integer("n_hidden1", n_hidden1, 1, I64_END),
+            "n_hidden2": integer("n_hidden2", n_hidden2, 1, I64_END),
+            "n_classes": integer("n_classes", n_classes, 2, I64_END),
+            "mf_steps": integer("mf_steps", mf_steps, 1, I64_END),
             "mask_prob": real("mask_prob", mask_prob),
-            "eval_seed": integer("eval_seed", eval_seed),
-            "eval_rows": integer("eval_rows", eval_rows),
+            "eval_seed": integer("eval_seed", eval_seed, 0, U64_END),
+            "eval_rows": integer("eval_rows", eval_rows, 1, I64_END),
         }
-        if not 0 <= config["eval_seed"] < 2**64:
-            raise ValueError(f"eval_seed must lie in [0, 2**64), got {config['eval_seed']}")
         self._config = config
-        super().__init__(config, integer("seed", seed))
+        super().__init__(config, integer("seed", seed, -I64_END, U64_END))
 
     def reset_parameters(self, seed: int = 0, visible_mean: torch.Tensor | None = None) -> None:
         """Draws the weights afresh (``init``, see the class) from a generator seeded with ``seed``.
