@@ -290,3 +290,18 @@ def test_targets_the_default_loss_cannot_score_are_a_clear_value_error(targets, 
     x, y = make_data(30, 2)
     with pytest.raises(ValueError, match=r"the default loss \(cross-entropy\) cannot score split 'data'"):
         linpath.interpolate(make_mlp(0), make_mlp(0), make_mlp(1), (x, targets(y)), progress=False)
+
+
+def test_the_native_sweep_refuses_float_token_ids_like_the_trainer():
+    """Float "token ids" were truncated to integers by the native sweep, while train refused them."""
+    from linpath.models import LSTMLanguageModel
+
+    lm = LSTMLanguageModel(vocab_size=20, embedding_size=6, hidden_size=5, num_layers=1, seed=0)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randint(0, 20, (8, 5), generator=g), torch.randint(0, 20, (8, 5), generator=g)
+    for call in (
+        lambda: linpath.interpolate(lm, lm, lm, (x.float() + 0.9, y), alphas=GRID, progress=False),
+        lambda: linpath.train(lm, (x.float() + 0.9, y), epochs=1, batch_size=4, lr=0.1, progress=False),
+    ):
+        with pytest.raises(TypeError, match="X must hold integer token ids"):
+            call()

@@ -114,3 +114,34 @@ def test_recording_a_model_while_linpath_sweeps_it_is_refused(make_mlp, make_dat
     assert len(recorder) == 0
     recorder.record()  # free again afterwards
     assert torch.equal(recorder.trajectory[0].tensor, linpath.flatten(make_mlp(0)).tensor)
+
+
+def test_training_and_sweeping_one_model_refuse_each_other(make_data):
+    from linpath import _guard
+
+    model = MLP([20, 64, 10], seed=0)
+    x, y = make_data(2000, 3)
+    result = {}
+    trainer = threading.Thread(
+        target=lambda: result.update(
+            r=linpath.train(model, (x, y), epochs=30, batch_size=10, lr=0.01, progress=False)
+        )
+    )
+    trainer.start()
+    while not _guard._in_use and trainer.is_alive():
+        pass
+    with pytest.raises(RuntimeError, match="linpath is training this model"):
+        linpath.interpolate(model, model, MLP([20, 64, 10], seed=1), (x, y), engine="module", progress=False)
+    trainer.join()
+    trained = result["r"]
+    assert torch.equal(trained.final.tensor, linpath.flatten(model).tensor)  # nothing undid the training
+
+    def training_loss(out, target):
+        linpath.train(model, (x, y), epochs=1, batch_size=10, lr=0.01, progress=False)
+        return F.cross_entropy(out, target)
+
+    with pytest.raises(RuntimeError, match="cannot train the model: linpath is sweeping"):
+        linpath.interpolate(
+            model, model, MLP([20, 64, 10], seed=1), (x, y), loss=training_loss, progress=False
+        )
+    assert torch.equal(trained.final.tensor, linpath.flatten(model).tensor)

@@ -109,3 +109,26 @@ def as_splits(data: Any, batch_size: int | None) -> dict[str, Split]:
             raise ValueError("data is an empty dict; give at least one split, e.g. {'train': (X, Y)}")
         return {str(name): Split(str(name), d, batch_size) for name, d in data.items()}
     return {"data": Split("data", data, batch_size)}
+
+
+def native_pair(
+    data: Any, name: str, input_dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(X, Y)`` as a native model takes it: CPU inputs of ``input_dtype`` and int64 targets
+    (copies only where needed); ``name`` names the data in errors. Shared by the native trainer
+    and the native sweep, so both accept and refuse the same data."""
+    if not isinstance(data, tuple | list) or len(data) != 2:
+        raise TypeError(f"{name} must be an (X, Y) pair of tensors, got {type(data).__name__}")
+    x, y = data
+    for t, what in ((x, "X"), (y, "Y")):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: {what} must be a torch.Tensor, got {type(t).__name__}")
+    if input_dtype.is_floating_point and not x.is_floating_point():
+        raise TypeError(f"{name}: X must hold floating-point inputs, got {x.dtype}")
+    if not input_dtype.is_floating_point and (
+        x.is_floating_point() or x.is_complex() or x.dtype == torch.bool
+    ):
+        raise TypeError(f"{name}: X must hold integer token ids, got {x.dtype}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"{name}: Y must hold integer class indices, got {y.dtype}")
+    return x.detach().to("cpu", input_dtype), y.detach().to("cpu", torch.int64)

@@ -29,7 +29,7 @@ from . import _linpath
 from ._guard import exclusive
 from ._validate import check_not_meta, check_point_range, line_endpoints
 from .affine import AffineInputs
-from .data import Split
+from .data import Split, native_pair
 from .params import ModelState, float_buffers, named_parameters
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -339,8 +339,7 @@ def _native_pair(model: nn.Module, split: Split) -> tuple[torch.Tensor, torch.Te
 
     if isinstance(model, MLP):
         return split.class_pair
-    x, y = split._pair
-    return x.detach().to("cpu", model.input_dtype), y.detach().to("cpu", torch.int64)
+    return native_pair(split._pair, f"split {split.name!r}", model.input_dtype)
 
 
 def native_sweep(

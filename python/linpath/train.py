@@ -17,6 +17,8 @@ import torch
 
 from . import _linpath
 from ._checks import I64_END, U64_END, integer, real
+from ._guard import exclusive
+from .data import native_pair
 from .engines import progress_bar
 from .models import MLP, NativeModel
 from .params import ParamVector
@@ -61,27 +63,6 @@ def _int(name: str, value: Any, optional: bool = False) -> int | None:
 
 def _real(name: str, value: Any, optional: bool = False) -> float | None:
     return None if value is None and optional else real(name, value)
-
-
-def _pair(
-    data: Any, name: str, input_dtype: torch.dtype = torch.float32
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(X, Y)`` as CPU inputs of ``input_dtype`` and int64 targets (copies only where needed)."""
-    if not isinstance(data, tuple | list) or len(data) != 2:
-        raise TypeError(f"{name} must be an (X, Y) pair of tensors, got {type(data).__name__}")
-    x, y = data
-    for t, what in ((x, "X"), (y, "Y")):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name}: {what} must be a torch.Tensor, got {type(t).__name__}")
-    if input_dtype.is_floating_point and not x.is_floating_point():
-        raise TypeError(f"{name}: X must hold floating-point inputs, got {x.dtype}")
-    if not input_dtype.is_floating_point and (
-        x.is_floating_point() or x.is_complex() or x.dtype == torch.bool
-    ):
-        raise TypeError(f"{name}: X must hold integer token ids, got {x.dtype}")
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise TypeError(f"{name}: Y must hold integer class indices, got {y.dtype}")
-    return x.detach().to("cpu", input_dtype), y.detach().to("cpu", torch.int64)
 
 
 def _config(**values: Any) -> dict[str, Any]:
@@ -210,8 +191,8 @@ def train(
         eval_train=eval_train,
     )
     input_dtype = getattr(model, "input_dtype", torch.float32)
-    train_pair = _pair(train, "train", input_dtype)
-    valid_pair = None if valid is None else _pair(valid, "valid", input_dtype)
+    train_pair = native_pair(train, "train", input_dtype)
+    valid_pair = None if valid is None else native_pair(valid, "valid", input_dtype)
     path = None if trajectory is None else os.fspath(trajectory)
     n = train_pair[0].shape[0] if train_pair[0].dim() else 0
     steps = config["epochs"] * -(-n // config["batch_size"])
@@ -220,7 +201,7 @@ def train(
     try:
         # Dropout draws from the global CPU generator, shared with the native code.
         torch.default_generator.manual_seed(config["seed"])
-        with bar:
+        with bar, exclusive(model.parameters(), "train the model", "training"):
             callback = None if progress is False else report
             out = _linpath.train_native(model._native, train_pair, valid_pair, config, path, callback)
     finally:
