@@ -210,7 +210,7 @@ def _lines(
             "the model has floating-point buffers (e.g. BatchNorm statistics) but start and end do not both "
             "carry them (pass modules or state_dicts to interpolate them); the model's current buffers are "
             "used at every alpha",
-            stacklevel=3,
+            stacklevel=4,  # _lines <- module_sweep <- interpolate <- the caller
         )
     return lines, (t0, t1)
 

@@ -293,21 +293,45 @@ def interrupts_deferred() -> Iterator[None]:
 
 
 class ModelState:
-    """A snapshot of everything a sweep touches: parameters, buffers, train/eval modes, requires_grad."""
+    """A snapshot of everything a sweep touches: parameters and buffers (their values, the tensor
+    objects each module holds, ``requires_grad``) and the train/eval mode of every submodule."""
 
     def __init__(self, model: nn.Module) -> None:
+        self._slots: list[tuple[dict[str, Any], str, torch.Tensor, bool]] = []
+        self._saved: dict[int, torch.Tensor] = {}  # one copy per tensor, however often it is shared
         with torch.no_grad():
-            self._params = [(p, p.detach().clone(), p.requires_grad) for p in model.parameters()]
-            self._buffers = [(b, b.detach().clone()) for b in model.buffers()]
+            for module in model.modules():
+                for table in (module._parameters, module._buffers):
+                    for key, t in table.items():
+                        if t is not None:
+                            self._slots.append((table, key, t, t.requires_grad))
+                            self._saved.setdefault(id(t), t.detach().clone())
         self._modes = [(m, m.training) for m in model.modules()]
 
     def restore(self) -> None:
-        """Puts the model back exactly as it was when the snapshot was taken."""
-        with interrupts_deferred(), torch.no_grad():
-            for p, saved, requires_grad in self._params:
-                p.copy_(saved)
-                p.requires_grad_(requires_grad)
-            for b, saved in self._buffers:
-                b.copy_(saved)
-            for m, training in self._modes:
-                m.training = training
+        """Puts the model back exactly as it was when the snapshot was taken.
+
+        A module that replaced one of its tensors (``self.buf = self.buf + 1`` in ``forward``) gets
+        the original object back. Ctrl-C cannot cut the restoration short: it is held back while the
+        tensors are written, and one that lands just before that starts the restoration over; the
+        interrupt is raised once the model is whole again.
+        """
+        interrupt: KeyboardInterrupt | None = None
+        while True:
+            try:
+                with interrupts_deferred(), torch.no_grad():
+                    self._put_back()
+                break
+            except KeyboardInterrupt as e:
+                interrupt = e
+        if interrupt is not None:
+            raise interrupt
+
+    def _put_back(self) -> None:
+        for table, key, original, requires_grad in self._slots:
+            table[key] = original
+            original.copy_(self._saved[id(original)])
+            if original.requires_grad != requires_grad:
+                original.requires_grad_(requires_grad)
+        for m, training in self._modes:
+            m.training = training
