@@ -305,3 +305,49 @@ def test_the_native_sweep_refuses_float_token_ids_like_the_trainer():
     ):
         with pytest.raises(TypeError, match="X must hold integer token ids"):
             call()
+
+
+def test_a_single_logit_model_has_no_argmax_error_rate():
+    """[n, 1] outputs with 0/1 targets (a BCE model): argmax is always 0, so an "error rate" would
+    just be the share of positives. The error metric is left out instead."""
+    model = nn.Linear(5, 1)
+    x = torch.randn(200, 5, generator=torch.Generator().manual_seed(0))
+    y = (x[:, 0] > 0).long()
+
+    def bce(out, target):
+        return F.binary_cross_entropy_with_logits(out.squeeze(1), target.float())
+
+    sweep = linpath.interpolate(model, model, model, (x, y), alphas=[0.0, 1.0], loss=bce, progress=False)
+    assert list(sweep.values["data"]) == ["loss"]
+    with pytest.raises(ValueError, match="none of the metrics asked for could be computed on split 'data'"):
+        linpath.interpolate(
+            model, model, model, (x, y), alphas=[0.0, 1.0], loss=bce, metrics=("error",), progress=False
+        )
+
+
+class Masked(nn.Module):
+    """Class 3 masked out with -inf logits (as in constrained decoding)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 5)
+
+    def forward(self, x):
+        mask = torch.zeros(5, dtype=torch.bool)
+        mask[3] = True
+        return self.fc(x).masked_fill(mask, -float("inf"))
+
+
+def test_masked_logits_at_minus_inf_keep_a_real_error_rate():
+    torch.manual_seed(0)
+    start, end = Masked(), Masked()
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(100, 6, generator=g), torch.randint(0, 3, (100,), generator=g)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sweep = linpath.interpolate(Masked(), start, end, (x, y), alphas=GRID, progress=False)
+    model = Masked()
+    for alpha, error in zip(GRID, sweep.values["data"]["error"], strict=True):
+        lerp_model(model, start, end, alpha)
+        with torch.no_grad():
+            assert error == (model(x).argmax(1) != y).double().mean().item()

@@ -42,9 +42,13 @@ Values = dict[str, dict[str, list[float]]]
 
 
 def _is_class_target(out: Any, y: torch.Tensor) -> bool:
+    """True when ``out`` holds a score per class (at least two) and ``y`` a class index per row:
+    then the error rate (argmax ≠ target) means something. A single logit per row (a binary
+    model scored with a BCE-style loss) has no argmax to compare."""
     return (
         isinstance(out, torch.Tensor)
         and out.dim() == 2
+        and out.shape[1] >= 2
         and y.dim() == 1
         and len(y) == len(out)
         and not y.is_floating_point()
@@ -76,7 +80,7 @@ def evaluate(
     """The mean loss (weighted by batch size) and error rate of ``model`` on one split.
 
     Empty batches are skipped (they hold no example to average over). The error rate is NaN when
-    any output of the split is NaN or infinite: the argmax of such outputs means nothing. With
+    any output of the split is NaN or +inf: the argmax of such outputs means nothing. With
     ``affine`` (during a module sweep), input layers of ``(X, Y)`` batches come from its cache.
     """
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -97,7 +101,8 @@ def evaluate(
             loss_sum += value.detach().to(torch.float64).reshape(()) * n
         if error_ok and _is_class_target(out, y):
             wrong += (out.argmax(dim=1) != y).sum()
-            undefined |= ~torch.isfinite(out).all()
+            # NaN or +inf scores have no meaningful argmax; -inf (a masked class) is fine.
+            undefined |= (torch.isnan(out) | torch.isposinf(out)).any()
         else:
             error_ok = False
         count += n
@@ -232,10 +237,17 @@ def negative_variance_alphas(model: nn.Module, start: Any, end: Any, alphas: lis
 
 
 def _drop_partial_metrics(values: dict[str, dict[str, list[float]]], n: int) -> None:
-    """Removes a metric that was not available at every α (e.g. error on non-class targets)."""
-    for mv in values.values():
+    """Removes a metric that was not available at every α (e.g. error on non-class targets); a
+    split left with no metric at all is an error, not an empty result."""
+    for name, mv in values.items():
         for metric in [m for m, v in mv.items() if len(v) != n]:
             del mv[metric]
+        if not mv:
+            raise ValueError(
+                f"none of the metrics asked for could be computed on split {name!r}: 'error' needs a score "
+                "per class ([n, classes] outputs, at least two classes) and int class targets; ask for "
+                "metrics=('loss',) as well"
+            )
 
 
 def progress_bar(total: int, progress: bool | None, desc: str = "linpath sweep", unit: str = "α") -> tqdm:
