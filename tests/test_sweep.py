@@ -718,7 +718,28 @@ def test_monotone_and_non_monotone_series():
     assert bump.monotonicity_gap() == pytest.approx(6.0 - (5.0 - 0.4))
     # Outside the interval the bump does not count.
     assert bump.is_monotone(interval=(0.6, 1.0))
-    assert Sweep(np.array([0.3]), {"t": {"loss": np.array([1.0])}}).monotonicity_gap() == 0.0
+    # Where fewer than two grid points were measured nothing is known: an error, not "monotone".
+    one = Sweep(np.array([0.3]), {"t": {"loss": np.array([1.0])}})
+    with pytest.raises(ValueError, match="needs at least 2 grid point"):
+        one.monotonicity_gap()
+    before = Sweep(np.array([-1.0, -0.5]), {"t": {"loss": np.array([3.0, 2.0])}})
+    with pytest.raises(ValueError, match=r"in the interval \(0.0, 1.0\); it holds 0"):
+        before.is_monotone()
+    with pytest.raises(ValueError, match="low <= high"):
+        bump.is_monotone(interval=(1.0, 0.0))
+    with pytest.raises(ValueError, match="needs at least 1 grid point"):
+        bump.minimum(interval=(2.0, 3.0))
+
+
+def test_sweep_names_must_be_strings_and_alphas_finite():
+    with pytest.raises(TypeError, match="names must be strings"):
+        Sweep(np.zeros(2), {0: {"loss": np.zeros(2)}})
+    with pytest.raises(TypeError, match="names must be strings"):
+        Sweep(np.zeros(2), {"t": {1: np.zeros(2)}})
+    with pytest.raises(ValueError, match="finite"):
+        Sweep(np.array([0.0, np.nan]), {"t": {"loss": np.zeros(2)}})
+    with pytest.raises(ValueError, match="no splits"):
+        Sweep(np.zeros(2), {}).minimum()
 
 
 def brute_local_minima(alphas, v, lo=-np.inf, hi=np.inf):

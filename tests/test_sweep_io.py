@@ -71,8 +71,12 @@ def test_a_split_without_metrics_survives_the_round_trip(tmp_path):
 
 
 def test_only_a_one_dimensional_grid_is_saved(tmp_path):
+    with pytest.raises(ValueError, match=r"alphas must be a 1-D array"):
+        Sweep(np.float64(0.5), {"t": {"loss": 1.0}})
+    sweep = Sweep(np.zeros(2), {"t": {"loss": np.zeros(2)}})
+    sweep.alphas = np.float64(0.5)  # changed after construction
     with pytest.raises(ValueError, match=r"alphas must be 1-D to save a sweep, got shape \(\)"):
-        Sweep(np.float64(0.5), {"t": {"loss": 1.0}}).save(tmp_path / "s.npz")
+        sweep.save(tmp_path / "s.npz")
     assert not (tmp_path / "s.npz").exists()
 
 

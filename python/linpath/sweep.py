@@ -52,6 +52,11 @@ class Sweep:
         meta: Mapping[str, Any] | None = None,
     ) -> None:
         self.alphas = np.asarray(alphas, dtype=np.float64)
+        if self.alphas.ndim != 1 or not np.isfinite(self.alphas).all():
+            raise ValueError(f"alphas must be a 1-D array of finite numbers, got {self.alphas!r}")
+        names = [s for s in values] + [m for mv in values.values() for m in mv]
+        if not all(isinstance(name, str) for name in names):
+            raise TypeError(f"split and metric names must be strings, got {names!r}")
         self.values = {
             s: {m: np.asarray(v, dtype=np.float64) for m, v in mv.items()} for s, mv in values.items()
         }
@@ -90,8 +95,8 @@ class Sweep:
         Returns ``(nan, nan)``, with a RuntimeWarning, when a value there is NaN or infinite: the
         smallest value is then unknown.
         """
-        alphas, v = self._sorted(split, metric, interval, "minimum")
-        if alphas.size == 0 or not np.isfinite(v).all():
+        alphas, v = self._sorted(split, metric, interval, "minimum", at_least=1)
+        if not np.isfinite(v).all():
             return math.nan, math.nan
         i = int(np.argmin(v))
         return float(alphas[i]), float(v[i])
@@ -105,11 +110,9 @@ class Sweep:
         minimum, which is the same thing). 0 means the metric never increases on the interval.
         NaN (with a RuntimeWarning) when a value on the interval is NaN or infinite.
         """
-        _, series = self._sorted(split, metric, interval, "monotonicity gap")
+        _, series = self._sorted(split, metric, interval, "monotonicity gap", at_least=2)
         if not np.isfinite(series).all():
             return math.nan
-        if series.size < 2:
-            return 0.0
         rises = series[1:] - np.minimum.accumulate(series[:-1])
         return float(max(rises.max(), 0.0))
 
@@ -167,14 +170,28 @@ class Sweep:
         return float(np.max(v - baseline))
 
     def _sorted(
-        self, split: str | None, metric: str, interval: tuple[float, float] | None, what: str | None = None
+        self,
+        split: str | None,
+        metric: str,
+        interval: tuple[float, float] | None,
+        what: str | None = None,
+        at_least: int = 0,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The grid and the metric in increasing α, restricted to ``interval`` when given. With
-        ``what`` (the statistic about to be computed), non-finite values there raise a warning."""
+        ``what`` (the statistic about to be computed), non-finite values there raise a warning,
+        and fewer than ``at_least`` grid points there a ValueError (nothing was measured)."""
         v = self._series(split, metric)
         keep = np.ones(self.alphas.shape, dtype=bool)
         if interval is not None:
-            keep = (self.alphas >= interval[0]) & (self.alphas <= interval[1])
+            low, high = interval
+            if not low <= high:
+                raise ValueError(f"interval must be (low, high) with low <= high, got {interval!r}")
+            keep = (self.alphas >= low) & (self.alphas <= high)
+        if keep.sum() < at_least:
+            where = "the grid" if interval is None else f"the interval {interval!r}"
+            raise ValueError(
+                f"the {what} needs at least {at_least} grid point(s) in {where}; it holds {int(keep.sum())}"
+            )
         order = np.argsort(self.alphas[keep], kind="stable")
         alphas, v = self.alphas[keep][order], v[keep][order]
         if what is not None and not np.isfinite(v).all():
@@ -188,6 +205,8 @@ class Sweep:
         return alphas, v
 
     def _series(self, split: str | None, metric: str) -> np.ndarray:
+        if not self.values:
+            raise ValueError("this sweep has no splits")
         split = self.splits[0] if split is None else split
         if split not in self.values:
             raise KeyError(f"no split {split!r}; this sweep has {self.splits}")
