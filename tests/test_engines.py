@@ -351,3 +351,15 @@ def test_masked_logits_at_minus_inf_keep_a_real_error_rate():
         lerp_model(model, start, end, alpha)
         with torch.no_grad():
             assert error == (model(x).argmax(1) != y).double().mean().item()
+
+
+def test_split_names_that_collide_as_strings_are_refused(make_mlp, make_data):
+    with pytest.raises(ValueError, match="split names must differ as strings"):
+        linpath.interpolate(make_mlp(0), make_mlp(0), make_mlp(1), {1: make_data(9, 0), "1": make_data(5, 1)})
+
+
+def test_a_dataloader_of_single_examples_is_a_clear_error(make_mlp, make_data):
+    x, y = make_data(12, 0)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=None)
+    with pytest.raises(ValueError, match="batch 0 holds a single example"):
+        linpath.interpolate(make_mlp(0), make_mlp(0), make_mlp(1), loader, progress=False)

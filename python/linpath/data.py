@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._checks import I64_END, integer
+
 DEFAULT_BATCH_SIZE = 1024
 
 
@@ -97,17 +99,25 @@ class Split:
                 raise TypeError(
                     f"split {self.name!r}: the targets of batch {i} are a {type(y).__name__}, not a tensor"
                 )
+            if target.dim() == 0:
+                raise ValueError(
+                    f"split {self.name!r}: batch {i} holds a single example (0-d targets); batch the "
+                    "examples (e.g. a DataLoader with a batch_size, not batch_size=None)"
+                )
             yield (x.to(device) if isinstance(x, torch.Tensor) else x, target.to(device))
 
 
 def as_splits(data: Any, batch_size: int | None) -> dict[str, Split]:
     """Named splits for ``data``: a dict of splits, or one split called ``"data"``."""
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if batch_size is not None:
+        batch_size = integer("batch_size", batch_size, 1, I64_END)
     if isinstance(data, Mapping):
         if not data:
             raise ValueError("data is an empty dict; give at least one split, e.g. {'train': (X, Y)}")
-        return {str(name): Split(str(name), d, batch_size) for name, d in data.items()}
+        names = [str(name) for name in data]
+        if len(set(names)) != len(names):
+            raise ValueError(f"split names must differ as strings, got {list(data)!r}")
+        return {name: Split(name, d, batch_size) for name, d in zip(names, data.values(), strict=True)}
     return {"data": Split("data", data, batch_size)}
 
 
