@@ -296,3 +296,31 @@ def test_param_vector_checks_its_parts():
     assert vec.shapes == [(2, 2), (2,)] and len(vec) == 6
     assert vec.device == torch.device("cpu")
     assert "6 values in 2 tensors" in repr(vec)
+
+
+def test_endpoints_in_unusual_forms_are_read_or_refused_clearly():
+    model = nn.Linear(3, 2)
+    data = (torch.randn(6, 3), torch.randint(0, 2, (6,)))
+    vec = linpath.flatten(model).numpy().astype(np.float64)
+    want = linpath.interpolate(model, vec, model, data, alphas=[0.0, 0.5], progress=False)
+    swapped = linpath.interpolate(model, vec.astype(">f8"), model, data, alphas=[0.0, 0.5], progress=False)
+    np.testing.assert_array_equal(swapped.values["data"]["loss"], want.values["data"]["loss"])
+    with pytest.raises(TypeError, match=r"dtype float128; pass floating-point values \(float16, float32 or float64\)"):
+        linpath.interpolate(model, vec.astype(np.longdouble), model, data, progress=False)
+    arrays = {k: v.numpy() for k, v in model.state_dict().items()}
+    with pytest.raises(TypeError, match="start: state_dict entry 'weight' is a ndarray"):
+        linpath.interpolate(model, arrays, model, data, progress=False)
+
+
+def test_lazy_and_integer_parameters_are_named_in_the_error():
+    with pytest.raises(ValueError, match=r"parameter '0.weight' of Sequential is not initialised yet"):
+        linpath.flatten(nn.Sequential(nn.LazyLinear(2)))
+
+    class WithCounter(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(3))
+            self.count = nn.Parameter(torch.zeros(2, dtype=torch.long), requires_grad=False)
+
+    with pytest.raises(TypeError, match="parameter 'count' has dtype torch.int64"):
+        linpath.TrajectoryRecorder(WithCounter())

@@ -137,6 +137,17 @@ def named_parameters(model: nn.Module) -> tuple[list[str], list[torch.Tensor]]:
     pairs = list(model.named_parameters())
     if not pairs:
         raise ValueError(f"the model ({type(model).__name__}) has no parameters")
+    for name, p in pairs:
+        if isinstance(p, nn.parameter.UninitializedParameter):
+            raise ValueError(
+                f"parameter {name!r} of {type(model).__name__} is not initialised yet (a lazy layer); "
+                "run the model once on a batch of real inputs first"
+            )
+        if not p.is_floating_point():
+            raise TypeError(
+                f"parameter {name!r} has dtype {p.dtype}; linpath works on floating-point parameters "
+                "(float16, bfloat16, float32, float64)"
+            )
     return [n for n, _ in pairs], [p for _, p in pairs]
 
 
@@ -224,15 +235,18 @@ def as_vector(obj: Any, names: Sequence[str], shapes: Sequence[Shape], what: str
                 f"{what} (a state_dict) lacks {len(missing)} of the parameters, e.g. {missing[:3]}"
             )
         tensors = [obj[n] for n in names]
+        for name, t in zip(names, tensors, strict=True):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(
+                    f"{what}: state_dict entry {name!r} is a {type(t).__name__}, not a torch.Tensor"
+                )
         check_same_layout(None, [tuple(t.shape) for t in tensors], names, shapes, what)
         return flatten(tensors).tensor
     if isinstance(obj, ParamVector):
         obj.check_layout(names, shapes, what)
         return obj.tensor
     if isinstance(obj, np.ndarray):
-        if not np.issubdtype(obj.dtype, np.floating):
-            raise TypeError(f"{what} is a NumPy array of dtype {obj.dtype}; pass floating-point values")
-        obj = torch.from_numpy(np.ascontiguousarray(obj))
+        obj = _from_numpy(obj, what)
     if isinstance(obj, torch.Tensor):
         numel = sum(int(np.prod(s, dtype=np.int64)) for s in shapes)
         if not obj.is_floating_point():
@@ -244,6 +258,15 @@ def as_vector(obj: Any, names: Sequence[str], shapes: Sequence[Shape], what: str
         f"{what} is a {type(obj).__name__}; pass an nn.Module, a state_dict, a ParamVector, "
         "or a 1-D tensor or array"
     )
+
+
+def _from_numpy(array: np.ndarray, what: str) -> torch.Tensor:
+    """A float16/32/64 NumPy vector as a tensor (byte order made native; other dtypes refused)."""
+    if array.dtype.kind != "f" or array.dtype.itemsize not in (2, 4, 8):
+        raise TypeError(
+            f"{what} is a NumPy array of dtype {array.dtype}; pass floating-point values (float16, float32 or float64)"
+        )
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("=")))
 
 
 def assign(
