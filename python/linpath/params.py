@@ -264,7 +264,8 @@ def _from_numpy(array: np.ndarray, what: str) -> torch.Tensor:
     """A float16/32/64 NumPy vector as a tensor (byte order made native; other dtypes refused)."""
     if array.dtype.kind != "f" or array.dtype.itemsize not in (2, 4, 8):
         raise TypeError(
-            f"{what} is a NumPy array of dtype {array.dtype}; pass floating-point values (float16, float32 or float64)"
+            f"{what} is a NumPy array of dtype {array.dtype}; "
+            "pass floating-point values (float16, float32 or float64)"
         )
     return torch.from_numpy(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("=")))
 
