@@ -94,3 +94,22 @@ def test_parameters_the_native_model_cannot_hold_are_refused_clearly():
     assert not model.layers[1].weight.is_contiguous()
     with pytest.raises(ValueError, match="non-contiguous"):
         model(data(model)[0])
+
+
+@pytest.mark.parametrize("make", [mlp, conv], ids=["MLP", "ConvMaxout"])
+def test_deepcopy_gives_an_independent_model(make):
+    """copy.deepcopy, which the guard's message suggests for parallel sweeps, works on native models."""
+    import copy
+
+    model = make(0).train()
+    clone = copy.deepcopy(model)
+    x, y = data(model)
+    model.eval(), clone.eval()
+    torch.testing.assert_close(clone(x), model(x), rtol=0, atol=0)
+    assert all(
+        a.data_ptr() != b.data_ptr() for a, b in zip(model.parameters(), clone.parameters(), strict=True)
+    )
+    result = linpath.train(clone, (x, y), epochs=1, batch_size=8, lr=0.5, progress=False)
+    assert torch.equal(linpath.flatten(clone).tensor, result.final.tensor)
+    torch.testing.assert_close(model(x), make(0)(x), rtol=0, atol=0)  # the original is untouched
+    assert not torch.equal(clone(x), model(x))

@@ -126,12 +126,8 @@ class MLP(NativeBacked):
         maxout = activation == "maxout"
         pieces = integer("pieces", pieces, 2, I64_END) if maxout else integer("pieces", pieces)
         seed = integer("seed", seed, -I64_END, U64_END)
-        rng = torch.random.get_rng_state()  # the native constructor draws from libtorch's global RNG
-        try:
-            native = _linpath.NativeMlp(widths, activation, pieces if maxout else 2, *_dropout_pair(dropout))
-            self._attach_native(native)
-        finally:
-            torch.random.set_rng_state(rng)
+        native_pieces, dropouts = pieces if maxout else 2, _dropout_pair(dropout)
+        self._attach_native(lambda: _linpath.NativeMlp(widths, activation, native_pieces, *dropouts))
         params = dict(self._native_tensors)
         self.layers = nn.ModuleList(
             _Affine(params[f"layers.{i}.weight"], params[f"layers.{i}.bias"]) for i in range(len(widths) - 1)

@@ -10,7 +10,8 @@ PyTorch twin's, in the same order: ``linpath.flatten``, ``assign``, ``interpolat
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -29,10 +30,29 @@ class NativeBacked(nn.Module):
     parameters (or raises when that cannot be done).
     """
 
-    def _attach_native(self, handle: Any) -> None:
-        """Keeps the native model and its ``(name, tensor)`` handles (call once, in ``__init__``)."""
-        self.__dict__["_native_handle"] = handle
+    def _attach_native(self, factory: Callable[[], Any]) -> None:
+        """Builds the native model with ``factory`` (which may draw from libtorch's global RNG: the
+        RNG is put back) and keeps it, its ``(name, tensor)`` handles and the factory, which
+        :meth:`__deepcopy__` calls again. Call once, in ``__init__``."""
+        rng = torch.random.get_rng_state()
+        try:
+            handle = factory()
+        finally:
+            torch.random.set_rng_state(rng)
+        self.__dict__.update(_native_factory=factory, _native_handle=handle)
         self.__dict__["_native_tensors"] = handle.named_parameters()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> NativeBacked:
+        """An independent copy (``copy.deepcopy``): the Python state deep-copied, a new native model
+        built, and that model pointed at the copied parameters."""
+        clone = type(self).__new__(type(self))
+        memo[id(self)] = clone
+        for key, value in self.__dict__.items():
+            if key not in _NATIVE_KEYS:
+                clone.__dict__[key] = copy.deepcopy(value, memo)
+        clone._attach_native(self._native_factory)
+        clone._sync_parameters()
+        return clone
 
     @property
     def _native(self) -> Any:
@@ -64,6 +84,9 @@ class NativeBacked(nn.Module):
                 )
             with torch.no_grad():
                 native.set_(param.detach())  # the Rust model now reads and writes the module's tensor
+
+
+_NATIVE_KEYS = ("_native_factory", "_native_handle", "_native_tensors")
 
 
 def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -105,11 +128,8 @@ class NativeModel(NativeBacked):
 
     def __init__(self, config: Mapping[str, Any], seed: int = 0) -> None:
         super().__init__()
-        rng = torch.random.get_rng_state()  # the native constructor draws from libtorch's global RNG
-        try:
-            self._attach_native(_linpath.NativeNet(self.kind, dict(config)))
-        finally:
-            torch.random.set_rng_state(rng)
+        kind, config = self.kind, dict(config)  # not self: a copy's factory must not keep this model alive
+        self._attach_native(lambda: _linpath.NativeNet(kind, config))
         native_params = self._native_tensors
         for name, tensor in native_params:
             _attach(self, name, tensor)
