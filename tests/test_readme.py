@@ -28,3 +28,15 @@ def test_readme_commands_are_make_targets_and_ci_runs_make_test():
         assert re.search(rf"^{target}:", makefile, flags=re.M), target
     assert "make demo" in README and "make test" in README
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_submodules_the_readme_names_are_reachable_after_import_linpath():
+    import subprocess
+    import sys
+
+    code = (
+        "import linpath; "
+        "print(linpath.views.pca_plane, linpath.experiments.reproduce, linpath.plotting.plot_sweep, "
+        "linpath.datasets.mnist, linpath.models.MLP)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

@@ -19,7 +19,8 @@ Quick start::
 # wheel and has no RPATH of its own, so torch's shared libraries have to be loaded first.
 import torch  # noqa: F401  (import order matters; see above)
 
-from . import _linpath
+# The submodules too, so that e.g. ``linpath.views.pca_plane(...)`` works after ``import linpath``.
+from . import _linpath, datasets, experiments, models, plotting, views
 from .params import ParamVector, assign, flatten
 from .sweep import Sweep, interpolate
 from .train import TrainResult, train
@@ -36,8 +37,13 @@ __all__ = [
     "TrajectoryRecorder",
     "__version__",
     "assign",
+    "datasets",
+    "experiments",
     "flatten",
     "interpolate",
+    "models",
+    "plotting",
     "project",
     "train",
+    "views",
 ]
