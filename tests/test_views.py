@@ -124,3 +124,31 @@ def test_the_3d_plots_draw():
     with pytest.raises(ValueError, match="coords must be"):
         plot_iterates_3d(plane.coords, rng.normal(size=5), ax)
     plt.close("all")
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1.0, 1e200])
+def test_pca_plane_is_accurate_at_any_scale(scale):
+    rng = np.random.default_rng(5)
+    basis = np.linalg.qr(rng.normal(size=(30, 2)))[0].T  # an orthonormal plane
+    on_plane = rng.normal(size=(6, 2)) @ basis  # every checkpoint lies on it
+    off = rng.normal(size=(6, 30)) * 1e-3
+    points = on_plane + off
+    plane = pca_plane(_trajectory(points * scale))
+    reference = pca_plane(_trajectory(points))
+    np.testing.assert_allclose(plane.residuals, reference.residuals * scale, rtol=1e-9)
+    np.testing.assert_allclose(plane.explained, reference.explained, rtol=1e-12)
+    # The reference against NumPy's SVD of the same displacements, residuals computed directly.
+    d = points - points[-1]
+    _, _, vt = np.linalg.svd(d, full_matrices=False)
+    residual = np.linalg.norm(d - d @ vt[:2].T @ vt[:2], axis=1)
+    np.testing.assert_allclose(reference.residuals, residual, rtol=1e-9, atol=1e-15)
+    exact = pca_plane(_trajectory(on_plane))  # exactly coplanar: residuals are rounding noise only
+    assert exact.residuals.max() < 1e-13 * np.abs(on_plane).max()
+
+
+def test_coordinates_take_integer_indices_only():
+    traj = _trajectory(np.random.default_rng(3).normal(size=(3, 4)))
+    with pytest.raises(TypeError, match="indices must be integers"):
+        coordinates(traj, [0.7])
+    with pytest.raises(TypeError, match="indices must be integers"):
+        coordinates(traj, [True])

@@ -76,7 +76,9 @@ def extreme_coordinates(trajectory: Trajectory | TrajectoryRecorder, count: int 
 def coordinates(trajectory: Trajectory | TrajectoryRecorder, indices: Sequence[int]) -> np.ndarray:
     """The values of the parameters at ``indices`` at every checkpoint: ``[checkpoints, len(indices)]``."""
     trajectory = _checkpoints(trajectory)
-    index = np.asarray(indices, dtype=np.int64)
+    index = np.asarray(indices)
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"indices must be integers, got {index.dtype} values")
     if index.ndim != 1 or ((index < 0) | (index >= trajectory.numel)).any():
         raise ValueError(f"indices must be a 1-D list of parameter indices in [0, {trajectory.numel})")
     return np.stack([_flat64(c)[index] for c in trajectory])
@@ -147,26 +149,28 @@ def pca_plane(trajectory: Trajectory | TrajectoryRecorder, reference: str = "fin
             "record fewer checkpoints"
         )
     stacked = torch.stack([torch.from_numpy(_flat64(c)) for c in trajectory])
+    if not bool(torch.isfinite(stacked).all()):
+        raise ValueError("the trajectory has NaN or infinite values; there is no plane to fit")
     origin = stacked[-1] if reference == "final" else stacked.mean(dim=0)
-    displacements = stacked - origin
-    gram = displacements @ displacements.T
-    eigenvalues, eigenvectors = torch.linalg.eigh(gram)
+    # In units of the largest displacement, so that squares neither overflow nor underflow.
+    scale = float((stacked - origin).abs().max())
+    unit = (stacked - origin) / (scale if scale > 0 else 1.0)
+    eigenvalues, eigenvectors = torch.linalg.eigh(unit @ unit.T)
     top = torch.argsort(eigenvalues, descending=True)[:2]
     lam = eigenvalues[top].clamp_min(0)
     # Relative to the largest: rounding leaves ~1e-16·λ1 in the second eigenvalue of a line's Gram matrix.
     if float(lam[1]) <= PLANE_RTOL * float(lam[0]):
         raise ValueError("the trajectory spans fewer than two directions; there is no plane to fit")
-    directions = (displacements.T @ eigenvectors[:, top]) / lam.sqrt()
-    coords = displacements @ directions
-    squared = (displacements**2).sum(dim=1)
-    residuals = (squared - (coords**2).sum(dim=1)).clamp_min(0).sqrt()
-    total = float(squared.sum())
+    directions = (unit.T @ eigenvectors[:, top]) / lam.sqrt()
+    coords = unit @ directions
+    # Off the plane directly (not as sqrt(‖x‖² − ‖c‖²), which keeps only half the digits).
+    residuals = torch.linalg.vector_norm(unit - coords @ directions.T, dim=1)
     return Plane(
         reference=origin.numpy(),
         directions=directions.T.contiguous().numpy(),
-        coords=coords.numpy(),
-        residuals=residuals.numpy(),
-        explained=float(lam.sum()) / total if total > 0 else 1.0,
+        coords=(coords * scale).numpy(),
+        residuals=(residuals * scale).numpy(),
+        explained=float(lam.sum()) / float((unit**2).sum()),
         steps=np.asarray(trajectory.steps),
     )
 
