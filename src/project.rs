@@ -221,7 +221,8 @@ pub fn summarize(points: &[PointProjection], direction_norm: f64) -> Summary {
         return Summary { path_length: f64::NAN, max_residual: f64::NAN, explained: f64::NAN };
     }
     let path_length =
-        points.windows(2).map(|w| (w[1].coordinate - w[0].coordinate).abs()).sum::<f64>() * direction_norm;
+        // A fold from +0.0: `sum` of no steps (one checkpoint) would start from, and give, -0.0.
+        points.windows(2).map(|w| (w[1].coordinate - w[0].coordinate).abs()).fold(0.0, |a, b| a + b) * direction_norm;
     let max_residual = points.iter().map(|p| p.residual).fold(0.0, f64::max);
     let along: f64 = points.iter().map(|p| (p.coordinate * direction_norm).powi(2)).sum();
     let total: f64 = points.iter().map(|p| p.displacement.powi(2)).sum();

@@ -480,15 +480,6 @@ def test_summary_of_points_that_are_not_finite_is_nan(bad):
         assert np.isnan([proj.path_length, proj.max_residual, proj.explained]).all()
 
 
-def test_empty_trajectory_projects_to_empty_arrays():
-    model = Params([(4,)])
-    recorder = linpath.TrajectoryRecorder(model)
-    rng = np.random.default_rng(13)
-    proj = linpath.project(recorder, rng.standard_normal(4), rng.standard_normal(4))
-    assert proj.coordinate.shape == proj.residual.shape == proj.steps.shape == (0,)
-    assert proj.path_length == 0 and proj.max_residual == 0
-
-
 # --- bad input ----------------------------------------------------------------------------------------
 
 
@@ -771,3 +762,26 @@ def test_two_gigabyte_file_projects_in_bounded_memory(tmp_path):
     # import linpath (i.e. torch) alone takes about 0.5 GB; the projection must add less than 500 MB
     # (it streams: a fully loaded file would add 2 GB, or 4 GB as float64).
     assert during - baseline < 500e6, f"projecting took {(during - baseline) / 1e6:.0f} MB over the import"
+
+
+def test_an_empty_trajectory_is_refused_and_one_checkpoint_travels_zero():
+    model = nn.Linear(3, 2)
+    recorder = linpath.TrajectoryRecorder(model)
+    ends = (linpath.flatten(model), linpath.flatten(nn.Linear(3, 2)))
+    with pytest.raises(ValueError, match="no checkpoints to project"):
+        linpath.project(recorder, *ends)
+    recorder.record()
+    proj = linpath.project(recorder, *ends)
+    assert proj.path_length == 0.0 and math.copysign(1.0, proj.path_length) == 1.0
+
+
+def test_project_refuses_the_endpoints_every_sweep_refuses():
+    model = nn.Linear(3, 2)
+    recorder = linpath.TrajectoryRecorder(model)
+    recorder.record()
+    bad = linpath.flatten(model).tensor.clone()
+    bad[4] = float("nan")
+    with pytest.raises(ValueError, match=r"end contains NaN or infinite values \('weight'\[4\]"):
+        linpath.project(recorder, model, bad)
+    with pytest.raises(ValueError, match="meta device"):
+        linpath.project(recorder, model, nn.Linear(3, 2, device="meta"))

@@ -776,3 +776,11 @@ def test_a_recorder_in_a_missing_folder_is_a_file_not_found_error_naming_the_fol
     with pytest.raises(FileNotFoundError) as info:
         linpath.TrajectoryRecorder(nn.Linear(3, 2), missing / "run.lpt")
     assert info.value.errno == errno.ENOENT and str(missing) in str(info.value)
+
+
+def test_a_bool_is_not_a_checkpoint_index():
+    recorder = linpath.TrajectoryRecorder(nn.Linear(2, 2))
+    recorder.record()
+    recorder.record()
+    with pytest.raises(TypeError, match="trajectory indices must be integers"):
+        recorder.trajectory[True]

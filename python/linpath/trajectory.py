@@ -16,7 +16,8 @@ from torch import nn
 from . import _linpath
 from ._checks import I64_END, integer
 from ._guard import check_free
-from .params import ParamVector, as_vector, dtype_name, named_parameters
+from ._validate import line_endpoints
+from .params import ParamVector, dtype_name, named_parameters
 
 _STORE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -57,7 +58,7 @@ class Trajectory:
         return len(self._store)
 
     def __getitem__(self, index: int) -> ParamVector:
-        if not isinstance(index, int | np.integer):
+        if not isinstance(index, int | np.integer) or isinstance(index, bool):
             raise TypeError(f"trajectory indices must be integers, not {type(index).__name__}")
         n = len(self)
         i = int(index) + n if index < 0 else int(index)
@@ -278,9 +279,11 @@ def project(trajectory: Trajectory | TrajectoryRecorder, start: Any, end: Any) -
         trajectory = trajectory.trajectory
     if not isinstance(trajectory, Trajectory):
         raise TypeError(f"expected a linpath.Trajectory, got {type(trajectory).__name__}")
-    names, shapes = trajectory.names, trajectory.shapes
-    theta0 = _as_float64(as_vector(start, names, shapes, "start"))
-    theta1 = _as_float64(as_vector(end, names, shapes, "end"))
+    if len(trajectory) == 0:
+        raise ValueError("the trajectory has no checkpoints to project")
+    theta0, theta1 = (
+        t.numpy() for t in line_endpoints(trajectory.names, trajectory.shapes, start, end, "cpu")
+    )
     direction = theta1 - theta0
     coordinate, residual, displacement = _linpath.project_store(trajectory._store, theta0, direction)
     # Every checkpoint was checked while projecting, so reading the steps costs nothing more.
@@ -310,7 +313,3 @@ def _warn_non_finite(bad: np.ndarray, steps: np.ndarray) -> None:
             RuntimeWarning,
             stacklevel=3,
         )
-
-
-def _as_float64(vec: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray(vec.detach().to("cpu", torch.float64).numpy())
