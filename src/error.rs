@@ -46,6 +46,13 @@ impl From<tch::TchError> for Error {
     }
 }
 
+/// libtorch's message without the C++ stack trace and the Python frames it appends (users get the
+/// first lines, which say what went wrong).
+pub fn without_trace(msg: &str) -> &str {
+    let cut = ["\nException raised from", "\nframe #", "\nAt:\n"].iter().filter_map(|m| msg.find(m)).min();
+    msg[..cut.unwrap_or(msg.len())].trim_end()
+}
+
 /// The crate's result type.
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -64,6 +71,15 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn libtorch_traces_are_cut_from_messages() {
+        let raw = "libtorch: Internal torch error: shapes differ\nException raised from foo at bar.cpp:12\nframe #0: x";
+        assert_eq!(without_trace(raw), "libtorch: Internal torch error: shapes differ");
+        let py = "libtorch: bad value\n\nAt:\n  file.py(3): f\n";
+        assert_eq!(without_trace(py), "libtorch: bad value");
+        assert_eq!(without_trace("plain message"), "plain message");
+    }
     use tch::{Device, Kind, Tensor};
 
     #[test]

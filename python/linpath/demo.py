@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import datasets
+from ._checks import U64_END, integer
 from ._io import save_json, temp_path
 from .engines import evaluate_pair
 from .sweep import Sweep, interpolate
@@ -169,6 +170,7 @@ def summarize(
 
 def run(cfg: DemoConfig) -> dict[str, Any]:
     """Runs the demo and writes its files to ``cfg.out``; returns the summary."""
+    integer("seed", cfg.seed, 0, U64_END)
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     cfg.out.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ impl From<Error> for PyErr {
                 PyOSError::new_err((source.raw_os_error().unwrap_or(0), source.to_string(), path))
             }
             Error::OutOfMemory(_) => PyMemoryError::new_err(msg),
-            Error::Torch(_) => PyRuntimeError::new_err(msg),
+            Error::Torch(_) => PyRuntimeError::new_err(crate::error::without_trace(&msg).to_string()),
         }
     }
 }
