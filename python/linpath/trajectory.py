@@ -280,7 +280,8 @@ def project(trajectory: Trajectory | TrajectoryRecorder, start: Any, end: Any) -
     if not isinstance(trajectory, Trajectory):
         raise TypeError(f"expected a linpath.Trajectory, got {type(trajectory).__name__}")
     if len(trajectory) == 0:
-        raise ValueError("the trajectory has no checkpoints to project")
+        where = f" {str(trajectory.path)!r}" if trajectory.path else ""
+        raise ValueError(f"the trajectory{where} has no checkpoints to project")
     theta0, theta1 = (
         t.numpy() for t in line_endpoints(trajectory.names, trajectory.shapes, start, end, "cpu")
     )
