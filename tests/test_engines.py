@@ -363,3 +363,38 @@ def test_a_dataloader_of_single_examples_is_a_clear_error(make_mlp, make_data):
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=None)
     with pytest.raises(ValueError, match="batch 0 holds a single example"):
         linpath.interpolate(make_mlp(0), make_mlp(0), make_mlp(1), loader, progress=False)
+
+
+class RotaryLike(nn.Module):
+    """BatchNorm plus a non-persistent float buffer (never in a state_dict, like a rotary inv_freq)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.bn, self.out = nn.Linear(5, 8), nn.BatchNorm1d(8), nn.Linear(8, 3)
+        self.register_buffer("scale", torch.tensor(1.0), persistent=False)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.bn(self.fc(x)) * self.scale))
+
+
+def rotary_like(seed, shift):
+    torch.manual_seed(seed)
+    model = RotaryLike().train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(64, 5) + shift)
+    return model.eval()
+
+
+def test_state_dict_endpoints_interpolate_buffers_despite_non_persistent_ones():
+    start, end = rotary_like(0, 0.0), rotary_like(1, 2.0)
+    g = torch.Generator().manual_seed(4)
+    x, y = torch.randn(100, 5, generator=g), torch.randint(0, 3, (100,), generator=g)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every persistent buffer is carried: no warning
+        sweep = linpath.interpolate(
+            rotary_like(0, 0.0), start.state_dict(), end.state_dict(), (x, y), alphas=GRID, progress=False
+        )
+    assert sweep.meta["buffers_interpolated"]
+    want = reference_losses(lambda: rotary_like(0, 0.0), start, end, (x, y), GRID)
+    np.testing.assert_allclose(sweep.values["data"]["loss"], want, rtol=1e-5)

@@ -178,56 +178,71 @@ def loss_and_error(model: nn.Module, pair: tuple[torch.Tensor, torch.Tensor]) ->
     return values["loss"], values["error"]
 
 
-def _endpoint_buffers(obj: Any, names: list[str], shapes: list[tuple[int, ...]]) -> list[torch.Tensor] | None:
-    """The float buffers carried by an endpoint (a module or state_dict), or None."""
+def _carried(obj: Any) -> Mapping[str, Any]:
+    """The named tensors an endpoint carries besides parameters: a module's buffers, a state_dict's
+    entries; nothing for a vector."""
     if isinstance(obj, nn.Module):
-        obj = dict(obj.named_buffers())
-    if not isinstance(obj, Mapping) or not names or any(n not in obj for n in names):
-        return None
-    tensors = [obj[n] for n in names]
-    if [tuple(t.shape) for t in tensors] != shapes:
-        return None
-    return tensors
+        return dict(obj.named_buffers())
+    return obj if isinstance(obj, Mapping) else {}
+
+
+def _persistent(model: nn.Module, name: str) -> bool:
+    """True when buffer ``name`` belongs in the model's state_dict (non-persistent buffers never do)."""
+    owner, _, leaf = name.rpartition(".")
+    return leaf not in model.get_submodule(owner)._non_persistent_buffers_set
+
+
+def buffer_ends(
+    model: nn.Module, start: Any, end: Any
+) -> tuple[list[str], list[torch.Tensor], list[Any], list[Any]]:
+    """The model's float buffers that both endpoints carry (same shape), with their values at each
+    end: ``(names, buffers, at_start, at_end)``. A persistent float buffer that an endpoint lacks is
+    used as the model holds it, at every α, and a warning names it; non-persistent buffers (never
+    in a state_dict) are left alone silently."""
+    names, bufs = float_buffers(model)
+    ends = (_carried(start), _carried(end))
+    both = [
+        k
+        for k, (n, b) in enumerate(zip(names, bufs, strict=True))
+        if all(
+            n in e and isinstance(e[n], torch.Tensor) and tuple(e[n].shape) == tuple(b.shape) for e in ends
+        )
+    ]
+    missing = [n for k, n in enumerate(names) if k not in both and _persistent(model, n)]
+    if missing:
+        warnings.warn(
+            f"start and end do not both carry the model's floating-point buffers {missing[:4]}"
+            f"{' ...' if len(missing) > 4 else ''} (e.g. BatchNorm statistics; pass modules or state_dicts "
+            "to interpolate them); the model's current values of those are used at every alpha",
+            stacklevel=5,  # buffer_ends <- _lines <- module_sweep <- interpolate <- the caller
+        )
+    kept = [names[k] for k in both]
+    return kept, [bufs[k] for k in both], [ends[0][n] for n in kept], [ends[1][n] for n in kept]
 
 
 def _lines(
     model: nn.Module, start: Any, end: Any, device: torch.device
 ) -> tuple[list[tuple[Any, list[torch.Tensor]]], tuple[torch.Tensor, torch.Tensor]]:
-    """A native Line for the parameters, and one for the float buffers when both endpoints carry
-    them; and the parameters' θ0 and θ1 as flat float64 vectors (checked, see linpath._validate)."""
+    """A native Line for the parameters, and one for the float buffers both endpoints carry; and
+    the parameters' θ0 and θ1 as flat float64 vectors (checked, see linpath._validate)."""
     names, params = named_parameters(model)
     t0, t1 = line_endpoints(names, [tuple(p.shape) for p in params], start, end, device)
     lines = [(_linpath.Line(t0, t1), params)]
-    buf_names, bufs = float_buffers(model)
-    buf_shapes = [tuple(b.shape) for b in bufs]
-    b0, b1 = (_endpoint_buffers(e, buf_names, buf_shapes) for e in (start, end))
-    if b0 is not None and b1 is not None:
-        flat0, flat1 = line_endpoints(
-            buf_names,
-            buf_shapes,
-            dict(zip(buf_names, b0, strict=True)),
-            dict(zip(buf_names, b1, strict=True)),
-            device,
-        )
+    buf_names, bufs, b0, b1 = buffer_ends(model, start, end)
+    if bufs:
+        shapes = [tuple(b.shape) for b in bufs]
+        ends = (dict(zip(buf_names, b, strict=True)) for b in (b0, b1))
+        flat0, flat1 = line_endpoints(buf_names, shapes, *ends, device)
         lines.append((_linpath.Line(flat0, flat1), bufs))
-    elif bufs:
-        warnings.warn(
-            "the model has floating-point buffers (e.g. BatchNorm statistics) but start and end do not both "
-            "carry them (pass modules or state_dicts to interpolate them); the model's current buffers are "
-            "used at every alpha",
-            stacklevel=4,  # _lines <- module_sweep <- interpolate <- the caller
-        )
     return lines, (t0, t1)
 
 
 def negative_variance_alphas(model: nn.Module, start: Any, end: Any, alphas: list[float]) -> list[float]:
     """The α among ``alphas`` where an interpolated BatchNorm ``running_var`` has a negative entry
     (a line through two valid variances leaves [0, ∞) outside [0, 1])."""
-    names, bufs = float_buffers(model)
-    shapes = [tuple(b.shape) for b in bufs]
-    b0, b1 = (_endpoint_buffers(e, names, shapes) for e in (start, end))
-    if b0 is None or b1 is None:
-        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the sweep has already said which buffers it left alone
+        names, _, b0, b1 = buffer_ends(model, start, end)
     pairs = [
         (x.detach().double().cpu(), y.detach().double().cpu())
         for n, x, y in zip(names, b0, b1, strict=True)
