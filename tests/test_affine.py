@@ -202,8 +202,21 @@ def halved(model):
     return model
 
 
+def max_normed(model):
+    """``model`` whose input layer has a forward pre-hook that renormalises its weight rows."""
+
+    def renorm(layer, inputs):
+        with torch.no_grad():
+            layer.weight.copy_(torch.renorm(layer.weight, 2, 0, 0.5))
+
+    model[0].register_forward_pre_hook(renorm)
+    return model
+
+
 @pytest.mark.parametrize(
-    "make", [lambda s: net(s, MaskedLinear), lambda s: halved(net(s))], ids=["subclass", "patched"]
+    "make",
+    [lambda s: net(s, MaskedLinear), lambda s: halved(net(s)), lambda s: max_normed(net(s))],
+    ids=["subclass", "patched", "pre-hook"],
 )
 def test_layers_with_a_forward_of_their_own_run_as_written(make, make_data, monkeypatch):
     """z0 + α·dz is only what torch's own Linear/Conv forward computes: a subclass's own forward or a

@@ -8,7 +8,7 @@ the layer's matrix product. Everything else in the model runs as written.
 
 A layer is served from the cache only when all of these hold; otherwise it runs normally:
 it is an ``nn.Linear`` or ``nn.Conv1d/2d/3d`` running torch's own forward (not a subclass's own, not
-one patched onto the instance, not parametrized) whose weight and bias are
+one patched onto the instance, no forward pre-hook, not parametrized) whose weight and bias are
 parameters of the swept model; it is called on the very tensor the engine passed to the model;
 the batch comes from an ``(X, Y)`` pair (the same rows at every α); α is not 0 or 1 (there the
 layer runs as written, so the endpoints equal a direct evaluation bit for bit) and fits in float32;
@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules import module as module_hooks
 from torch.nn.utils import parametrize
 
 #: Largest total size of the cached z0 and dz tensors (per sweep); beyond it layers run normally.
@@ -37,9 +38,14 @@ _FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 def _runs_torchs_own_forward(m: nn.Module) -> bool:
     """True for an ``nn.Linear``/``nn.ConvNd`` (or a subclass) that computes exactly what torch's
     class does: a subclass's own forward (masking, fake quantisation, weight standardisation, ...)
-    or a forward patched onto the instance would be bypassed by z0 + α·dz, so those run as written."""
+    or a forward patched onto the instance would be bypassed by z0 + α·dz, and so would a forward
+    pre-hook: those run as written."""
     base = next((cls for cls in _LAYERS if isinstance(m, cls)), None)
     if base is None or "forward" in m.__dict__ or type(m).forward is not base.forward:
+        return False
+    # A forward pre-hook may change the inputs or the weights (a max-norm constraint, pruning) before
+    # the layer runs; z0 and dz would not see that.
+    if m._forward_pre_hooks or module_hooks._global_forward_pre_hooks:
         return False
     return base is nn.Linear or type(m)._conv_forward is base._conv_forward
 
