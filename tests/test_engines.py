@@ -398,3 +398,21 @@ def test_state_dict_endpoints_interpolate_buffers_despite_non_persistent_ones():
     assert sweep.meta["buffers_interpolated"]
     want = reference_losses(lambda: rotary_like(0, 0.0), start, end, (x, y), GRID)
     np.testing.assert_allclose(sweep.values["data"]["loss"], want, rtol=1e-5)
+
+
+def test_models_with_their_own_objective_are_never_scored_by_another():
+    """An MP-DBM's J is its multi-prediction objective, which only the native engine computes; a
+    DataLoader split (or engine='module') used to turn it into the cross-entropy of log Q."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from linpath.models import MPDBM
+
+    a, b = MPDBM(12, 6, 5, 3, mf_steps=3, seed=1), MPDBM(12, 6, 5, 3, mf_steps=3, seed=2)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(40, 12, generator=g), torch.randint(0, 3, (40,), generator=g)
+    loader = DataLoader(TensorDataset(x, y), batch_size=10)
+    for data, engine in (({"pair": (x, y), "loader": loader}, "auto"), ((x, y), "module")):
+        with pytest.raises(ValueError, match="scored by its own objective"):
+            linpath.interpolate(a, a, b, data, alphas=[0.0, 1.0], engine=engine, progress=False)
+    native = linpath.interpolate(a, a, b, (x, y), alphas=[0.0, 1.0], progress=False)
+    assert native.values["data"]["loss"][0] == pytest.approx(a.evaluate(x, y)[0], rel=1e-6)

@@ -360,6 +360,20 @@ def native_eligible(model: nn.Module, splits: Mapping[str, Split], loss: LossFn 
     return isinstance(model, NativeModel) and all(s.is_pair for s in splits.values())
 
 
+def check_generic_objective(model: nn.Module) -> None:
+    """ValueError for a linpath model whose J is not the cross-entropy of its outputs (the MP-DBM,
+    the language model) about to be scored by the module engine's default loss: the values would be
+    another quantity than the native sweep's, depending on how the data was passed."""
+    from .models import NativeModel
+
+    if isinstance(model, NativeModel) and not model.objective_is_cross_entropy:
+        raise ValueError(
+            f"a linpath {type(model).__name__} is scored by its own objective, which only the native engine "
+            "computes: pass every split as an (X, Y) pair of tensors (not a DataLoader), or pass loss= to "
+            "score its outputs another way"
+        )
+
+
 def _native_pair(model: nn.Module, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
     """The split's ``(X, Y)`` as the native model takes them (CPU, its input dtype, int64 targets)."""
     from .models import MLP

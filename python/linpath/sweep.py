@@ -22,6 +22,7 @@ from .engines import (
     DEFAULT_LOSS,
     PRECISIONS,
     LossFn,
+    check_generic_objective,
     check_indices,
     module_sweep,
     native_eligible,
@@ -475,6 +476,8 @@ def interpolate(
     if loss is not None and not callable(loss):
         raise TypeError(f"loss must be callable, got {type(loss).__name__}")
     engine = _check_engine(engine, precision, native_eligible(model, splits, loss))
+    if engine == "module" and loss is None:
+        check_generic_objective(model)
 
     # A bf16 sweep is re-evaluated in float32 at a few α (in the same native pass when it can be).
     passes = [(grid, precision)]

@@ -80,6 +80,7 @@ class LSTMLanguageModel(NativeModel):
 
     kind: ClassVar[str] = "lstm"
     input_dtype: ClassVar[torch.dtype] = torch.int64
+    objective_is_cross_entropy = False  # per-word cross-entropy over [n, T] windows
 
     def __init__(
         self,

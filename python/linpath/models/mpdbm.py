@@ -73,6 +73,7 @@ class MPDBM(NativeModel):
     """
 
     kind = "mpdbm"
+    objective_is_cross_entropy = False  # J is its own objective (see the class docstring)
 
     def __init__(
         self,

@@ -121,10 +121,14 @@ class NativeModel(NativeBacked):
     Class attributes:
         kind: The native model kind.
         input_dtype: The dtype inputs are converted to for training and evaluation.
+        objective_is_cross_entropy: Whether the model's objective J is the mean cross-entropy of
+            ``forward``'s ``[n, classes]`` outputs, so that a generic evaluation (the module engine's
+            default loss) measures the same J as the native one.
     """
 
     kind: ClassVar[str] = ""
     input_dtype: ClassVar[torch.dtype] = torch.float32
+    objective_is_cross_entropy: ClassVar[bool] = True
 
     def __init__(self, config: Mapping[str, Any], seed: int = 0) -> None:
         super().__init__()
