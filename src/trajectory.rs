@@ -34,7 +34,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions, Permissions};
 use std::io;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -366,9 +366,18 @@ impl TrajectoryStore {
     /// With `writable`, later [`append`](Self::append)s extend the file; a version-1 file
     /// (which has no checksums) is refused then, so that no file mixes the two formats.
     pub fn open(path: &Path, allow_partial: bool, writable: bool) -> Result<Self> {
-        let file =
-            OpenOptions::new().read(true).write(writable).open(path).map_err(|e| Error::io(path, e))?;
-        let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        // Non-blocking: a FIFO opens at once (and is refused below) instead of waiting for a writer.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+        if !meta.is_file() {
+            return Err(Error::corrupt(path, "not a regular file (a directory, device or pipe)"));
+        }
+        let file_len = meta.len();
         let (layout, dtype, data_start, version) = decode_header(path, &file, file_len)?;
         if writable && version != FORMAT_VERSION {
             return Err(Error::InvalidArgument(format!(

@@ -3,6 +3,7 @@
 import fcntl
 import os
 import re
+import stat
 import subprocess
 import sys
 import threading
@@ -225,3 +226,34 @@ def test_temp_path_is_unpredictable_and_removes_dead_writers_leftovers(tmp_path)
     for p in names:
         assert p.parent == tmp_path and not p.exists()
         assert re.fullmatch(rf"\.trajectory\.lpt\.{os.getpid()}\.[0-9a-f]{{16}}\.tmp", p.name)
+
+
+def _sweep():
+    return Sweep(np.array([0.0, 1.0]), {"a": {"loss": np.array([1.0, 2.0])}})
+
+
+def test_pipes_and_directories_are_never_replaced_or_read(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="is not a regular file"):
+        _sweep().save(fifo)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still the pipe
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ValueError, match="is not a regular file"):
+        _sweep().save(tmp_path / "folder")
+    with pytest.raises(ValueError, match="names a directory"):
+        _sweep().save(f"{tmp_path}/new/")
+    for path in (fifo, "/dev/zero"):  # a pipe would block forever, /dev/zero never ends
+        with pytest.raises(ValueError, match="is not a regular file"):
+            Sweep.load(path)
+        with pytest.raises(ValueError, match="not a regular file"):
+            linpath.Trajectory.open(path)
+
+
+def test_replacing_a_file_keeps_its_permissions(tmp_path):
+    path = tmp_path / "private.npz"
+    _sweep().save(path)
+    os.chmod(path, 0o600)
+    _sweep().save(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert Sweep.load(path) == _sweep()

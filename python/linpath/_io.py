@@ -30,15 +30,22 @@ def atomic_write(path: str | os.PathLike[str], *, text: bool = False) -> Iterato
     """Yields a new, unnamed or exclusive temporary file beside ``path``; on success it replaces
     ``path`` in one step (a symlink at ``path`` is replaced itself, never followed).
 
-    The file gets the usual permissions (0666 less the umask). On any error (or Ctrl-C) the
-    temporary file is removed and ``path`` is left untouched. Text is written as UTF-8.
+    A new file gets the usual permissions (0666 less the umask); a regular file that is replaced
+    keeps its own. A ``path`` that is a directory, device or pipe is refused (ValueError). On any
+    error (or Ctrl-C) the temporary file is removed and ``path`` is left untouched. Text is written
+    as UTF-8.
     """
+    if os.fspath(path).endswith(os.sep):
+        raise ValueError(f"{os.fspath(path)!r} names a directory; give the path of a file")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
+        mode = _existing_mode(dir_fd, target)
         _remove_stale_temps(dir_fd, target.name)
         fd, tmp = _create_temp(dir_fd, target.name)
+        if mode is not None:
+            os.fchmod(fd, mode)  # replacing a file keeps its permissions (a private file stays private)
         try:
             with os.fdopen(fd, "w" if text else "wb", encoding="utf-8" if text else None) as f:
                 yield f
@@ -57,6 +64,37 @@ def atomic_write(path: str | os.PathLike[str], *, text: bool = False) -> Iterato
             os.fsync(dir_fd)  # the rename itself survives a power cut
     finally:
         os.close(dir_fd)
+
+
+def open_regular(path: str | os.PathLike[str]) -> IO[bytes]:
+    """``path`` opened for reading in binary, if it is a regular file: a pipe, device or directory
+    is refused with ValueError at once (reading one could block forever or never end)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO opens without a writer
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{os.fspath(path)} is not a regular file (a directory, device or pipe)")
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def _existing_mode(dir_fd: int, target: Path) -> int | None:
+    """The permission bits of the regular file at ``target``, or None where there is none (or a
+    symlink, which is replaced itself). Anything else (a device, a pipe, a directory) is refused:
+    replacing it is never what a user saving results meant."""
+    try:
+        st = os.stat(target.name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(
+            f"{target} exists and is not a regular file (a directory, device or pipe); choose another path"
+        )
+    return stat.S_IMODE(st.st_mode)
 
 
 def temp_path(path: str | os.PathLike[str]) -> Path:

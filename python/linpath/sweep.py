@@ -16,7 +16,7 @@ from numpy.lib import format as npy_format
 from torch import nn
 
 from . import _linpath
-from ._io import atomic_write
+from ._io import atomic_write, open_regular
 from .data import Split, as_splits
 from .engines import (
     DEFAULT_LOSS,
@@ -265,7 +265,7 @@ class Sweep:
             ValueError: If the file is not a saved linpath Sweep, or is damaged.
         """
         try:
-            with open(path, "rb") as file, zipfile.ZipFile(file) as z:
+            with open_regular(path) as file, zipfile.ZipFile(file) as z:
                 archive = _Archive(z, os.fstat(file.fileno()).st_size)
                 splits, index, meta = _parse_header(archive.text("header"))
                 alphas = archive.floats("alphas", None)
