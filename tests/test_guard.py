@@ -145,3 +145,19 @@ def test_training_and_sweeping_one_model_refuse_each_other(make_data):
             model, model, MLP([20, 64, 10], seed=1), (x, y), loss=training_loss, progress=False
         )
     assert torch.equal(trained.final.tensor, linpath.flatten(model).tensor)
+
+
+def test_assigning_or_flattening_a_model_while_linpath_sweeps_it_is_refused(make_mlp, make_data):
+    model = make_mlp(0)
+    for call, action in (
+        (lambda: linpath.assign(model, linpath.flatten(make_mlp(2))), "assign to the model"),
+        (lambda: linpath.flatten(model), "flatten the model"),
+    ):
+
+        def loss(out, y, call=call):
+            call()
+            return F.cross_entropy(out, y)
+
+        with pytest.raises(RuntimeError, match=f"cannot {action}: linpath is sweeping"):
+            linpath.interpolate(model, make_mlp(0), make_mlp(1), make_data(30, 1), loss=loss, progress=False)
+        assert torch.equal(linpath.flatten(model).tensor, linpath.flatten(make_mlp(0)).tensor)

@@ -784,3 +784,16 @@ def test_a_bool_is_not_a_checkpoint_index():
     recorder.record()
     with pytest.raises(TypeError, match="trajectory indices must be integers"):
         recorder.trajectory[True]
+
+
+def test_a_recorder_follows_parameters_replaced_after_it_was_made():
+    model = nn.Linear(3, 2)
+    recorder = linpath.TrajectoryRecorder(model)
+    recorder.record(0)
+    model.load_state_dict({k: torch.full_like(v, 7.0) for k, v in model.state_dict().items()}, assign=True)
+    recorder.record(1)
+    assert torch.equal(recorder.trajectory[1].tensor, torch.full((8,), 7.0))
+    model.weight = nn.Parameter(torch.zeros(3, 3))  # another layout: refused, not recorded wrongly
+    with pytest.raises(ValueError, match="the model now: tensor 'weight' has shape"):
+        recorder.record(2)
+    assert len(recorder) == 2

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from . import _linpath
+from ._guard import check_free
 
 _DTYPE_NAMES = {
     torch.float16: "float16",
@@ -213,6 +214,8 @@ def flatten(
         ValueError: For an empty input or tensors on different devices.
     """
     names, tensors, named = _named_tensors(obj)
+    if isinstance(obj, nn.Module):
+        check_free(tensors, "flatten the model")  # a sweep's point, not the model's parameters
     dtype = _common_dtype(tensors) if dtype is None else dtype
     vec = _linpath.flatten_tensors(tensors, dtype_name(dtype))
     return ParamVector(vec, names, [tuple(t.shape) for t in tensors], named=named)
@@ -286,6 +289,13 @@ def assign(
         TypeError: If ``vec`` is not floating-point or not a supported type.
     """
     names, params = named_parameters(model)
+    check_free(params, "assign to the model")
+    write_vector(params, names, vec)
+
+
+def write_vector(params: Sequence[torch.Tensor], names: Sequence[str], vec: Any) -> None:
+    """:func:`assign` without the check that no linpath operation is using the model (for the
+    operations themselves, which hold it)."""
     vector = as_vector(vec, names, [tuple(p.shape) for p in params], "the vector")
     _linpath.assign_tensors(params, vector)
 

@@ -17,7 +17,7 @@ from . import _linpath
 from ._checks import I64_END, integer
 from ._guard import check_free
 from ._validate import line_endpoints
-from .params import ParamVector, dtype_name, named_parameters
+from .params import ParamVector, check_same_layout, dtype_name, named_parameters
 
 _STORE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -153,10 +153,12 @@ class TrajectoryRecorder:
         *,
         dtype: torch.dtype | None = None,
     ) -> None:
-        self._names, self._params = named_parameters(model)
-        shapes = [list(p.shape) for p in self._params]
+        self._model = model
+        self._names, params = named_parameters(model)
+        self._shapes = [tuple(p.shape) for p in params]
+        shapes = [list(s) for s in self._shapes]
         if dtype is None:
-            dtype = torch.float64 if all(p.dtype == torch.float64 for p in self._params) else torch.float32
+            dtype = torch.float64 if all(p.dtype == torch.float64 for p in params) else torch.float32
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"trajectories are stored as torch.float32 or torch.float64, not {dtype}")
         self._dtype = dtype_name(dtype)
@@ -175,10 +177,13 @@ class TrajectoryRecorder:
             The step number stored.
         """
         step = integer("step", len(self._store) if step is None else step, -I64_END, I64_END)
+        # Read afresh: load_state_dict(assign=True) or a new nn.Parameter replaces the tensors.
+        names, params = named_parameters(self._model)
+        check_same_layout(names, [tuple(p.shape) for p in params], self._names, self._shapes, "the model now")
         # A sweep in another thread writes its points into these very tensors: refuse to record those.
-        check_free(self._params, "record the model's parameters")
+        check_free(params, "record the model's parameters")
         with torch.no_grad():
-            vec = _linpath.flatten_tensors(self._params, self._dtype)
+            vec = _linpath.flatten_tensors(params, self._dtype)
         self._store.append(step, vec)
         return step
 

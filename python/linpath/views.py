@@ -24,7 +24,7 @@ import torch
 
 from ._guard import exclusive
 from .engines import loss_and_error
-from .params import ModelState, assign
+from .params import ModelState, named_parameters, write_vector
 from .trajectory import Trajectory, TrajectoryRecorder
 
 #: Largest float32 matrix of stacked checkpoints that :func:`pca_plane` builds (bytes).
@@ -197,11 +197,12 @@ def evaluate_checkpoints(
     """
     trajectory = _checkpoints(trajectory)
     losses, errors = [], []
-    with exclusive(model.parameters(), "evaluate checkpoints in the model", "evaluating checkpoints in"):
+    names, params = named_parameters(model)
+    with exclusive(params, "evaluate checkpoints in the model", "evaluating checkpoints in"):
         state = ModelState(model)
         try:
             for i, checkpoint in enumerate(trajectory):
-                assign(model, checkpoint)
+                write_vector(params, names, checkpoint)
                 loss, error = loss_and_error(model, data)
                 losses.append(loss)
                 errors.append(error)
