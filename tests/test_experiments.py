@@ -204,6 +204,25 @@ def test_command_line_rejects_bad_arguments(argv, capsys):
     assert "usage" in capsys.readouterr().err
 
 
+def test_command_line_reports_unusable_outputs_without_a_traceback(tmp_path, capsys):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    assert main(["reproduce", "fig5", "--scale", "smoke", "--out", str(not_a_folder), "--quiet"]) == 2
+    assert "linpath reproduce: error:" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--smoke", "--out", str(not_a_folder), "--seed", "-1"])
+    assert exit_info.value.code == 2 and "linpath demo: error: seed must lie in" in capsys.readouterr().err
+
+
+def test_a_damaged_summary_from_an_earlier_run_is_ignored(tmp_path):
+    (tmp_path / "summary.json").write_text(
+        json.dumps({"scale": "smoke", "figures": {"fig2": "x", "fig77": {}}})
+    )
+    summary = experiments.reproduce(["fig5"], "smoke", tmp_path, progress=False)
+    assert list(summary["figures"]) == ["fig5"]
+    assert "fig5" in (tmp_path / "claims.md").read_text()
+
+
 def test_bad_figure_or_scale(tmp_path):
     with pytest.raises(ValueError, match=r"unknown figure\(s\) \['fig9'\]"):
         experiments.reproduce(["fig1", "fig9"], scale="smoke", out=tmp_path)

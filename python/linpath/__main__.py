@@ -32,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = dataclasses.replace(cfg, **overrides)
     if cfg.epochs < 1:
         parser.error("--epochs must be at least 1")
-    summary = demo_module.run(cfg)
+    try:
+        summary = demo_module.run(cfg)
+    except (ValueError, OSError) as e:
+        parser.exit(2, f"linpath demo: error: {e}\n")
     print(demo_module.report(summary, cfg.out))
     return 0
 
@@ -80,7 +83,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         summary = experiments.reproduce(
             args.figures, args.scale, out, progress=False if args.quiet else None, device=device
         )
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         print(f"linpath reproduce: error: {e}", file=sys.stderr)
         return 2
     print(report(summary, out))

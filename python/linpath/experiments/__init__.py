@@ -122,8 +122,15 @@ def _previous_summary(out: Path, scale_name: str) -> dict[str, Any]:
     fresh: dict[str, Any] = {"scale": scale_name, "notes": notes, "figures": {}}
     try:
         old = json.loads((out / "summary.json").read_text())
-    except (FileNotFoundError, ValueError):
+    except (OSError, ValueError):
         return fresh
     if isinstance(old, dict) and old.get("scale") == scale_name and isinstance(old.get("figures"), dict):
-        return {**fresh, "figures": old["figures"]}
+        # Only well-formed records of known figures: a damaged file must not break the claims table.
+        kept = {k: v for k, v in old["figures"].items() if k in FIGURES and _well_formed(v)}
+        return {**fresh, "figures": kept}
     return fresh
+
+
+def _well_formed(record: Any) -> bool:
+    """True for a figure's record as :func:`reproduce` writes it (a dict with its findings)."""
+    return isinstance(record, dict) and isinstance(record.get("findings"), dict)
