@@ -62,8 +62,13 @@ pub fn project(store: &TrajectoryStore, theta0: &[f64], direction: &[f64]) -> Re
     }
     // ‖d‖² through the very kernel that sums ⟨x, d⟩, so that x = d gives a coordinate of exactly 1.
     let dd = sum_chunks(n, |r| dot_and_square(&direction[r.clone()], &ZEROS[..r.len()], &direction[r]).0);
-    if !dd.is_finite() || !theta0.iter().all(|v| v.is_finite()) {
+    if !theta0.iter().all(|v| v.is_finite()) || direction.iter().any(|v| !v.is_finite()) {
         return Err(Error::InvalidArgument("start or end contains NaN or infinite values".into()));
+    }
+    if !dd.is_finite() {
+        return Err(Error::InvalidArgument(
+            "end - start is too long to project onto: its squared norm overflows float64".into(),
+        ));
     }
     if dd == 0.0 {
         return Err(Error::InvalidArgument(

@@ -416,3 +416,37 @@ def test_models_with_their_own_objective_are_never_scored_by_another():
             linpath.interpolate(a, a, b, data, alphas=[0.0, 1.0], engine=engine, progress=False)
     native = linpath.interpolate(a, a, b, (x, y), alphas=[0.0, 1.0], progress=False)
     assert native.values["data"]["loss"][0] == pytest.approx(a.evaluate(x, y)[0], rel=1e-6)
+
+
+def test_odd_arguments_get_clear_errors_or_work(make_mlp, make_data):
+    model, start, end, data = make_mlp(0), make_mlp(0), make_mlp(1), make_data(20, 0)
+    with pytest.raises(ValueError, match="alphas must be finite float64 numbers"):
+        linpath.interpolate(model, start, end, data, alphas=[10**400], progress=False)
+    grid = torch.linspace(0, 1, 3, requires_grad=True)
+    sweep = linpath.interpolate(model, start, end, data, alphas=grid, progress=False)
+    np.testing.assert_array_equal(sweep.alphas, [0.0, 0.5, 1.0])
+    once = linpath.interpolate(
+        model, start, end, data, alphas=GRID, metrics=(m for m in ["loss"]), progress=False
+    )
+    assert list(once.values["data"]) == ["loss"]
+    for loss in (
+        lambda o, y: F.cross_entropy(o, y).to(torch.complex64),
+        lambda o, y: F.cross_entropy(o, y) > 0,
+    ):
+        with pytest.raises(ValueError, match="real floating-point scalar tensor"):
+            linpath.interpolate(model, start, end, data, loss=loss, progress=False)
+    with pytest.raises(ValueError, match="layout torch.sparse_coo; linpath works on dense tensors"):
+        linpath.flatten([torch.eye(3).to_sparse()])
+    with pytest.raises(KeyError, match="no split 'zz'"):
+        sweep.plot(splits=["zz"])
+    with pytest.raises(KeyError, match="has metric 'acc'"):
+        sweep.plot(metric="acc")
+
+
+def test_the_bf16_check_looks_at_the_grids_extreme_alphas_in_any_order(make_mlp, make_data):
+    grid = np.array([1.5, -0.5, 0.0, 0.5, 1.0, 0.25, 2.0])
+    sweep = linpath.interpolate(
+        make_mlp(0), make_mlp(0), make_mlp(1), make_data(50, 1), alphas=grid, precision="bf16", progress=False
+    )
+    checked = sweep.precision_check["alphas"]
+    assert min(checked) == -0.5 and max(checked) == 2.0 and len(checked) == 4

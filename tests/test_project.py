@@ -785,3 +785,12 @@ def test_project_refuses_the_endpoints_every_sweep_refuses():
         linpath.project(recorder, model, bad)
     with pytest.raises(ValueError, match="meta device"):
         linpath.project(recorder, model, nn.Linear(3, 2, device="meta"))
+
+
+def test_a_direction_too_long_for_float64_is_named_as_such():
+    model = nn.Linear(3, 2)
+    recorder = linpath.TrajectoryRecorder(model)
+    recorder.record()
+    ones = torch.ones(linpath.flatten(model).tensor.numel(), dtype=torch.float64)
+    with pytest.raises(ValueError, match="its squared norm overflows float64"):
+        linpath.project(recorder, ones * 1e300, ones * -1e300)

@@ -96,8 +96,8 @@ def evaluate(
             _check_class_targets(out, y, split.name)
         if "loss" in metrics:
             value = _batch_loss(loss_fn, out, y, split.name)
-            if not isinstance(value, torch.Tensor) or value.numel() != 1:
-                raise ValueError("the loss must return a scalar tensor (the batch mean)")
+            if not isinstance(value, torch.Tensor) or value.numel() != 1 or not value.is_floating_point():
+                raise ValueError("the loss must return a real floating-point scalar tensor (the batch mean)")
             loss_sum += value.detach().to(torch.float64).reshape(()) * n
         if error_ok and _is_class_target(out, y):
             wrong += (out.argmax(dim=1) != y).sum()
@@ -419,9 +419,10 @@ def native_sweep(
 
 
 def check_indices(grid: np.ndarray) -> np.ndarray:
-    """Where a reduced-precision sweep is checked: the ends of the grid and two interior α (a third
-    of the way in from each end)."""
-    return np.unique(np.round(np.linspace(0, len(grid) - 1, 4)).astype(int))
+    """Where a reduced-precision sweep is checked: the smallest and largest α of the grid and two
+    interior ones (a third of the way in from each end, in increasing α), as positions in ``grid``."""
+    order = np.argsort(grid, kind="stable")
+    return np.unique(order[np.round(np.linspace(0, len(grid) - 1, 4)).astype(int)])
 
 
 def precision_check(reference: Values, grid: np.ndarray, index: np.ndarray, values: Values) -> dict[str, Any]:

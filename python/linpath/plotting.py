@@ -69,8 +69,14 @@ def plot_sweep(
     sweep: Sweep, ax: Any = None, metric: str = "loss", splits: Sequence[str] | None = None
 ) -> Any:
     """Metric against α for each split: train solid, validation dashed (the paper's Fig. 1, left)."""
-    ax = _axes(ax)
     splits = sweep.splits if splits is None else list(splits)
+    unknown = [s for s in splits if s not in sweep.values]
+    if unknown:
+        raise KeyError(f"no split {unknown[0]!r}; this sweep has {sweep.splits}")
+    if not any(metric in sweep.values[s] for s in splits):
+        have = sorted({m for s in splits for m in sweep.values[s]})
+        raise KeyError(f"no split of {splits} has metric {metric!r}; they have {have}")
+    ax = _axes(ax)
     for i, split in enumerate(splits):
         color, style = _SPLIT_STYLE.get(split, (f"C{i + 3}", "-."))
         values = sweep.values[split].get(metric)

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 import numpy as np
+import torch
 from numpy.lib import format as npy_format
 from torch import nn
 
@@ -390,8 +391,12 @@ def _strings(items: Any) -> bool:
 def _check_alphas(alphas: Any) -> np.ndarray:
     if alphas is None:
         return np.linspace(0.0, 1.0, 51)
+    if isinstance(alphas, torch.Tensor):
+        alphas = alphas.detach().cpu()
     try:
         a = np.asarray(alphas, dtype=np.float64)
+    except OverflowError as e:
+        raise ValueError(f"alphas must be finite float64 numbers ({e})") from None
     except (TypeError, ValueError) as e:
         raise TypeError(f"alphas must be real numbers ({e})") from None
     if a.ndim != 1:
@@ -401,8 +406,7 @@ def _check_alphas(alphas: Any) -> np.ndarray:
 
 
 def _check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(metrics, str):
-        metrics = (metrics,)
+    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)  # a generator is read once
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
         raise ValueError(f"metrics must be a non-empty subset of {METRICS}, got {tuple(metrics)}")

@@ -193,7 +193,7 @@ def train(
     input_dtype = getattr(model, "input_dtype", torch.float32)
     train_pair = native_pair(train, "train", input_dtype)
     valid_pair = None if valid is None else native_pair(valid, "valid", input_dtype)
-    path = None if trajectory is None else os.fspath(trajectory)
+    path = None if trajectory is None else os.fsdecode(trajectory)
     n = train_pair[0].shape[0] if train_pair[0].dim() else 0
     steps = config["epochs"] * -(-n // config["batch_size"])
     bar, report = _bar(max(steps, 0), progress)

@@ -14,6 +14,12 @@ pub fn unpack(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Tensor> {
         let ty = obj.get_type().name().map(|n| n.to_string()).unwrap_or_default();
         PyTypeError::new_err(format!("{what} must be a torch.Tensor, got {ty}"))
     })?;
+    let layout = obj.getattr("layout")?.str()?.to_string();
+    if layout != "torch.strided" {
+        return Err(PyValueError::new_err(format!(
+            "{what} has layout {layout}; linpath works on dense tensors: convert it with .to_dense()"
+        )));
+    }
     if obj.getattr("is_meta")?.is_truthy()? {
         return Err(PyValueError::new_err(format!(
             "{what} is on the meta device: it has a shape but no values; materialise it first \
