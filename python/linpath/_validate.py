@@ -15,22 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .params import Shape, as_vector
-
-META_HINT = "materialise it first (e.g. module.to_empty(device='cpu') and load real weights)"
-
-
-def check_not_meta(tensors: Sequence[torch.Tensor], names: Sequence[str], what: str) -> None:
-    """ValueError if any tensor is on the meta device (a shape without values)."""
-    for name, t in zip(names, tensors, strict=True):
-        if t.is_meta:
-            raise ValueError(f"{what}: {name!r} is on the meta device and holds no values; {META_HINT}")
+from .params import META_HINT, Shape, as_vector
 
 
 def _vector(obj: Any, names: Sequence[str], shapes: Sequence[Shape], what: str) -> torch.Tensor:
-    if isinstance(obj, torch.nn.Module):
-        check_not_meta([p for _, p in obj.named_parameters()], [n for n, _ in obj.named_parameters()], what)
-    vec = as_vector(obj, names, shapes, what)
+    vec = as_vector(obj, names, shapes, what)  # a module on the meta device is refused there, by name
     if vec.is_meta:
         raise ValueError(f"{what} is on the meta device and holds no values; {META_HINT}")
     return vec

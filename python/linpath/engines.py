@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from . import _linpath
 from ._guard import exclusive
-from ._validate import check_not_meta, check_point_range, line_endpoints
+from ._validate import check_point_range, line_endpoints
 from .affine import AffineInputs
 from .data import Split, native_pair
 from .params import ModelState, float_buffers, named_parameters
@@ -298,7 +298,6 @@ def module_sweep(
 ) -> tuple[Values, bool]:
     """The module engine; returns the values and whether buffers were interpolated."""
     names, params = named_parameters(model)
-    check_not_meta(params, names, "the model")
     device = params[0].device
     lines, (t0, t1) = _lines(model, start, end, device)
     check_point_range(params, names, t0, t1, grid)

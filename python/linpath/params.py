@@ -27,6 +27,8 @@ _DTYPE_NAMES = {
 }
 
 Shape = tuple[int, ...]
+#: What to do with a tensor that has a shape but no values.
+META_HINT = "materialise it first (e.g. module.to_empty(device='cpu') and load real weights)"
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -139,6 +141,8 @@ def named_parameters(model: nn.Module) -> tuple[list[str], list[torch.Tensor]]:
     if not pairs:
         raise ValueError(f"the model ({type(model).__name__}) has no parameters")
     for name, p in pairs:
+        if p.is_meta:
+            raise ValueError(f"parameter {name!r} is on the meta device and holds no values; {META_HINT}")
         if isinstance(p, nn.parameter.UninitializedParameter):
             raise ValueError(
                 f"parameter {name!r} of {type(model).__name__} is not initialised yet (a lazy layer); "
