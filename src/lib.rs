@@ -1,4 +1,4 @@
-//! linpath's Rust core: parameter flattening, the line θ(α) = θ0 + α·d, the
+//! linpath's Rust core: parameter flattening, the subspaces θ0 + Σ c_k·d_k (lines, planes), the
 //! trajectory store and the projection of a trajectory onto a line.
 //!
 //! Everything outside `py` is plain Rust (testable with `cargo test`); `py` is
@@ -9,7 +9,7 @@ pub mod flat;
 pub mod models;
 pub mod project;
 pub mod size;
-pub mod sweep;
+pub mod subspace;
 pub mod train;
 pub mod trajectory;
 

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from native_line import native_line
 
 import linpath
 from linpath.models import ConvMaxout, TorchConvMaxout
@@ -187,7 +188,7 @@ def test_native_sweep_endpoints_equal_evaluate():
     m0, m1 = ConvMaxout(**TINY, seed=0), ConvMaxout(**TINY, seed=1)
     theta0 = torch.cat([p.detach().flatten() for p in m0.parameters()])
     theta1 = torch.cat([p.detach().flatten() for p in m1.parameters()])
-    losses, errors = m0._native.sweep(theta0, theta1, x, y, [0.0, 1.0])
+    losses, errors = native_line(m0, theta0, theta1, x, y, [0.0, 1.0])
     assert (losses[0], errors[0]) == pytest.approx(m0.evaluate(x, y), rel=1e-6)
     assert (losses[1], errors[1]) == pytest.approx(m1.evaluate(x, y), rel=1e-6)
     assert torch.equal(torch.cat([p.detach().flatten() for p in m0.parameters()]), theta0)  # restored

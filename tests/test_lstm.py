@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from native_line import native_line
 
 import linpath
 import linpath.datasets as ds
@@ -164,7 +165,7 @@ def test_native_sweep_endpoints_equal_evaluate():
     x, y = windows(30, 9)
     theta0, theta1 = linpath.flatten(start).tensor, linpath.flatten(end).tensor
     before = theta0.clone()
-    losses, errors = start._native.sweep(theta0, theta1, x, y, [0.0, 1.0])
+    losses, errors = native_line(start, theta0, theta1, x, y, [0.0, 1.0])
     assert (losses[0], errors[0]) == start.evaluate(x, y)
     assert losses[1] == pytest.approx(end.evaluate(x, y)[0], rel=1e-6)
     assert errors[1] == end.evaluate(x, y)[1]

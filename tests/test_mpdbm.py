@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from native_line import native_line
 
 import linpath
 from linpath.models import MPDBM
@@ -195,7 +196,7 @@ def test_sweep_at_the_ends_equals_evaluate():
     x, y = _data(25, 12, 3, seed=8)
     start, end = _randomised(seed=0), _randomised(seed=1)
     theta0, theta1 = linpath.flatten(start).tensor, linpath.flatten(end).tensor
-    losses, errors = start._native.sweep(theta0, theta1, x, y, [0.0, 1.0])
+    losses, errors = native_line(start, theta0, theta1, x, y, [0.0, 1.0])
     assert (losses[0], errors[0]) == start.evaluate(x, y)
     assert (losses[1], errors[1]) == end.evaluate(x, y)
     assert torch.equal(linpath.flatten(start).tensor, theta0)  # parameters restored

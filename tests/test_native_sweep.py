@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from native_line import native_line
 from torch import nn
 
 import linpath
@@ -143,7 +144,7 @@ def big_sweep_args():
     start, end = pair(sizes=(256, 512, 512, 10))
     x, y = data(2000, 8, width=256, classes=10)
     t0, t1 = linpath.flatten(start).tensor.double(), linpath.flatten(end).tensor.double()
-    return start, (t0, t1, x, y, [float(a) for a in np.linspace(0, 1, 40)], 500, "float32", None)
+    return start, (t0, t1, x, y, [float(a) for a in np.linspace(0, 1, 40)], None, 500, "float32")
 
 
 def test_native_sweep_releases_the_gil():
@@ -169,7 +170,7 @@ def test_native_sweep_releases_the_gil():
         math.fsum(values)  # control: holds the GIL
         control = counter[0] - before
         before = counter[0]
-        start._native.sweep(*args)
+        native_line(start, *args)
         during = counter[0] - before
     finally:
         done[0] = True
@@ -188,7 +189,7 @@ def test_ctrl_c_interrupts_a_native_sweep_and_leaves_the_model_alone(sigint_rais
         deadline = time.monotonic() + 120  # however late the timer thread gets to run
         with pytest.raises(KeyboardInterrupt):
             while time.monotonic() < deadline:
-                start._native.sweep(*args)
+                native_line(start, *args)
     finally:
         timer.cancel()
     assert torch.equal(linpath.flatten(start).tensor, before)

@@ -4,6 +4,7 @@
 import numpy as np
 import pytest
 import torch
+from native_line import native_line
 
 import linpath
 from linpath.models import MPDBM, ConvMaxout, LSTMLanguageModel
@@ -67,8 +68,13 @@ def test_ctrl_c_mid_sweep_puts_the_parameters_back(case):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        model._native.sweep(
-            linpath.flatten(model).tensor, linpath.flatten(other).tensor, *data, [0.1, 0.5, 0.9], interrupt
+        native_line(
+            model,
+            linpath.flatten(model).tensor,
+            linpath.flatten(other).tensor,
+            *data,
+            [0.1, 0.5, 0.9],
+            interrupt,
         )
     assert calls == [1, 2]
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
@@ -80,7 +86,7 @@ def test_bad_requests_are_clear_errors():
     with pytest.raises(ValueError, match="bf16.*MLP only"):
         linpath.interpolate(model, start, end, {"train": data}, alphas=[0.0, 1.0], precision="bf16")
     with pytest.raises(ValueError, match="elements"):
-        model._native.sweep(start.tensor[:-1], end.tensor, *data, [0.5])
+        native_line(model, start.tensor[:-1], end.tensor, *data, [0.5])
     with pytest.raises(ValueError, match="unknown model kind"):
         linpath._linpath.NativeNet("resnet", {})
     (lstm, _), (tokens, _) = CASES[2]

@@ -91,13 +91,13 @@ def line_ends(draw):
 @given(line_ends(), alphas)
 def test_line_points_equal_the_float64_formula(ends, grid):
     t0, t1 = ends
-    line = _linpath.Line(t0, t1)
+    line = _linpath.Subspace.line(t0, t1)
     a, b = t0.double().numpy(), t1.double().numpy()
     for alpha in grid:
         want = a + alpha * (b - a)
-        got = line.point(alpha).numpy()
+        got = line.point([alpha]).numpy()
         np.testing.assert_allclose(got, want, rtol=1e-15, atol=1e-300)
-    assert np.array_equal(line.point(0.0).numpy(), a)
+    assert np.array_equal(line.point([0.0]).numpy(), a)
 
 
 @SETTINGS
@@ -107,10 +107,10 @@ def test_written_points_are_the_float64_point_rounded_once(ends, grid, target_dt
     n = t0.numel()
     cut = n // 2 if split else n
     targets = [torch.empty(cut, dtype=target_dtype), torch.empty(n - cut, dtype=torch.float64)]
-    line = _linpath.Line(t0, t1)
+    line = _linpath.Subspace.line(t0, t1)
     a, b = t0.double(), t1.double()
     for alpha in grid:
-        line.write(targets, alpha)
+        line.write(targets, [alpha])
         want = a + alpha * (b - a)
         assert torch.equal(targets[0], want[:cut].to(target_dtype))
         assert torch.equal(targets[1], want[cut:])

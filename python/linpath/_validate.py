@@ -59,27 +59,3 @@ def line_endpoints(
             )
         out.append(vec)
     return out[0], out[1]
-
-
-def check_point_range(
-    params: Sequence[torch.Tensor], names: Sequence[str], t0: torch.Tensor, t1: torch.Tensor, grid: np.ndarray
-) -> None:
-    """ValueError if some α of ``grid`` puts a parameter beyond the largest value of its dtype.
-
-    θ(α) is affine in α, so each parameter's extreme values on the grid are at its smallest and
-    largest α; they are computed in float64 and compared with ``torch.finfo(dtype).max``.
-    """
-    alphas = (float(np.min(grid)), float(np.max(grid)))
-    offset = 0
-    for name, p in zip(names, params, strict=True):
-        n = p.numel()
-        a, b = t0[offset : offset + n], t1[offset : offset + n]
-        offset += n
-        limit = torch.finfo(p.dtype).max
-        for alpha in alphas:
-            peak = float((a + alpha * (b - a)).abs().max()) if n else 0.0
-            if not peak <= limit:
-                raise ValueError(
-                    f"alpha = {alpha:g} takes parameter {name!r} to {peak:.3g}, beyond the range of its "
-                    f"dtype {p.dtype} (largest {limit:.3g}); use alphas closer to [0, 1]"
-                )

@@ -1,17 +1,20 @@
 """The module engine's shortcut for layers applied to the raw inputs.
 
-Along the line every parameter is θ0 + α·d, so a linear or convolutional layer that reads the
-batch itself outputs  z(α) = op(x, W0 + α·dW) + b0 + α·db = z0 + α·dz  with z0 = op(x, W0) + b0 and
-dz = op(x, dW) + db  fixed for the batch. :class:`AffineInputs` computes z0 and dz once per batch
-(the first time an α reaches it) and answers every later α with one fused ``z0 + α·dz``, instead of
-the layer's matrix product. Everything else in the model runs as written.
+At a point of a subspace every parameter is θ0 + Σ c_k·d_k, so a linear or convolutional layer that
+reads the batch itself outputs  z(c) = op(x, W0 + Σ c_k·dW_k) + b0 + Σ c_k·db_k = z0 + Σ c_k·dz_k
+with z0 = op(x, W0) + b0 and dz_k = op(x, dW_k) + db_k fixed for the batch. :class:`AffineInputs`
+computes z0 and the dz_k once per batch (1 + k products: two on a line, three on a plane, the
+first time a point reaches it) and answers every later point with one fused combination from a
+native ``Subspace`` of the activations, instead of the layer's matrix product. Everything else in
+the model runs as written.
 
 A layer is served from the cache only when all of these hold; otherwise it runs normally:
 it is an ``nn.Linear`` or ``nn.Conv1d/2d/3d`` running torch's own forward (not a subclass's own, not
 one patched onto the instance, no forward pre-hook, not parametrized) whose weight and bias are
 parameters of the swept model; it is called on the very tensor the engine passed to the model;
-the batch comes from an ``(X, Y)`` pair (the same rows at every α); α is not 0 or 1 (there the
-layer runs as written, so the endpoints equal a direct evaluation bit for bit) and fits in float32;
+the batch comes from an ``(X, Y)`` pair (the same rows at every point); the point is not the origin
+or a line's end α = 1 (there the layer runs as written, so the endpoints equal a direct evaluation
+bit for bit) and its coordinates fit in float32;
 and the cache stays
 within its memory budget (:data:`CACHE_BYTES`). Elsewhere the values agree with the layer's own
 product to float rounding (about 1e-7 relative in float32).
@@ -27,6 +30,8 @@ import torch
 from torch import nn
 from torch.nn.modules import module as module_hooks
 from torch.nn.utils import parametrize
+
+from . import _linpath
 
 #: Largest total size of the cached z0 and dz tensors (per sweep); beyond it layers run normally.
 CACHE_BYTES = 1 << 30
@@ -55,31 +60,24 @@ class AffineInputs:
 
     Args:
         model: The swept model.
-        params: Its parameters, in the order of ``start`` and ``end``.
-        start: θ0 as one flat vector in that order (on the model's device).
-        end: θ1 likewise.
+        geometry: The subspace being swept (a :class:`linpath.engines.Geometry`: the parameters,
+            θ0 and the directions as flat float64 vectors on the model's device).
         budget: Largest total bytes of cached tensors (default :data:`CACHE_BYTES`).
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        params: list[torch.Tensor],
-        start: torch.Tensor,
-        end: torch.Tensor,
-        budget: int | None = None,
-    ) -> None:
+    def __init__(self, model: nn.Module, geometry: Any, budget: int | None = None) -> None:
         offsets, total = {}, 0
-        for p in params:
+        for p in geometry.params:
             offsets[id(p)] = (total, p)
             total += p.numel()
-        self._offsets, self._start, self._end = offsets, start, end
+        self._offsets, self._origin, self._directions = offsets, geometry.origin, geometry.directions
         self._budget = CACHE_BYTES if budget is None else budget
         self._layers = [m for m in model.modules() if self._eligible(m)]
-        self._cache: dict[tuple[Any, int], tuple[torch.Tensor, torch.Tensor] | None] = {}
+        self._cache: dict[tuple[Any, int], tuple[Any, torch.Size] | None] = {}
         self._used = 0
         self._current: tuple[Any, torch.Tensor] | None = None
-        self.alpha = 0.0
+        #: The current point's coordinates (set by the engine before each point).
+        self.coords: tuple[float, ...] = (0.0,) * len(self._directions)
         #: Layer calls answered from the cache (for tests and curiosity).
         self.hits = 0
 
@@ -113,46 +111,44 @@ class AffineInputs:
     def _forward_of(self, m: nn.Module, original: Any) -> Any:
         def forward(inputs: torch.Tensor) -> torch.Tensor:
             current = self._current
-            if (
-                current is None
-                or inputs is not current[1]
-                or self.alpha in (0.0, 1.0)
-                or not self._alpha_fits()
-            ):
+            if current is None or inputs is not current[1] or self._runs_as_written():
                 return original(inputs)  # at the endpoints: exactly the model's own evaluation
-            pair = self._pair(current[0], m, inputs)
-            if pair is None:
+            cached = self._activations(current[0], m, inputs)
+            if cached is None:
                 return original(inputs)
             self.hits += 1
-            return torch.add(pair[0], pair[1], alpha=self.alpha)  # a new tensor: in-place layers are safe
+            subspace, shape = cached
+            return subspace.point(list(self.coords)).view(shape)  # a new tensor: in-place layers are safe
 
         return forward
 
-    def _alpha_fits(self) -> bool:
-        """False for an α that float32 cannot hold (the layer then runs as written)."""
-        return abs(self.alpha) <= _FLOAT32_MAX
+    def _runs_as_written(self) -> bool:
+        """True at the origin and at a line's end (α = 1), and for coordinates that float32 cannot
+        hold: there the layer runs as written."""
+        endpoint = all(c == 0.0 for c in self.coords) or self.coords == (1.0,)
+        return endpoint or any(abs(c) > _FLOAT32_MAX for c in self.coords)
 
-    def _pair(self, key: Any, m: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _activations(self, key: Any, m: nn.Module, x: torch.Tensor) -> tuple[Any, torch.Size] | None:
+        """The native ``Subspace`` z0 + Σ c_k·dz_k of layer ``m`` on batch ``key``, and its shape."""
         slot = (key, id(m))
         if slot not in self._cache:
-            pair = self._products(m, x)
-            size = sum(t.numel() * t.element_size() for t in pair)
+            products = self._products(m, x)
+            size = sum(t.numel() * t.element_size() for t in products)
             fits = self._used + size <= self._budget
             self._used += size if fits else 0
-            self._cache[slot] = pair if fits else None
+            cached = (_linpath.Subspace.of_activations(products[0], products[1:]), products[0].shape)
+            self._cache[slot] = cached if fits else None
         return self._cache[slot]
 
-    def _slice(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(θ0, θ1 − θ0) of parameter ``p``, shaped like it, in its dtype (difference taken in float64)."""
-        offset = self._offsets[id(p)][0]
-        a = self._start[offset : offset + p.numel()]
-        b = self._end[offset : offset + p.numel()]
-        diff = b.to(torch.float64) - a.to(torch.float64)
-        return a.to(p.dtype).view(p.shape), diff.to(p.dtype).view(p.shape)
+    def _slice(self, p: torch.Tensor) -> list[torch.Tensor]:
+        """θ0 and each direction d_k of parameter ``p``, shaped like it, in its dtype."""
+        offset, n = self._offsets[id(p)][0], p.numel()
+        return [v[offset : offset + n].to(p.dtype).view(p.shape) for v in (self._origin, *self._directions)]
 
-    def _products(self, m: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        w0, dw = self._slice(m.weight)
-        b0, db = self._slice(m.bias) if m.bias is not None else (None, None)
+    def _products(self, m: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+        """z0 = op(x, W0) + b0 and dz_k = op(x, dW_k) + db_k."""
+        weights = self._slice(m.weight)
+        biases = self._slice(m.bias) if m.bias is not None else [None] * len(weights)
         if isinstance(m, nn.Linear):
-            return nn.functional.linear(x, w0, b0), nn.functional.linear(x, dw, db)
-        return m._conv_forward(x, w0, b0), m._conv_forward(x, dw, db)
+            return [nn.functional.linear(x, w, b) for w, b in zip(weights, biases, strict=True)]
+        return [m._conv_forward(x, w, b) for w, b in zip(weights, biases, strict=True)]

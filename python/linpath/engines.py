@@ -1,15 +1,24 @@
-"""The two ways ``interpolate`` evaluates a line.
+"""The engines that evaluate a model at points of a subspace (``interpolate``'s line,
+``surface``'s plane), behind one interface (:class:`Engine`).
 
-* The **module engine** works on any ``nn.Module``: for each α it writes θ(α) into the model's own
-  parameters (native ``Line``) and runs the model in eval mode under ``torch.no_grad()``.
-* The **native engine** runs a :class:`linpath.models.MLP` entirely in Rust with the GIL released:
-  the first layer is computed twice per batch instead of once per α, and the model's parameters
-  are never touched. The other Rust-backed models (:class:`linpath.models.NativeModel`) run their
-  own deterministic objective in Rust (e.g. the MP-DBM's multi-prediction loss with fixed masks,
-  the language model's per-word cross-entropy), each α written into their parameters and put back.
+Every engine takes ``(model, geometry, splits, metrics, passes, progress)``: the checked
+:class:`Geometry` θ0 + Σ c_k·d_k of the model's parameters (and of the float buffers both ends
+carry), and passes of points (``[P, k]`` coordinate arrays, each pass in a precision); it returns
+one :data:`Values` per pass, ``{split: {metric: [value per point]}}``. Which engine runs is decided
+by the model: a linpath native model answers :meth:`_linpath_engine` with the native engine when
+its data allow it; any other module gets the module engine.
+
+* The **module engine** works on any ``nn.Module``: for each point it writes θ(c) into the model's
+  own parameters (native ``Subspace``) and runs the model in eval mode under ``torch.no_grad()``;
+  layers reading the raw inputs come from z0 + Σ c_k·dz_k (:mod:`linpath.affine`).
+* The **native engine** runs linpath's Rust-backed models in Rust with the GIL released, on their
+  own deterministic objective. The MLP computes its first layer 1 + k times per batch instead of
+  once per point and never touches its parameters; the others (the MP-DBM's multi-prediction loss
+  with fixed masks, the language model's per-word cross-entropy, the conv net) write each point
+  into their parameters and put them back.
 
 Both can run in bfloat16 (``precision="bf16"``); :func:`precision_check` then re-evaluates a few
-α in float32 and reports the largest deviation.
+points in float32 and reports the largest deviation.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,9 +37,9 @@ from tqdm.auto import tqdm
 
 from . import _linpath
 from ._guard import exclusive
-from ._validate import check_point_range, line_endpoints
+from ._validate import line_endpoints
 from .affine import AffineInputs
-from .data import Split, native_pair
+from .data import Split
 from .params import ModelState, float_buffers, named_parameters
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -169,11 +179,9 @@ def loss_and_error(model: nn.Module, pair: tuple[torch.Tensor, torch.Tensor]) ->
     """J and the error rate of ``model`` on an ``(X, Y)`` pair (eval mode, on its own device):
     linpath's native models (:class:`linpath.models.NativeModel`) report their own objective (e.g.
     the per-word cross-entropy), other modules the mean cross-entropy (:func:`evaluate_pair`)."""
-    from .models import NativeModel
-
-    if isinstance(model, NativeModel):
-        x, y = pair
-        return model.evaluate(x.to(model.input_dtype), y)
+    own = getattr(model, "_linpath_evaluate", None)
+    if callable(own):
+        return own(*pair)
     values = evaluate_pair(model, "data", pair)
     return values["loss"], values["error"]
 
@@ -214,27 +222,10 @@ def buffer_ends(
             f"start and end do not both carry the model's floating-point buffers {missing[:4]}"
             f"{' ...' if len(missing) > 4 else ''} (e.g. BatchNorm statistics; pass modules or state_dicts "
             "to interpolate them); the model's current values of those are used at every alpha",
-            stacklevel=5,  # buffer_ends <- _lines <- module_sweep <- interpolate <- the caller
+            stacklevel=4,  # buffer_ends <- line_geometry <- interpolate <- the caller
         )
     kept = [names[k] for k in both]
     return kept, [bufs[k] for k in both], [ends[0][n] for n in kept], [ends[1][n] for n in kept]
-
-
-def _lines(
-    model: nn.Module, start: Any, end: Any, device: torch.device
-) -> tuple[list[tuple[Any, list[torch.Tensor]]], tuple[torch.Tensor, torch.Tensor]]:
-    """A native Line for the parameters, and one for the float buffers both endpoints carry; and
-    the parameters' θ0 and θ1 as flat float64 vectors (checked, see linpath._validate)."""
-    names, params = named_parameters(model)
-    t0, t1 = line_endpoints(names, [tuple(p.shape) for p in params], start, end, device)
-    lines = [(_linpath.Line(t0, t1), params)]
-    buf_names, bufs, b0, b1 = buffer_ends(model, start, end)
-    if bufs:
-        shapes = [tuple(b.shape) for b in bufs]
-        ends = (dict(zip(buf_names, b, strict=True)) for b in (b0, b1))
-        flat0, flat1 = line_endpoints(buf_names, shapes, *ends, device)
-        lines.append((_linpath.Line(flat0, flat1), bufs))
-    return lines, (t0, t1)
 
 
 def negative_variance_alphas(model: nn.Module, start: Any, end: Any, alphas: list[float]) -> list[float]:
@@ -285,57 +276,180 @@ def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContex
     return contextlib.nullcontext()
 
 
-def module_sweep(
-    model: nn.Module,
-    start: Any,
-    end: Any,
-    splits: Mapping[str, Split],
-    grid: np.ndarray,
-    loss_fn: LossFn,
-    metrics: tuple[str, ...],
-    precision: str,
-    progress: bool | None,
-) -> tuple[Values, bool]:
-    """The module engine; returns the values and whether buffers were interpolated."""
+@dataclass(frozen=True)
+class Geometry:
+    """A checked subspace θ0 + Σ c_k·d_k of a model's parameters, and of the floating-point buffers
+    that both ends carry (BatchNorm statistics), as float64 vectors on the model's device.
+
+    Attributes:
+        names: The parameters' names, in the model's order.
+        params: The parameters themselves.
+        origin: θ0, flat float64.
+        directions: d_k, flat float64 (one for a line, two for a plane).
+        end: θ1 for a line (its direction is θ1 − θ0, taken in the native core), else None.
+        buffers: ``(tensors, origin, directions, end)`` of the buffers, or None.
+    """
+
+    names: list[str]
+    params: list[torch.Tensor]
+    origin: torch.Tensor
+    directions: list[torch.Tensor]
+    end: torch.Tensor | None = None
+    buffers: tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor], torch.Tensor | None] | None = None
+
+    @property
+    def dim(self) -> int:
+        """Number of directions."""
+        return len(self.directions)
+
+    def subspaces(self, device: torch.device | str | None = None) -> list[tuple[Any, list[torch.Tensor]]]:
+        """The native ``Subspace`` of the parameters (and of the buffers), each with its targets."""
+        out = [(_native_subspace(self.origin, self.directions, self.end, device), self.params)]
+        if self.buffers is not None:
+            tensors, origin, directions, end = self.buffers
+            out.append((_native_subspace(origin, directions, end, device), tensors))
+        return out
+
+
+def _native_subspace(origin: torch.Tensor, directions: list[torch.Tensor], end: Any, device: Any) -> Any:
+    move = (lambda t: t) if device is None else (lambda t: t.to(device))
+    if end is not None:
+        return _linpath.Subspace.line(move(origin), move(end))
+    return _linpath.Subspace(move(origin), [move(d) for d in directions])
+
+
+def line_geometry(model: nn.Module, start: Any, end: Any) -> Geometry:
+    """The :class:`Geometry` of the line from ``start`` to ``end`` (checked, see linpath._validate),
+    with the float buffers both endpoints carry."""
     names, params = named_parameters(model)
     device = params[0].device
-    lines, (t0, t1) = _lines(model, start, end, device)
-    check_point_range(params, names, t0, t1, grid)
-    # Input layers from z0 + α·dz (see linpath.affine); float32 only, and only when α values repeat batches.
-    affine = AffineInputs(model, params, t0, t1) if precision == "float32" and len(grid) > 2 else None
-    with exclusive(list(params) + float_buffers(model)[1], "sweep the model", "sweeping"):
-        values = _module_points(model, lines, splits, grid, (loss_fn, metrics, precision), affine, progress)
-    _drop_partial_metrics(values, len(grid))
-    return values, len(lines) > 1
+    t0, t1 = line_endpoints(names, [tuple(p.shape) for p in params], start, end, device)
+    buffers = None
+    buf_names, bufs, b0, b1 = buffer_ends(model, start, end)
+    if bufs:
+        shapes = [tuple(b.shape) for b in bufs]
+        ends = (dict(zip(buf_names, b, strict=True)) for b in (b0, b1))
+        flat0, flat1 = line_endpoints(buf_names, shapes, *ends, device)
+        buffers = (bufs, flat0, [flat1 - flat0], flat1)
+    return Geometry(names, params, t0, [t1 - t0], end=t1, buffers=buffers)
+
+
+#: One pass: the points' coordinates ``[P, k]`` and the precision to evaluate them in.
+PassSpec = tuple[np.ndarray, str]
+
+
+class Engine:
+    """The engine interface: evaluate a model at points of a :class:`Geometry`.
+
+    Subclasses implement :meth:`run`; ``name`` is what ``Sweep.meta["engine"]`` records.
+    """
+
+    name = ""
+    #: Precisions the engine evaluates in.
+    precisions: tuple[str, ...] = PRECISIONS
+
+    def run(
+        self,
+        model: nn.Module,
+        geometry: Geometry,
+        splits: Mapping[str, Split],
+        metrics: tuple[str, ...],
+        passes: list[PassSpec],
+        progress: bool | None,
+        loss_fn: LossFn = DEFAULT_LOSS,
+    ) -> list[Values]:
+        """One :data:`Values` per pass (``{split: {metric: [value per point]}}``)."""
+        raise NotImplementedError
+
+
+def _point_label(coords: np.ndarray) -> str:
+    if coords.shape[-1] == 1:
+        return f"alpha = {float(coords[0]):g}"
+    return "point (" + ", ".join(f"{float(c):g}" for c in coords) + ")"
+
+
+def check_point_range(geometry: Geometry, points: np.ndarray) -> None:
+    """ValueError if some point takes a parameter beyond the largest value of its dtype.
+
+    θ(c) is affine in c, so each parameter's extreme values over the points are at the corners of
+    their bounding box; they are computed in float64 and compared with ``torch.finfo(dtype).max``.
+    """
+    lows, highs = points.min(axis=0), points.max(axis=0)
+    corners = np.array(np.meshgrid(*zip(lows, highs, strict=True), indexing="ij")).reshape(len(lows), -1).T
+    offset = 0
+    for name, p in zip(geometry.names, geometry.params, strict=True):
+        n = p.numel()
+        o, ds = geometry.origin[offset : offset + n], [d[offset : offset + n] for d in geometry.directions]
+        offset += n
+        limit = torch.finfo(p.dtype).max
+        for corner in corners:
+            point = o + sum(float(c) * d for c, d in zip(corner, ds, strict=True))
+            peak = float(point.abs().max()) if n else 0.0
+            if not peak <= limit:
+                near = "alphas closer to [0, 1]" if len(corner) == 1 else "a grid closer to the origin"
+                raise ValueError(
+                    f"{_point_label(corner)} takes parameter {name!r} to {peak:.3g}, beyond the range of its "
+                    f"dtype {p.dtype} (largest {limit:.3g}); use {near}"
+                )
+
+
+class ModuleEngine(Engine):
+    """Any ``nn.Module``: each point written into the model (see the module docstring)."""
+
+    name = "module"
+
+    def run(
+        self,
+        model: nn.Module,
+        geometry: Geometry,
+        splits: Mapping[str, Split],
+        metrics: tuple[str, ...],
+        passes: list[PassSpec],
+        progress: bool | None,
+        loss_fn: LossFn = DEFAULT_LOSS,
+    ) -> list[Values]:
+        results = []
+        for points, precision in passes:
+            check_point_range(geometry, points)
+            # Input layers from z0 + Σ c·dz (see linpath.affine); float32 only, when points repeat batches.
+            affine = AffineInputs(model, geometry) if precision == "float32" and len(points) > 2 else None
+            tensors = list(geometry.params) + float_buffers(model)[1]
+            with exclusive(tensors, "sweep the model", "sweeping"):
+                how = (loss_fn, metrics, precision)
+                values = _module_points(model, geometry, splits, points, how, affine, progress)
+            _drop_partial_metrics(values, len(points))
+            results.append(values)
+        return results
 
 
 def _module_points(
     model: nn.Module,
-    lines: list[tuple[Any, list[torch.Tensor]]],
+    geometry: Geometry,
     splits: Mapping[str, Split],
-    grid: np.ndarray,
+    points: np.ndarray,
     how: tuple[LossFn, tuple[str, ...], str],
     affine: AffineInputs | None,
     progress: bool | None,
 ) -> Values:
-    """Writes each point of the grid into the model and evaluates every split there; the model is
-    put back as it was afterwards, also on error or Ctrl-C."""
+    """Writes each point into the model and evaluates every split there; the model is put back as
+    it was afterwards, also on error or Ctrl-C."""
     loss_fn, metrics, precision = how
-    device = lines[0][1][0].device
+    device = geometry.params[0].device
+    subspaces = geometry.subspaces()
     values: Values = {name: {} for name in splits}
     state = ModelState(model)
     try:
         model.eval()
         with (
-            progress_bar(len(grid), progress) as bar,
+            progress_bar(len(points), progress, unit="pt" if geometry.dim > 1 else "α") as bar,
             torch.no_grad(),
             affine.installed() if affine is not None else contextlib.nullcontext(),
         ):
-            for alpha in grid:
-                for line, targets in lines:
-                    line.write(targets, float(alpha))
+            for coords in points.tolist():
+                for subspace, targets in subspaces:
+                    subspace.write(targets, coords)
                 if affine is not None:
-                    affine.alpha = float(alpha)
+                    affine.coords = tuple(coords)
                 for name, split in splits.items():
                     with _autocast(precision, device):
                         measured = evaluate(model, split, loss_fn, metrics, device, affine)
@@ -347,74 +461,84 @@ def _module_points(
     return values
 
 
-def native_eligible(model: nn.Module, splits: Mapping[str, Split], loss: LossFn | None) -> bool:
-    """True when the native engine can run: a linpath MLP with (X, Y) class-target splits, or another
-    linpath NativeModel with (X, Y) splits; in both cases with the default loss."""
-    from .models import MLP, NativeModel
+class NativeEngine(Engine):
+    """linpath's Rust-backed models, in Rust (see the module docstring)."""
 
-    if loss is not None:
-        return False
-    if isinstance(model, MLP):
-        return all(s.class_pair is not None for s in splits.values())
-    return isinstance(model, NativeModel) and all(s.is_pair for s in splits.values())
+    name = "native"
+
+    def run(
+        self,
+        model: nn.Module,
+        geometry: Geometry,
+        splits: Mapping[str, Split],
+        metrics: tuple[str, ...],
+        passes: list[PassSpec],
+        progress: bool | None,
+        loss_fn: LossFn = DEFAULT_LOSS,
+    ) -> list[Values]:
+        check_point_range(geometry, np.concatenate([points for points, _ in passes]))
+        native_passes = [(points.tolist(), precision) for points, precision in passes]
+        per_split = sum(len(points) for points, _ in passes)
+        results: list[Values] = [{} for _ in passes]
+        subspace = geometry.subspaces("cpu")[0][0]
+        unit = "pt" if geometry.dim > 1 else "α"
+        with (
+            exclusive(geometry.params, "sweep the model", "sweeping"),
+            progress_bar(per_split * len(splits), progress, unit=unit) as bar,
+        ):
+            native = model._native
+            for k, (name, split) in enumerate(splits.items()):
+                x, y = model._linpath_native_pair(split)
+
+                def advance(done: int, total: int, k: int = k) -> None:
+                    bar.n = k * per_split + round(done / total * per_split)
+                    bar.refresh()
+
+                swept = native.sweep(subspace, x, y, native_passes, split.batch_size, advance)
+                for values, pass_values in zip(results, swept, strict=True):
+                    values[name] = {m: v for m, v in pass_values if m in metrics}
+        return results
+
+
+#: The engines by name.
+MODULE, NATIVE = ModuleEngine(), NativeEngine()
+
+
+def choose_engine(
+    model: nn.Module, splits: Mapping[str, Split], loss: LossFn | None, engine: str, precision: str
+) -> Engine:
+    """The engine for ``engine`` ("auto", "native" or "module"): the model's own (its
+    ``_linpath_engine(splits, loss)`` method, which linpath's native models have) when it offers
+    one, else the module engine."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if engine not in ("auto", "native", "module"):
+        raise ValueError(f"engine must be 'auto', 'native' or 'module', got {engine!r}")
+    own = getattr(model, "_linpath_engine", None)
+    native = own(splits, loss) if callable(own) else None
+    if engine == "native" and native is None:
+        raise ValueError(
+            "engine='native' needs the default loss and a linpath.models.MLP with (X, Y) splits of "
+            "2-D float inputs and int64 class targets, or another linpath.models.NativeModel with "
+            "(X, Y) splits"
+        )
+    if engine == "module" or native is None:
+        if loss is None:
+            check_generic_objective(model)
+        return MODULE
+    return native
 
 
 def check_generic_objective(model: nn.Module) -> None:
     """ValueError for a linpath model whose J is not the cross-entropy of its outputs (the MP-DBM,
     the language model) about to be scored by the module engine's default loss: the values would be
     another quantity than the native sweep's, depending on how the data was passed."""
-    from .models import NativeModel
-
-    if isinstance(model, NativeModel) and not model.objective_is_cross_entropy:
+    if not getattr(model, "objective_is_cross_entropy", True):
         raise ValueError(
             f"a linpath {type(model).__name__} is scored by its own objective, which only the native engine "
             "computes: pass every split as an (X, Y) pair of tensors (not a DataLoader), or pass loss= to "
             "score its outputs another way"
         )
-
-
-def _native_pair(model: nn.Module, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
-    """The split's ``(X, Y)`` as the native model takes them (CPU, its input dtype, int64 targets)."""
-    from .models import MLP
-
-    if isinstance(model, MLP):
-        return split.class_pair
-    return native_pair(split._pair, f"split {split.name!r}", model.input_dtype)
-
-
-def native_sweep(
-    model: nn.Module,
-    start: Any,
-    end: Any,
-    splits: Mapping[str, Split],
-    passes: list[tuple[np.ndarray, str]],
-    metrics: tuple[str, ...],
-    progress: bool | None,
-) -> list[Values]:
-    """The native engine (see the module docstring): one :data:`Values` per ``(grid, precision)``
-    pass; the passes over a split share its first layer's products."""
-    names, params = named_parameters(model)
-    t0, t1 = line_endpoints(names, [tuple(p.shape) for p in params], start, end, "cpu")
-    check_point_range(params, names, t0, t1, np.concatenate([grid for grid, _ in passes]))
-    native_passes = [([float(a) for a in grid], precision) for grid, precision in passes]
-    per_split = sum(len(grid) for grid, _ in passes)
-    results: list[Values] = [{} for _ in passes]
-    with (
-        exclusive(params, "sweep the model", "sweeping"),
-        progress_bar(per_split * len(splits), progress) as bar,
-    ):
-        native = model._native
-        for k, (name, split) in enumerate(splits.items()):
-            x, y = _native_pair(model, split)
-
-            def advance(done: int, total: int, k: int = k) -> None:
-                bar.n = k * per_split + round(done / total * per_split)
-                bar.refresh()
-
-            swept = native.sweep_passes(t0, t1, x, y, native_passes, split.batch_size, advance)
-            for values, (loss, error) in zip(results, swept, strict=True):
-                values[name] = {m: v for m, v in (("loss", loss), ("error", error)) if m in metrics}
-    return results
 
 
 def check_indices(grid: np.ndarray) -> np.ndarray:

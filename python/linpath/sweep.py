@@ -21,19 +21,17 @@ from ._io import atomic_write, open_regular
 from .data import Split, as_splits
 from .engines import (
     DEFAULT_LOSS,
-    PRECISIONS,
     LossFn,
-    check_generic_objective,
     check_indices,
-    module_sweep,
-    native_eligible,
-    native_sweep,
+    choose_engine,
+    line_geometry,
     negative_variance_alphas,
     precision_check,
 )
 from .params import named_parameters
 
-METRICS = ("loss", "error")
+#: The metrics every engine reports, by name (from the native core, the one list of them).
+METRICS = tuple(_linpath.METRICS)
 SWEEP_FORMAT = "linpath.Sweep"
 SWEEP_FORMAT_VERSION = 1
 
@@ -479,26 +477,17 @@ def interpolate(
     splits = as_splits(data, batch_size)
     if loss is not None and not callable(loss):
         raise TypeError(f"loss must be callable, got {type(loss).__name__}")
-    engine = _check_engine(engine, precision, native_eligible(model, splits, loss))
-    if engine == "module" and loss is None:
-        check_generic_objective(model)
-
+    chosen = choose_engine(model, splits, loss, engine, precision)
+    geometry = line_geometry(model, start, end)
     # A bf16 sweep is re-evaluated in float32 at a few α (in the same native pass when it can be).
-    passes = [(grid, precision)]
+    passes = [(grid[:, None], precision)]
     index = check_indices(grid) if precision == "bf16" else None
     if index is not None:
-        passes.append((grid[index], "float32"))
-    buffers_interpolated = False
-    if engine == "native":
-        results = native_sweep(model, start, end, splits, passes, metrics, progress)
-    else:
-        loss_fn = DEFAULT_LOSS if loss is None else loss
-        results = []
-        for pass_grid, pass_precision in passes:
-            values, buffers_interpolated = module_sweep(
-                model, start, end, splits, pass_grid, loss_fn, metrics, pass_precision, progress
-            )
-            results.append(values)
+        passes.append((grid[index][:, None], "float32"))
+    loss_fn = DEFAULT_LOSS if loss is None else loss
+    results = chosen.run(model, geometry, splits, metrics, passes, progress, loss_fn)
+    buffers_interpolated = geometry.buffers is not None
+    engine = chosen.name
     values = results[0]
     meta = {
         "model": type(model).__name__,
@@ -576,17 +565,3 @@ def _warn_nonfinite(found: dict[str, dict[str, list[float]]], cause: str) -> Non
         RuntimeWarning,
         stacklevel=3,
     )
-
-
-def _check_engine(engine: str, precision: str, native_ok: bool) -> str:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if engine not in ("auto", "native", "module"):
-        raise ValueError(f"engine must be 'auto', 'native' or 'module', got {engine!r}")
-    if engine == "native" and not native_ok:
-        raise ValueError(
-            "engine='native' needs the default loss and a linpath.models.MLP with (X, Y) splits of "
-            "2-D float inputs and int64 class targets, or another linpath.models.NativeModel with "
-            "(X, Y) splits"
-        )
-    return ("native" if native_ok else "module") if engine == "auto" else engine

@@ -6,6 +6,7 @@
 
 use super::mlp::Activation;
 use crate::error::{Error, Result};
+use crate::subspace::combine;
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
@@ -147,17 +148,35 @@ trait Pre: Sync {
     fn fill(&self, tmp: &mut [f32], start: usize);
 }
 
-/// z0 + α·dz.
-struct Line<'a>(&'a [f32], &'a [f32], f32);
+/// z0 + Σ c_k·dz_k, the first layer's pre-activations at a point of a subspace (built by
+/// [`combine`], the one expression of a point).
+struct Point<'a> {
+    origin: &'a [f32],
+    terms: Vec<(&'a [f32], f32)>,
+}
 
-impl Pre for Line<'_> {
+impl Pre for Point<'_> {
     #[inline(always)]
     fn fill(&self, tmp: &mut [f32], start: usize) {
-        let (a, b) = (&self.0[start..start + tmp.len()], &self.1[start..start + tmp.len()]);
-        for ((t, &x), &y) in tmp.iter_mut().zip(a).zip(b) {
-            *t = x + self.2 * y;
+        let range = start..start + tmp.len();
+        let terms: Vec<(&[f32], f32)> = self.terms.iter().map(|(d, c)| (&d[range.clone()], *c)).collect();
+        combine(tmp, &self.origin[range], &terms, |v| v);
+    }
+}
+
+/// The [`Point`] of `z0` and `terms` (dz_k, c_k), checked: float32 contiguous CPU tensors of one shape.
+fn point_of<'a>(z0: &'a Tensor, terms: &'a [(Tensor, f64)], what: &str) -> Result<Point<'a>> {
+    check(z0, &[Kind::Float], "z0")?;
+    for (dz, _) in terms {
+        check(dz, &[Kind::Float], "dz")?;
+        if dz.size() != z0.size() {
+            return Err(Error::InvalidArgument(format!("{what}: shapes do not match")));
         }
     }
+    // SAFETY: checked above (contiguous CPU float32 tensors that outlive the point).
+    let origin = unsafe { slice::<f32>(z0) };
+    let terms = terms.iter().map(|(dz, c)| (unsafe { slice::<f32>(dz) }, *c as f32)).collect();
+    Ok(Point { origin, terms })
 }
 
 impl Pre for &[f32] {
@@ -217,18 +236,15 @@ fn store<O: Out>(out: &mut [O], tmp: &[f32], f: impl Fn(f32) -> f32) {
     }
 }
 
-/// `out = act(z0 + α·dz)` with `z0`, `dz` float32 `[m, w·k]` and `out` float32 or bf16 `[m, w]`.
-pub fn line_activation(z0: &Tensor, dz: &Tensor, alpha: f64, act: Activation, out: &Tensor) -> Result<()> {
-    check(z0, &[Kind::Float], "z0")?;
-    check(dz, &[Kind::Float], "dz")?;
+/// `out = act(z0 + Σ c_k·dz_k)` with `z0` and each `dz_k` float32 `[m, w·k]` (`terms` = (dz_k, c_k))
+/// and `out` float32 or bf16 `[m, w]`.
+pub fn point_activation(z0: &Tensor, terms: &[(Tensor, f64)], act: Activation, out: &Tensor) -> Result<()> {
+    let pre = point_of(z0, terms, "point_activation")?;
     check(out, &[Kind::Float, Kind::BFloat16], "out")?;
-    let (k, alpha) = (act.pieces() as usize, alpha as f32);
-    if z0.size() != dz.size() || out.numel() * k != z0.numel() {
-        return Err(Error::InvalidArgument("line_activation: shapes do not match".into()));
+    if out.numel() * act.pieces() as usize != z0.numel() {
+        return Err(Error::InvalidArgument("point_activation: shapes do not match".into()));
     }
-    // SAFETY: checked above (contiguous CPU tensors of these element types); `out` is a distinct buffer.
-    let (a, b) = unsafe { (slice::<f32>(z0), slice::<f32>(dz)) };
-    let pre = Line(a, b, alpha);
+    // SAFETY: `out` is a checked contiguous CPU tensor, a distinct buffer.
     match out.f_kind()? {
         Kind::Float => map_activation(unsafe { slice_mut::<f32>(out) }, act, &pre),
         _ => map_activation(unsafe { slice_mut::<Bf16>(out) }, act, &pre),
@@ -341,24 +357,21 @@ fn check_output_layer(w: &Tensor, b: &Tensor, targets: &Tensor, rows: usize) -> 
     Ok(())
 }
 
-/// Loss sums of `act(z0 + α·dz) Wᵀ + b` (a network with one hidden layer) against `targets`.
-pub fn line_loss(
+/// Loss sums of `act(z0 + Σ c_k·dz_k) Wᵀ + b` (a network with one hidden layer) against `targets`.
+pub fn point_loss(
     z0: &Tensor,
-    dz: &Tensor,
-    alpha: f64,
+    terms: &[(Tensor, f64)],
     act: Activation,
     (w, b): (&Tensor, &Tensor),
     targets: &Tensor,
 ) -> Result<LossSums> {
-    check(z0, &[Kind::Float], "z0")?;
-    check(dz, &[Kind::Float], "dz")?;
+    let pre = point_of(z0, terms, "point_loss")?;
     let rows = *z0.size().first().unwrap_or(&0) as usize;
     check_output_layer(w, b, targets, rows)?;
-    if z0.size() != dz.size() || z0.numel() != rows * (w.numel() / b.numel()) * act.pieces() as usize {
-        return Err(Error::InvalidArgument("line_loss: shapes do not match".into()));
+    if z0.numel() != rows * (w.numel() / b.numel()) * act.pieces() as usize {
+        return Err(Error::InvalidArgument("point_loss: shapes do not match".into()));
     }
     // SAFETY: all checked to be contiguous CPU tensors of these element types.
-    let pre = unsafe { Line(slice(z0), slice(dz), alpha as f32) };
     Ok(loss_rows(&pre, act, unsafe { slice(w) }, unsafe { slice(b) }, unsafe { slice(targets) }))
 }
 
@@ -383,42 +396,6 @@ pub fn activation_loss(
     })
 }
 
-#[inline(always)]
-fn line_chunk_body<O: Out>(out: &mut [O], a: &[f32], b: &[f32], alpha: f32) {
-    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-        *o = O::from_f32(x + alpha * y);
-    }
-}
-
-multiversion!(line_chunk, line_chunk_body, <O: Out>, (out: &mut [O], a: &[f32], b: &[f32], alpha: f32));
-
-/// `out = a + α·b` elementwise, with `a`, `b` float32 and `out` float32 or bf16 (same numel).
-pub fn line_into(a: &Tensor, b: &Tensor, alpha: f64, out: &Tensor) -> Result<()> {
-    check(a, &[Kind::Float], "a")?;
-    check(b, &[Kind::Float], "b")?;
-    check(out, &[Kind::Float, Kind::BFloat16], "out")?;
-    if a.numel() != b.numel() || a.numel() != out.numel() {
-        return Err(Error::InvalidArgument("line_into: sizes do not match".into()));
-    }
-    // SAFETY: checked above; `out` is a distinct buffer.
-    let (a, b, alpha) = unsafe { (slice::<f32>(a), slice::<f32>(b), alpha as f32) };
-    match out.f_kind()? {
-        Kind::Float => {
-            let o = unsafe { slice_mut::<f32>(out) };
-            o.par_chunks_mut(CHUNK)
-                .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-                .for_each(|(o, (a, b))| line_chunk(o, a, b, alpha));
-        }
-        _ => {
-            let o = unsafe { slice_mut::<Bf16>(out) };
-            o.par_chunks_mut(CHUNK)
-                .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-                .for_each(|(o, (a, b))| line_chunk(o, a, b, alpha));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,10 +411,10 @@ mod tests {
             let dz = Tensor::randn([37, 5 * k], (Kind::Float, Device::Cpu));
             let expected = act.apply(&(&dz * 0.3 + &z0)).unwrap();
             let out = Tensor::zeros([37, 5], (Kind::Float, Device::Cpu));
-            line_activation(&z0, &dz, 0.3, act, &out).unwrap();
+            point_activation(&z0, &[(dz.shallow_clone(), 0.3)], act, &out).unwrap();
             assert!((&out - &expected).abs().max().double_value(&[]) < 1e-6, "{act:?}");
             let half = Tensor::zeros([37, 5], (Kind::BFloat16, Device::Cpu));
-            line_activation(&z0, &dz, 0.3, act, &half).unwrap();
+            point_activation(&z0, &[(dz.shallow_clone(), 0.3)], act, &half).unwrap();
             assert!(half.to_kind(Kind::Float).equal(&expected.to_kind(Kind::BFloat16).to_kind(Kind::Float)));
         }
     }
@@ -463,7 +440,7 @@ mod tests {
             let targets = Tensor::randint(10, [70], (Kind::Int64, Device::Cpu));
             let expected =
                 reference_loss(&(act.apply(&(&dz * -0.7 + &z0)).unwrap().matmul(&w.tr()) + &b), &targets);
-            let got = line_loss(&z0, &dz, -0.7, act, (&w, &b), &targets).unwrap();
+            let got = point_loss(&z0, &[(dz.shallow_clone(), -0.7)], act, (&w, &b), &targets).unwrap();
             assert!((got.loss - expected.loss).abs() < 1e-5 * expected.loss, "{act:?}");
             assert_eq!(got.wrong, expected.wrong);
             let z = (&dz * -0.7 + &z0).to_kind(Kind::BFloat16);
@@ -476,23 +453,29 @@ mod tests {
     }
 
     #[test]
-    fn line_into_matches_tensor_ops_in_both_kinds() {
-        let (a, b) = (Tensor::randn([1000, 33], FLOAT), Tensor::randn([1000, 33], FLOAT));
-        let expected = &a + &b * 0.25;
-        let out = Tensor::zeros([1000, 33], FLOAT);
-        line_into(&a, &b, 0.25, &out).unwrap();
-        assert!((&out - &expected).abs().max().double_value(&[]) < 1e-6);
-        let half = Tensor::zeros([1000, 33], (Kind::BFloat16, Device::Cpu));
-        line_into(&a, &b, 0.25, &half).unwrap();
-        assert!(half.equal(&out.to_kind(Kind::BFloat16)));
-        assert!(line_into(&a, &b, 0.25, &Tensor::zeros([3], FLOAT)).is_err());
+    fn plane_kernels_match_tensor_ops() {
+        tch::manual_seed(13);
+        let act = Activation::Maxout(2);
+        let (z0, d1, d2) =
+            (Tensor::randn([50, 8], FLOAT), Tensor::randn([50, 8], FLOAT), Tensor::randn([50, 8], FLOAT));
+        let terms = [(d1.shallow_clone(), 0.4), (d2.shallow_clone(), -1.3)];
+        let z = &z0 + &d1 * 0.4 + &d2 * -1.3;
+        let out = Tensor::zeros([50, 4], FLOAT);
+        point_activation(&z0, &terms, act, &out).unwrap();
+        assert!((&out - act.apply(&z).unwrap()).abs().max().double_value(&[]) < 1e-5);
+        let (w, b) = (Tensor::randn([3, 4], FLOAT), Tensor::randn([3], FLOAT));
+        let targets = Tensor::randint(3, [50], (Kind::Int64, Device::Cpu));
+        let expected = reference_loss(&(act.apply(&z).unwrap().matmul(&w.tr()) + &b), &targets);
+        let got = point_loss(&z0, &terms, act, (&w, &b), &targets).unwrap();
+        assert!((got.loss - expected.loss).abs() < 1e-5 * expected.loss);
+        assert!(point_loss(&z0, &[(Tensor::zeros([50, 7], FLOAT), 1.0)], act, (&w, &b), &targets).is_err());
     }
 
     #[test]
     fn wrong_buffers_are_errors() {
         let z = Tensor::zeros([4, 6], (Kind::Float, Device::Cpu));
         let out = Tensor::zeros([4, 5], (Kind::Float, Device::Cpu));
-        assert!(line_activation(&z, &z, 1.0, Activation::Relu, &out).is_err());
+        assert!(point_activation(&z, &[(z.shallow_clone(), 1.0)], Activation::Relu, &out).is_err());
         let ints = Tensor::zeros([4, 6], (Kind::Int64, Device::Cpu));
         let (w, b) = (Tensor::zeros([2, 6], FLOAT), Tensor::zeros([2], FLOAT));
         let targets = Tensor::zeros([4], (Kind::Int64, Device::Cpu));

@@ -304,6 +304,19 @@ impl Network for Mlp {
             count,
         })
     }
+
+    /// The fast sweep: the first layer once per batch for all points, the parameters untouched
+    /// (see [`super::mlp_sweep`]); bf16 per-point layers available.
+    fn sweep(
+        &self,
+        sub: &crate::subspace::Subspace,
+        data: (&Tensor, &Tensor),
+        passes: &[super::network::Pass],
+        batch_size: i64,
+        on_point: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> Result<Vec<Vec<Measure>>> {
+        super::mlp_sweep::sweep_mlp_passes(&self.config, sub, data, passes, batch_size, on_point)
+    }
 }
 
 impl nn::ModuleT for Mlp {

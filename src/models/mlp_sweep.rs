@@ -1,150 +1,138 @@
-//! The native sweep of an [`Mlp`]: J(θ0 + α·d) for a grid of α on one data split.
+//! The native sweep of an [`Mlp`]: J at points θ0 + Σ c_k·d_k of a line or plane ([`Subspace`]) on
+//! one data split, the MLP's override of [`Network::sweep`](super::network::Network::sweep).
 //!
-//! It exploits the structure of the line. For a fixed batch X the first layer's affine output is
-//! affine in α: z(α) = (X W0ᵀ + b0) + α·(X dWᵀ + db), so it is computed twice per batch instead
-//! of once per α; only the later layers run per α. The parameters of the model are not touched
-//! (the line's weights live in their own tensors), autograd is off, and in `Bf16` precision the
-//! per-α layers run in bfloat16 (AMX on recent Xeons) while the first layer stays float32.
+//! It exploits the structure of the subspace. For a fixed batch X the first layer's affine output
+//! is affine in the coordinates: z(c) = (X W0ᵀ + b0) + Σ c_k·(X dW_kᵀ + db_k), so it takes 1 + k
+//! matrix products per batch instead of one per point; only the later layers run per point. The
+//! parameters of the model are not touched (each layer's weights at a point are written from the
+//! subspace into their own buffers, computed in float64 and rounded once), autograd is off, and in
+//! `Bf16` precision the per-point layers run in bfloat16 (AMX on recent Xeons) while the first
+//! layer stays float32.
 
-use super::kernels::{activation_loss, line_activation, line_into, line_loss, LossSums};
+use super::kernels::{activation_loss, point_activation, point_loss, LossSums};
 use super::mlp::{Mlp, MlpConfig};
+use super::network::{check_passes, Measure, Pass, Precision};
 use crate::error::{Error, Result};
-use crate::flat::{check_finite, check_vector};
-use crate::sweep::check_alphas;
+use crate::subspace::Subspace;
 use tch::{Kind, Tensor};
 
-/// Arithmetic of the per-α layers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Precision {
-    F32,
-    Bf16,
-}
-
-impl Precision {
-    /// Parses "float32" or "bf16".
-    pub fn parse(name: &str) -> Result<Self> {
-        match name {
-            "float32" => Ok(Precision::F32),
-            "bf16" | "bfloat16" => Ok(Precision::Bf16),
-            other => {
-                Err(Error::InvalidArgument(format!("precision must be 'float32' or 'bf16', got {other:?}")))
-            }
-        }
-    }
-
-    fn kind(self) -> Kind {
-        match self {
-            Precision::F32 => Kind::Float,
-            Precision::Bf16 => Kind::BFloat16,
-        }
-    }
-}
-
-/// Mean loss and error rate at each α of one split.
+/// Mean loss and error rate at each α of one split (the line convenience [`sweep_mlp`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SplitSweep {
     pub loss: Vec<f64>,
     pub error: Vec<f64>,
 }
 
-/// One layer's line: weight and bias at α = 0 and their directions (float32).
-struct LayerLine {
-    w0: Tensor,
-    dw: Tensor,
-    b0: Tensor,
-    db: Tensor,
-    /// Preallocated W(α) and b(α), in the kind the layer computes in.
+impl SplitSweep {
+    fn of(measures: &[Measure]) -> Self {
+        let (loss, error) = measures.iter().map(Measure::rates).unzip();
+        SplitSweep { loss, error }
+    }
+}
+
+/// A layer's weight and bias.
+type WeightBias = (Tensor, Tensor);
+
+/// One layer's piece of the subspace, with preallocated W(c) and b(c) in the layer's compute kind.
+struct LayerPiece {
+    weight: Subspace,
+    bias: Subspace,
     w_at: Tensor,
     b_at: Tensor,
 }
 
-impl LayerLine {
-    fn new((w0, dw): (Tensor, Tensor), (b0, db): (Tensor, Tensor), kind: Kind) -> Result<Self> {
-        let w_at = Tensor::f_empty(w0.size(), (kind, tch::Device::Cpu))?;
-        let b_at = Tensor::f_empty(b0.size(), (kind, tch::Device::Cpu))?;
-        Ok(LayerLine { w0, dw, b0, db, w_at, b_at })
+impl LayerPiece {
+    /// (W(c), b(c)) in the preallocated buffers (valid until the next call).
+    fn at(&self, coords: &[f64]) -> Result<(Tensor, Tensor)> {
+        self.weight.write_point(&mut [self.w_at.shallow_clone()], coords)?;
+        self.bias.write_point(&mut [self.b_at.shallow_clone()], coords)?;
+        Ok((self.w_at.shallow_clone(), self.b_at.shallow_clone()))
     }
 
-    /// (W(α), b(α)), computed in float32 from the layer's start and direction (one fused pass
-    /// each), in the preallocated buffers (valid until the next call).
-    fn at(&self, alpha: f64) -> Result<(Tensor, Tensor)> {
-        line_into(&self.w0, &self.dw, alpha, &self.w_at)?;
-        line_into(&self.b0, &self.db, alpha, &self.b_at)?;
-        Ok((self.w_at.shallow_clone(), self.b_at.shallow_clone()))
+    /// The layer's weight and bias at the origin and along each direction, in float32.
+    fn float32_parts(&self) -> Result<(WeightBias, Vec<WeightBias>)> {
+        let f = |t: &Tensor| t.f_to_kind(Kind::Float);
+        let (w, b) = (&self.weight, &self.bias);
+        let origin = (f(w.origin())?, f(b.origin())?);
+        let dirs = w.directions().iter().zip(b.directions()).map(|(dw, db)| Ok((f(dw)?, f(db)?)));
+        Ok((origin, dirs.collect::<Result<_>>()?))
     }
 }
 
-/// Cuts θ0 and d = θ1 − θ0 (taken in float64, stored float32) into per-layer lines. Hidden
-/// layers after the first compute in `precision`; the output layer always in float32 (bf16 logits
-/// would round the loss too coarsely).
-fn layer_lines(
-    config: &MlpConfig,
-    theta0: &Tensor,
-    theta1: &Tensor,
-    precision: Precision,
-) -> Result<Vec<LayerLine>> {
+/// Cuts the subspace into per-layer pieces. Hidden layers after the first compute in `precision`;
+/// the first and the output layer always in float32 (bf16 logits would round the loss too coarsely).
+fn layer_pieces(config: &MlpConfig, sub: &Subspace, precision: Precision) -> Result<Vec<LayerPiece>> {
     let numel = usize::try_from(config.parameter_count()?).map_err(|_| {
         Error::InvalidArgument("the MLP's parameter count exceeds this platform's address space".into())
     })?;
-    check_vector(theta0, numel, "start")?;
-    check_vector(theta1, numel, "end")?;
-    let t0 = theta0.f_to_kind(Kind::Double)?;
-    let d = theta1.f_to_kind(Kind::Double)?.f_sub(&t0)?;
-    check_finite(&t0, "start")?;
-    check_finite(&d, "end - start (NaN or infinite end, or a direction that overflows)")?;
-    let mut offset = 0i64;
-    let mut take = |shape: &[i64]| -> Result<(Tensor, Tensor)> {
-        let n: i64 = shape.iter().product();
-        let cut = |v: &Tensor| -> Result<Tensor> {
-            Ok(v.f_narrow(0, offset, n)?.f_view(shape)?.f_to_kind(Kind::Float)?)
-        };
-        let pair = (cut(&t0)?, cut(&d)?);
+    if sub.numel() != numel {
+        return Err(Error::Layout(format!(
+            "the subspace has {} elements but the MLP has {numel}",
+            sub.numel()
+        )));
+    }
+    let mut offset = 0usize;
+    let mut take = |shape: &[i64]| -> Result<Subspace> {
+        let n = shape.iter().product::<i64>() as usize;
+        let piece = sub.slice(offset, n, shape)?;
         offset += n;
-        Ok(pair)
+        Ok(piece)
     };
     let last = config.depth() - 1;
     (0..config.depth())
         .map(|i| {
             let shape = config.weight_shape(i);
             let (weight, bias) = (take(&shape)?, take(&shape[..1])?);
-            LayerLine::new(weight, bias, if i == 0 || i == last { Kind::Float } else { precision.kind() })
+            let kind = if i == 0 || i == last { Kind::Float } else { precision.kind() };
+            let w_at = Tensor::f_empty(shape.as_slice(), (kind, tch::Device::Cpu))?;
+            let b_at = Tensor::f_empty([shape[0]], (kind, tch::Device::Cpu))?;
+            Ok(LayerPiece { weight, bias, w_at, b_at })
         })
         .collect()
 }
 
-/// A batch's first-layer outputs at α = 0 and their α-slope, with its targets.
+/// A batch's first-layer outputs at the origin and along each direction, with its targets.
 struct FirstLayer {
     z0: Tensor,
-    dz: Tensor,
+    dz: Vec<Tensor>,
     targets: Tensor,
 }
 
-fn first_layer(line: &LayerLine, x: &Tensor, y: &Tensor) -> Result<FirstLayer> {
+fn first_layer(piece: &LayerPiece, x: &Tensor, y: &Tensor) -> Result<FirstLayer> {
     let x = x.f_to_kind(Kind::Float)?;
+    let ((w0, b0), dirs) = piece.float32_parts()?;
+    let affine = |w: &Tensor, b: &Tensor| -> Result<Tensor> { Ok(b.f_addmm(&x, &w.f_tr()?)?) };
     Ok(FirstLayer {
-        z0: line.b0.f_addmm(&x, &line.w0.f_tr()?)?,
-        dz: line.db.f_addmm(&x, &line.dw.f_tr()?)?,
+        z0: affine(&w0, &b0)?,
+        dz: dirs.iter().map(|(dw, db)| affine(dw, db)).collect::<Result<_>>()?,
         targets: y.shallow_clone(),
     })
 }
 
-/// Preallocated activations of one batch length (reused across α: no allocation per α).
+impl FirstLayer {
+    /// (dz_k, c_k) at the point `coords`.
+    fn terms(&self, coords: &[f64]) -> Vec<(Tensor, f64)> {
+        self.dz.iter().zip(coords).map(|(d, &c)| (d.shallow_clone(), c)).collect()
+    }
+}
+
+/// Preallocated activations of one batch length (reused across points: no allocation per point).
 ///
-/// With D affine layers, the per-α matrix products are those of hidden layers 1..D-2 (in the
+/// With D affine layers, the per-point matrix products are those of hidden layers 1..D-2 (in the
 /// compute kind); the last hidden activation, the output layer and the loss are one fused kernel.
 struct Buffers {
-    /// Activated input of each per-α hidden layer (layers 1..D-2), in the compute kind.
+    /// Activated input of each per-point hidden layer (layers 1..D-2), in the compute kind.
     inputs: Vec<Tensor>,
-    /// Affine output of each per-α hidden layer, in the compute kind.
+    /// Affine output of each per-point hidden layer, in the compute kind.
     affine: Vec<Tensor>,
 }
 
 impl Buffers {
     fn new(config: &MlpConfig, m: i64, kind: Kind) -> Result<Self> {
         let cpu = |shape: [i64; 2]| Tensor::f_empty(shape, (kind, tch::Device::Cpu));
-        let per_alpha = 1..config.depth().saturating_sub(1);
-        let inputs = per_alpha.clone().map(|l| cpu([m, config.sizes[l]]));
-        let affine = per_alpha.map(|l| cpu([m, config.weight_shape(l)[0]]));
+        let per_point = 1..config.depth().saturating_sub(1);
+        let inputs = per_point.clone().map(|l| cpu([m, config.sizes[l]]));
+        let affine = per_point.map(|l| cpu([m, config.weight_shape(l)[0]]));
         Ok(Buffers {
             inputs: inputs.collect::<std::result::Result<_, _>>()?,
             affine: affine.collect::<std::result::Result<_, _>>()?,
@@ -152,26 +140,27 @@ impl Buffers {
     }
 }
 
-/// Summed loss and number of errors of one batch at one α, given the later layers' weights.
+/// Summed loss and number of errors of one batch at one point, given the later layers' weights.
 fn batch_at(
     config: &MlpConfig,
     batch: &FirstLayer,
-    alpha: f64,
+    coords: &[f64],
     later: &[(Tensor, Tensor)],
     bufs: &Buffers,
 ) -> Result<LossSums> {
-    let (act, targets) = (config.activation, &batch.targets);
+    let (act, targets, terms) = (config.activation, &batch.targets, batch.terms(coords));
     match later.split_last() {
         None => {
-            // No hidden layer: z(α) is the output.
-            let logits = batch.dz.f_mul_scalar(alpha)?.f_add_(&batch.z0)?.f_to_kind(Kind::Double)?;
+            // No hidden layer: z(c) is the output.
+            let logits =
+                Subspace::of_activations(&batch.z0, &batch.dz)?.point(coords)?.f_to_kind(Kind::Double)?;
             let (mean_loss, wrong) = Mlp::loss_and_errors(&logits, targets)?;
             let n = targets.size()[0] as f64;
             Ok(LossSums { loss: mean_loss.f_double_value(&[])? * n, wrong: wrong.f_int64_value(&[])? })
         }
-        Some(((w, b), [])) => line_loss(&batch.z0, &batch.dz, alpha, act, (w, b), targets),
+        Some(((w, b), [])) => point_loss(&batch.z0, &terms, act, (w, b), targets),
         Some(((w_out, b_out), hidden)) => {
-            line_activation(&batch.z0, &batch.dz, alpha, act, &bufs.inputs[0])?;
+            point_activation(&batch.z0, &terms, act, &bufs.inputs[0])?;
             let mut sums = LossSums::default();
             for (i, (w, b)) in hidden.iter().enumerate() {
                 let z = b.f_addmm_out(&bufs.affine[i], &bufs.inputs[i], &w.f_tr()?)?;
@@ -185,9 +174,9 @@ fn batch_at(
     }
 }
 
-/// (W(α), b(α)) of every layer after the first.
-fn later_layers(lines: &[LayerLine], alpha: f64) -> Result<Vec<(Tensor, Tensor)>> {
-    lines[1..].iter().map(|l| l.at(alpha)).collect()
+/// (W(c), b(c)) of every layer after the first.
+fn later_layers(pieces: &[LayerPiece], coords: &[f64]) -> Result<Vec<(Tensor, Tensor)>> {
+    pieces[1..].iter().map(|l| l.at(coords)).collect()
 }
 
 /// The buffers for batches of `m` examples in `kind` (at most two lengths occur: full and last
@@ -205,29 +194,18 @@ fn buffers_for<'a>(
     Ok(&cache[cache.len() - 1].1)
 }
 
-/// One grid of α evaluated in one precision. Several passes over the same split share the
-/// first layer's products (see [`sweep_mlp_passes`]).
-#[derive(Debug, Clone, Copy)]
-pub struct Pass<'a> {
-    pub alphas: &'a [f64],
-    pub precision: Precision,
-}
-
-/// Bytes of first-layer outputs (float32, α = 0 and slope) cached per block.
+/// Bytes of first-layer outputs (float32, origin and directions) cached per block.
 const BLOCK_BYTES: i64 = 256 << 20;
 
-/// Examples per block: a multiple of `batch_size` whose first-layer outputs (α = 0 and slope)
-/// take at most ≈256 MB of float32. Each block is evaluated as one matrix per α.
-fn block_len(config: &MlpConfig, batch_size: i64, n: i64, budget: i64) -> i64 {
-    let per_example = config.weight_shape(0)[0].saturating_mul(2 * 4);
+/// Examples per block: a multiple of `batch_size` whose first-layer outputs (origin and `dim`
+/// directions) take at most ≈256 MB of float32. Each block is evaluated as one matrix per point.
+fn block_len(config: &MlpConfig, batch_size: i64, n: i64, budget: i64, dim: usize) -> i64 {
+    let per_example = config.weight_shape(0)[0].saturating_mul(4 * (1 + dim as i64));
     let fit = (budget / per_example.max(1)).max(batch_size);
     (fit / batch_size * batch_size).min(n)
 }
 
-/// Sweeps `alphas` on the split (`x`, `y`) in blocks of whole batches of `batch_size` (see
-/// [`block_len`]: batch_size only sets the granularity of the memory bound). `on_alpha(done, total)` runs
-/// after each α of each block of data (for progress and cancellation); returning `false` stops the
-/// sweep early with `Error::InvalidArgument("interrupted")`.
+/// J and the error rate along the line θ0 + α·(θ1 − θ0) on one split (see [`sweep_mlp_passes`]).
 #[allow(clippy::too_many_arguments)]
 pub fn sweep_mlp(
     config: &MlpConfig,
@@ -238,98 +216,79 @@ pub fn sweep_mlp(
     alphas: &[f64],
     batch_size: i64,
     precision: Precision,
-    on_alpha: &mut dyn FnMut(usize, usize) -> bool,
+    on_point: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<SplitSweep> {
-    let pass = Pass { alphas, precision };
-    let mut sweeps = sweep_mlp_passes(config, theta0, theta1, x, y, &[pass], batch_size, on_alpha)?;
-    Ok(sweeps.remove(0))
+    let line = Subspace::line(theta0, theta1, Kind::Double)?;
+    let points: Vec<Vec<f64>> = alphas.iter().map(|&a| vec![a]).collect();
+    let pass = Pass { points: &points, precision };
+    let measures = sweep_mlp_passes(config, &line, (x, y), &[pass], batch_size, on_point)?;
+    Ok(SplitSweep::of(&measures[0]))
 }
 
-/// [`sweep_mlp`] for several passes (α grids, each in its precision) over the same split, sharing
-/// the first layer's products: e.g. a bf16 sweep and its float32 check. One [`SplitSweep`] per pass;
-/// `on_alpha(done, total)` counts the α of every pass.
-#[allow(clippy::too_many_arguments)]
+/// The measures of several passes (points of `sub`, each pass in its precision) over the same split
+/// `(x, y)`, in blocks of whole batches of `batch_size` (see [`block_len`]: batch_size only sets the
+/// granularity of the memory bound), sharing the first layer's products: e.g. a bf16 sweep and its
+/// float32 check. One [`Measure`] per point per pass; `on_point(done, total)` runs after each point
+/// of each block of data (for progress and cancellation); returning `false` stops the sweep with
+/// `Error::InvalidArgument("interrupted")`.
 pub fn sweep_mlp_passes(
     config: &MlpConfig,
-    theta0: &Tensor,
-    theta1: &Tensor,
-    x: &Tensor,
-    y: &Tensor,
+    sub: &Subspace,
+    data: (&Tensor, &Tensor),
     passes: &[Pass],
     batch_size: i64,
-    on_alpha: &mut dyn FnMut(usize, usize) -> bool,
-) -> Result<Vec<SplitSweep>> {
-    sweep_in_blocks(config, (theta0, theta1), (x, y), passes, (batch_size, BLOCK_BYTES), on_alpha)
-}
-
-/// Running sums of one pass: summed loss and errors per α.
-struct PassSums {
-    loss: Vec<f64>,
-    wrong: Vec<i64>,
+    on_point: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<Vec<Vec<Measure>>> {
+    sweep_in_blocks(config, sub, data, passes, (batch_size, BLOCK_BYTES), on_point)
 }
 
 /// [`sweep_mlp_passes`] with the block budget in bytes as a parameter (`sizes` = (batch_size, budget)).
 fn sweep_in_blocks(
     config: &MlpConfig,
-    (theta0, theta1): (&Tensor, &Tensor),
+    sub: &Subspace,
     (x, y): (&Tensor, &Tensor),
     passes: &[Pass],
     (batch_size, budget): (i64, i64),
-    on_alpha: &mut dyn FnMut(usize, usize) -> bool,
-) -> Result<Vec<SplitSweep>> {
-    for pass in passes {
-        check_alphas(pass.alphas)?;
-    }
+    on_point: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<Vec<Vec<Measure>>> {
+    check_passes(sub, passes)?;
     if batch_size < 1 {
         return Err(Error::InvalidArgument(format!("batch_size must be positive, got {batch_size}")));
     }
     config.validate()?;
     config.check_labelled(x, y, "the data")?;
+    if sub.device() != tch::Device::Cpu {
+        return Err(Error::InvalidArgument("the native MLP sweep runs on the CPU; pass CPU vectors".into()));
+    }
     let _guard = tch::no_grad_guard();
     // Strided inputs or targets (e.g. `Y[::2]`) are copied once; the kernels read contiguous rows.
     let (x, y) = (&x.f_contiguous()?, &y.f_contiguous()?);
-    let lines: Vec<Vec<LayerLine>> =
-        passes.iter().map(|p| layer_lines(config, theta0, theta1, p.precision)).collect::<Result<_>>()?;
+    let pieces: Vec<Vec<LayerPiece>> =
+        passes.iter().map(|p| layer_pieces(config, sub, p.precision)).collect::<Result<_>>()?;
     let n = x.size()[0];
-    let mut sums: Vec<PassSums> = passes
-        .iter()
-        .map(|p| PassSums { loss: vec![0.0; p.alphas.len()], wrong: vec![0; p.alphas.len()] })
-        .collect();
-    let block = block_len(config, batch_size, n, budget);
+    let mut sums: Vec<Vec<Measure>> =
+        passes.iter().map(|p| vec![Measure::default(); p.points.len()]).collect();
+    let block = block_len(config, batch_size, n, budget, sub.dim());
     let mut buffers = Vec::new();
-    let per_block: usize = passes.iter().map(|p| p.alphas.len()).sum();
+    let per_block: usize = passes.iter().map(|p| p.points.len()).sum();
     let total = per_block * (n as usize).div_ceil(block as usize);
     let mut done = 0;
     for start in (0..n).step_by(block as usize) {
         let len = block.min(n - start);
-        let batch = first_layer(&lines[0][0], &x.f_narrow(0, start, len)?, &y.f_narrow(0, start, len)?)?;
-        for ((pass, pass_lines), pass_sums) in passes.iter().zip(&lines).zip(&mut sums) {
+        let batch = first_layer(&pieces[0][0], &x.f_narrow(0, start, len)?, &y.f_narrow(0, start, len)?)?;
+        for ((pass, pass_pieces), pass_sums) in passes.iter().zip(&pieces).zip(&mut sums) {
             let bufs = buffers_for(&mut buffers, config, len, pass.precision.kind())?;
-            for (ai, &alpha) in pass.alphas.iter().enumerate() {
-                let at = batch_at(config, &batch, alpha, &later_layers(pass_lines, alpha)?, bufs)?;
-                pass_sums.loss[ai] += at.loss;
-                pass_sums.wrong[ai] += at.wrong;
+            for (coords, sum) in pass.points.iter().zip(pass_sums.iter_mut()) {
+                let at = batch_at(config, &batch, coords, &later_layers(pass_pieces, coords)?, bufs)?;
+                sum.add(Measure { loss_sum: at.loss, wrong: at.wrong, count: len });
                 done += 1;
-                if !on_alpha(done, total) {
+                if !on_point(done, total) {
                     return Err(Error::InvalidArgument("interrupted".into()));
                 }
             }
         }
     }
-    Ok(sums.into_iter().map(|s| s.rates(n)).collect())
-}
-
-impl PassSums {
-    /// Mean loss and error rate per α over `n` examples. Where the loss is not finite the logits
-    /// were NaN or infinite, so their argmax means nothing: the error rate is NaN there, never a
-    /// plausible number.
-    fn rates(&self, n: i64) -> SplitSweep {
-        let n = n as f64;
-        let loss: Vec<f64> = self.loss.iter().map(|l| l / n).collect();
-        let error =
-            loss.iter().zip(&self.wrong).map(|(l, &w)| if l.is_finite() { w as f64 / n } else { f64::NAN });
-        SplitSweep { error: error.collect(), loss }
-    }
+    Ok(sums)
 }
 
 #[cfg(test)]
@@ -401,16 +360,18 @@ mod tests {
         };
         let one = run();
         let budget = 2 * 9 * 4 * 25; // 25 examples' worth: blocks of 20 (two whole batches)
-        assert_eq!(block_len(&cfg, 10, 103, budget), 20);
+        assert_eq!(block_len(&cfg, 10, 103, budget, 1), 20);
         let (mut calls, mut seen_total) = (0, 0);
         let mut count = |_, total| {
             calls += 1;
             seen_total = total;
             true
         };
-        let pass = Pass { alphas: &[-0.5, 0.3, 1.2], precision: Precision::F32 };
-        let many =
-            sweep_in_blocks(&cfg, (&t0, &t1), (&x, &y), &[pass], (10, budget), &mut count).unwrap().remove(0);
+        let points = [vec![-0.5], vec![0.3], vec![1.2]];
+        let pass = Pass { points: &points, precision: Precision::F32 };
+        let line = Subspace::line(&t0, &t1, Kind::Double).unwrap();
+        let many = sweep_in_blocks(&cfg, &line, (&x, &y), &[pass], (10, budget), &mut count).unwrap();
+        let many = SplitSweep::of(&many[0]);
         assert_eq!((calls, seen_total), (18, 18)); // 6 blocks x 3 alphas
                                                    // Float32 matrix products of other shapes round differently: agreement to float32 precision.
         for ((a, b), (e, f)) in one.loss.iter().zip(&many.loss).zip(one.error.iter().zip(&many.error)) {
@@ -433,19 +394,22 @@ mod tests {
         let alone = |alphas: &[f64], precision| {
             sweep_mlp(&cfg, &t0, &t1, &x, &y, alphas, 8, precision, &mut |_, _| true).unwrap()
         };
+        let points = |alphas: &[f64]| -> Vec<Vec<f64>> { alphas.iter().map(|&a| vec![a]).collect() };
+        let (grid_points, check_points) = (points(&grid), points(&check));
         let passes = [
-            Pass { alphas: &grid, precision: Precision::Bf16 },
-            Pass { alphas: &check, precision: Precision::F32 },
+            Pass { points: &grid_points, precision: Precision::Bf16 },
+            Pass { points: &check_points, precision: Precision::F32 },
         ];
         let mut seen = 0;
-        let both = sweep_mlp_passes(&cfg, &t0, &t1, &x, &y, &passes, 8, &mut |_, total| {
+        let line = Subspace::line(&t0, &t1, Kind::Double).unwrap();
+        let both = sweep_mlp_passes(&cfg, &line, (&x, &y), &passes, 8, &mut |_, total| {
             seen = total;
             true
         })
         .unwrap();
         assert_eq!(seen, grid.len() + check.len());
-        assert_eq!(both[0], alone(&grid, Precision::Bf16));
-        assert_eq!(both[1], alone(&check, Precision::F32));
+        assert_eq!(SplitSweep::of(&both[0]), alone(&grid, Precision::Bf16));
+        assert_eq!(SplitSweep::of(&both[1]), alone(&check, Precision::F32));
     }
 
     #[test]

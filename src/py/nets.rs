@@ -1,10 +1,11 @@
-//! `NativeNet`: one binding for every model behind [`Network`] (the conv maxout net, the MP-DBM,
-//! the LSTM language model); Python wraps it in `linpath.models`' classes. Each model's file in
+//! `NativeNet`: one binding for every model behind [`Network`] (the MLP, the conv maxout net, the
+//! MP-DBM, the LSTM language model); Python wraps it in `linpath.models`' classes. Each model's file in
 //! this folder turns a Python config dict into its Rust config and builds the model.
 
+use super::subspace::Subspace;
 use super::tensor::{unpack, wrap};
 use crate::error::Result;
-use crate::models::network::{self, Network};
+use crate::models::network::{self, Measure, Network, Pass, Precision, METRICS};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -12,7 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 use tch::{nn, Device, Tensor};
 
 /// The model kinds `NativeNet` builds (the `kind` argument).
-pub const KINDS: &[&str] = &["conv_maxout", "lstm", "mpdbm"];
+pub const KINDS: &[&str] = &["conv_maxout", "lstm", "mlp", "mpdbm"];
 
 /// A model and the variable store that owns its tensors.
 pub struct NetState {
@@ -25,6 +26,7 @@ fn build(kind: &str, config: &Bound<'_, PyDict>, path: &nn::Path) -> PyResult<Bo
     match kind {
         "conv_maxout" => super::conv_maxout::build(config, path),
         "lstm" => super::lstm::build(config, path),
+        "mlp" => super::mlp::build(config, path),
         "mpdbm" => super::mpdbm::build(config, path),
         other => Err(PyValueError::new_err(format!("unknown model kind {other:?}; use one of {KINDS:?}"))),
     }
@@ -43,6 +45,18 @@ impl NativeNet {
     pub fn lock(&self) -> MutexGuard<'_, NetState> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// One pass's values by metric name, in [`METRICS`] order.
+type Values = Vec<(&'static str, Vec<f64>)>;
+
+/// `[(metric, [value per point])]` from one [`Measure`] per point.
+fn by_metric(measures: &[Measure]) -> Values {
+    METRICS
+        .iter()
+        .enumerate()
+        .map(|(k, &name)| (name, measures.iter().map(|m| m.metrics()[k].1).collect()))
+        .collect()
 }
 
 /// A progress callback for the core's `on_alpha(done, total) -> go on`: it re-takes the GIL,
@@ -105,59 +119,40 @@ impl NativeNet {
         })?)
     }
 
-    /// J and the error rate along θ0 + α·(θ1 − θ0) on one split, natively (GIL released; the
-    /// parameters are put back afterwards). `progress(done, total)` is called after each α.
-    #[pyo3(signature = (theta0, theta1, x, y, alphas, progress=None))]
+    /// The metrics at every point of each pass `[(points, precision), ...]` (`points`: one list
+    /// of coordinates per point of `subspace`) on the split `(x, y)`, natively (GIL released; the
+    /// model's parameters are as before afterwards). One `{metric: [value per point]}` per pass.
+    /// `batch_size` bounds the per-point memory where the model uses it (the MLP); `bf16` runs only
+    /// where the model has it. `progress(done, total)` is called as points finish; Ctrl-C raises
+    /// KeyboardInterrupt there.
+    #[pyo3(signature = (subspace, x, y, passes, batch_size=1024, progress=None))]
     #[allow(clippy::too_many_arguments)]
     fn sweep(
         &self,
         py: Python<'_>,
-        theta0: &Bound<'_, PyAny>,
-        theta1: &Bound<'_, PyAny>,
+        subspace: &Bound<'_, Subspace>,
         x: &Bound<'_, PyAny>,
         y: &Bound<'_, PyAny>,
-        alphas: Vec<f64>,
-        progress: Option<Py<PyAny>>,
-    ) -> PyResult<(Vec<f64>, Vec<f64>)> {
-        let passes = vec![(alphas, "float32".to_string())];
-        let mut sweeps = self.sweep_passes(py, theta0, theta1, x, y, passes, 0, progress)?;
-        Ok(sweeps.remove(0))
-    }
-
-    /// Several passes `[(alphas, precision), ...]` over the same data, as `NativeMlp.sweep_passes`
-    /// takes them: float32 only (the model's own objective at each α), and `batch_size` is
-    /// ignored (the model evaluates in its own blocks). One (losses, error rates) per pass.
-    #[pyo3(signature = (theta0, theta1, x, y, passes, batch_size=0, progress=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn sweep_passes(
-        &self,
-        py: Python<'_>,
-        theta0: &Bound<'_, PyAny>,
-        theta1: &Bound<'_, PyAny>,
-        x: &Bound<'_, PyAny>,
-        y: &Bound<'_, PyAny>,
-        passes: Vec<(Vec<f64>, String)>,
+        passes: Vec<(Vec<Vec<f64>>, String)>,
         batch_size: i64,
         progress: Option<Py<PyAny>>,
-    ) -> PyResult<Vec<(Vec<f64>, Vec<f64>)>> {
-        let _ = batch_size;
-        if passes.iter().any(|(_, precision)| precision != "float32") {
-            return Err(PyValueError::new_err(
-                "precision='bf16' is available for linpath.models.MLP only; use 'float32'",
-            ));
-        }
-        let grids: Vec<Vec<f64>> = passes.into_iter().map(|(alphas, _)| alphas).collect();
-        let (t0, t1, x, y) =
-            (unpack(theta0, "start")?, unpack(theta1, "end")?, unpack(x, "x")?, unpack(y, "y")?);
+    ) -> PyResult<Vec<Values>> {
+        let precisions = passes.iter().map(|(_, p)| Precision::parse(p)).collect::<Result<Vec<_>>>()?;
+        let passes: Vec<Pass> = passes
+            .iter()
+            .zip(precisions)
+            .map(|((points, _), precision)| Pass { points, precision })
+            .collect();
+        let (x, y, subspace) = (unpack(x, "x")?, unpack(y, "y")?, subspace.get());
         let mut failure: Option<PyErr> = None;
-        let mut on_alpha = alpha_callback(&progress, &mut failure);
+        let mut on_point = alpha_callback(&progress, &mut failure);
         let result = py.detach(move || {
             let state = self.lock();
-            network::sweep_grids(state.net.as_ref(), &t0, &t1, &x, &y, &grids, &mut on_alpha)
+            state.net.sweep(&subspace.lock(), (&x, &y), &passes, batch_size, &mut on_point)
         });
         match failure {
             Some(err) => Err(err),
-            None => Ok(result?),
+            None => Ok(result?.iter().map(|measures| by_metric(measures)).collect()),
         }
     }
 
@@ -171,5 +166,6 @@ impl NativeNet {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeNet>()?;
     m.add("NATIVE_NET_KINDS", KINDS.to_vec())?;
+    m.add("METRICS", METRICS.to_vec())?;
     Ok(())
 }

@@ -1,6 +1,5 @@
 //! `train_native`: the binding of `crate::train` (Python wraps it as `linpath.train`).
 
-use super::models::NativeMlp;
 use super::nets::NativeNet;
 use super::tensor::{unpack, wrap};
 use super::trajectory::TrajectoryStore as PyStore;
@@ -91,23 +90,14 @@ fn new_store(net: &dyn Network, path: Option<&PathBuf>, data: &Data, config: &Tr
 
 /// Checks everything, creates the store, then trains (the caller has released the GIL).
 fn run(
-    native: Native<'_>,
+    native: &NativeNet,
     data: &Data,
     config: &TrainConfig,
     path: Option<&PathBuf>,
     callback: Option<Py<PyAny>>,
 ) -> (Result<(Store, Outcome)>, Option<PyErr>) {
-    let (mlp_state, net_state);
-    let net: &dyn Network = match native {
-        Native::Mlp(m) => {
-            mlp_state = m.lock();
-            &mlp_state.mlp
-        }
-        Native::Net(n) => {
-            net_state = n.lock();
-            net_state.net.as_ref()
-        }
-    };
+    let state = native.lock();
+    let net: &dyn Network = state.net.as_ref();
     let mut store = match train::check(net, data, config).and_then(|()| new_store(net, path, data, config)) {
         Ok(store) => store,
         Err(e) => return (Err(e), None),
@@ -116,25 +106,6 @@ fn run(
     let outcome = train::train(net, data, config, &mut observer);
     let failure = observer.failure.take();
     (outcome.map(|o| (store, o)), failure)
-}
-
-/// The model a Python handle holds: a `NativeMlp` or a `NativeNet`.
-#[derive(Clone, Copy)]
-enum Native<'a> {
-    Mlp(&'a NativeMlp),
-    Net(&'a NativeNet),
-}
-
-impl<'a> Native<'a> {
-    fn of(model: &'a Bound<'_, PyAny>) -> PyResult<Self> {
-        if let Ok(mlp) = model.cast::<NativeMlp>() {
-            return Ok(Native::Mlp(mlp.get()));
-        }
-        match model.cast::<NativeNet>() {
-            Ok(net) => Ok(Native::Net(net.get())),
-            Err(_) => Err(pyo3::exceptions::PyTypeError::new_err("model must be a NativeMlp or a NativeNet")),
-        }
-    }
 }
 
 /// True when `failure` is a Ctrl-C (KeyboardInterrupt); any other error is returned.
@@ -179,7 +150,7 @@ fn to_dict<'py>(
     Ok(out)
 }
 
-/// Trains a `NativeMlp` or `NativeNet` with minibatch SGD (see `crate::train`); the GIL is released meanwhile.
+/// Trains a `NativeNet` with minibatch SGD (see `crate::train`); the GIL is released meanwhile.
 ///
 /// `train` and `valid` are `(X, Y)` pairs of CPU tensors (float32 inputs, int64 targets);
 /// `config` is a dict of the `TrainConfig` fields; checkpoints go to a new file at `path`, or
@@ -200,7 +171,11 @@ fn train_native<'py>(
         Ok(Split { x: unpack(&x, "X")?, y: unpack(&y, "Y")? })
     };
     let data = Data { train: split(train)?, valid: valid.map(split).transpose()? };
-    let (config, native) = (TrainConfig::from(config), Native::of(model)?);
+    let config = TrainConfig::from(config);
+    let native = model
+        .cast::<NativeNet>()
+        .map_err(|_| pyo3::exceptions::PyTypeError::new_err("model must be a linpath NativeNet"))?
+        .get();
     let (result, failure) = py.detach(move || run(native, &data, &config, path.as_ref(), progress));
     let (store, outcome) = result?;
     let mut interrupted = interrupted_by(py, failure)?;

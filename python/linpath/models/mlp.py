@@ -16,9 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import _linpath
 from .._checks import I64_END, U64_END, integer
-from .native import NativeBacked
+from .native import NativeModel
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "maxout")
 
@@ -91,7 +90,7 @@ class _Affine(nn.Module):
         self.bias = nn.Parameter(bias)
 
 
-class MLP(NativeBacked):
+class MLP(NativeModel):
     """A fully connected network run by LibTorch in Rust (the paper's MNIST models).
 
     Args:
@@ -102,11 +101,16 @@ class MLP(NativeBacked):
         seed: Seed of the initialisation (PyTorch's ``nn.Linear`` scheme, from a private generator,
             so the global torch RNG is left alone).
 
+    One of linpath's native models (:class:`linpath.models.NativeModel`, kind ``"mlp"``); its sweeps
+    compute the first layer once per batch for every point of a line or plane.
+
     The parameters are ``layers.{i}.weight`` (shape ``[out·pieces, in]``) and ``layers.{i}.bias``.
     The model lives on the CPU in float32: ``.to()``, ``.double()`` and the like raise TypeError
     (use :meth:`to_torch` for a movable copy). ``forward`` runs in Rust; for training use
     :func:`linpath.train`, or train ``to_torch()`` with PyTorch and load its state_dict back.
     """
+
+    kind = "mlp"
 
     def __init__(
         self,
@@ -116,7 +120,6 @@ class MLP(NativeBacked):
         dropout: tuple[float, float] | None = None,
         seed: int = 0,
     ) -> None:
-        super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; use one of {ACTIVATIONS}")
         if isinstance(sizes, str | bytes) or not isinstance(sizes, Iterable):
@@ -126,13 +129,30 @@ class MLP(NativeBacked):
         maxout = activation == "maxout"
         pieces = integer("pieces", pieces, 2, I64_END) if maxout else integer("pieces", pieces)
         seed = integer("seed", seed, -I64_END, U64_END)
-        native_pieces, dropouts = pieces if maxout else 2, _dropout_pair(dropout)
-        self._attach_native(lambda: _linpath.NativeMlp(widths, activation, native_pieces, *dropouts))
-        params = dict(self._native_tensors)
+        p_in, p_hidden = _dropout_pair(dropout)
+        config = {
+            "sizes": widths,
+            "activation": activation,
+            "pieces": pieces if maxout else 2,
+            "input_dropout": p_in,
+            "hidden_dropout": p_hidden,
+        }
+        super().__init__(config, seed)
+
+    def _register_native_parameters(self, params: list[tuple[str, torch.Tensor]]) -> None:
+        """``layers``: an ``nn.ModuleList`` of affine layers holding the native tensors."""
+        named = dict(params)
+        depth = len(self._config["sizes"]) - 1
         self.layers = nn.ModuleList(
-            _Affine(params[f"layers.{i}.weight"], params[f"layers.{i}.bias"]) for i in range(len(widths) - 1)
+            _Affine(named[f"layers.{i}.weight"], named[f"layers.{i}.bias"]) for i in range(depth)
         )
-        self.reset_parameters(seed)
+
+    def _linpath_split_ok(self, split: Any) -> bool:
+        """The native MLP sweep needs ``(X, Y)`` pairs of 2-D float inputs and int64 class targets."""
+        return split.class_pair is not None
+
+    def _linpath_native_pair(self, split: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        return split.class_pair
 
     def reset_parameters(self, seed: int = 0) -> None:
         """Draws the parameters afresh, as ``nn.Linear`` does, from a generator seeded with ``seed``."""
@@ -146,28 +166,22 @@ class MLP(NativeBacked):
     @property
     def sizes(self) -> list[int]:
         """Layer widths, input first."""
-        return self._native_handle.sizes
+        return list(self._config["sizes"])
 
     @property
     def activation(self) -> str:
         """The hidden-layer nonlinearity."""
-        return self._native_handle.activation
+        return str(self._config["activation"])
 
     @property
     def pieces(self) -> int:
         """Pieces per maxout unit (1 for other activations)."""
-        return self._native_handle.pieces
+        return int(self._config["pieces"]) if self.activation == "maxout" else 1
 
     @property
     def dropout(self) -> tuple[float, float]:
         """``(input, hidden)`` drop probabilities."""
-        return self._native_handle.dropout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for ``x`` (``[batch, sizes[0]]``), computed in Rust; dropout only in train mode."""
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        return self._native.forward(x, self.training)
+        return (float(self._config["input_dropout"]), float(self._config["hidden_dropout"]))
 
     def to_torch(self) -> TorchMLP:
         """An equivalent plain-PyTorch module holding a copy of the parameters (same names)."""

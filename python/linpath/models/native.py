@@ -1,4 +1,5 @@
-"""The base of linpath's Rust-backed models other than the MLP: :class:`NativeModel`.
+"""The base of linpath's Rust-backed models (the MLP, the conv maxout net, the MP-DBM, the LSTM):
+:class:`NativeModel`.
 
 A subclass names its native ``kind`` (see ``linpath._linpath.NATIVE_NET_KINDS``), passes a config
 dict to the Rust constructor and initialises its parameters in :meth:`reset_parameters` from a
@@ -133,18 +134,48 @@ class NativeModel(NativeBacked):
     def __init__(self, config: Mapping[str, Any], seed: int = 0) -> None:
         super().__init__()
         kind, config = self.kind, dict(config)  # not self: a copy's factory must not keep this model alive
+        self._config = config
         self._attach_native(lambda: _linpath.NativeNet(kind, config))
         native_params = self._native_tensors
-        for name, tensor in native_params:
-            _attach(self, name, tensor)
+        self._register_native_parameters(native_params)
         names = [n for n, _ in self.named_parameters()]
         if names != [n for n, _ in native_params]:  # the module tree must list them in Rust's order
             raise RuntimeError(f"parameter order differs from the native model's: {names}")
         self.reset_parameters(seed)
 
+    def _register_native_parameters(self, params: list[tuple[str, torch.Tensor]]) -> None:
+        """Registers the native tensors as this module's parameters under their dotted names
+        (plain submodules on the way); a subclass may build its own module tree instead."""
+        for name, tensor in params:
+            _attach(self, name, tensor)
+
     def reset_parameters(self, seed: int = 0) -> None:
         """Draws the parameters afresh from a generator seeded with ``seed`` (each model's scheme)."""
         raise NotImplementedError(f"{type(self).__name__} must define reset_parameters")
+
+    # What linpath's engines ask a model (capabilities as methods, not isinstance checks).
+
+    def _linpath_split_ok(self, split: Any) -> bool:
+        """Whether the native engine can evaluate ``split``: an ``(X, Y)`` pair of tensors."""
+        return bool(split.is_pair)
+
+    def _linpath_engine(self, splits: Mapping[str, Any], loss: Any) -> Any:
+        """The native engine when every split suits it and the loss is the model's own, else None."""
+        from ..engines import NATIVE
+
+        if loss is None and all(self._linpath_split_ok(s) for s in splits.values()):
+            return NATIVE
+        return None
+
+    def _linpath_native_pair(self, split: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The split's ``(X, Y)`` as the native model takes them (CPU, its input dtype, int64 targets)."""
+        from ..data import native_pair
+
+        return native_pair(split._pair, f"split {split.name!r}", self.input_dtype)
+
+    def _linpath_evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        """``(J, error rate)`` on ``(x, y)`` on the model's own objective (see :meth:`evaluate`)."""
+        return self.evaluate(x.to(self.input_dtype), y)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The model's output for ``x``, computed in Rust; training-time noise only in train mode."""
