@@ -59,3 +59,62 @@ def line_endpoints(
             )
         out.append(vec)
     return out[0], out[1]
+
+
+#: Directions whose cosine is closer to ±1 than this span no plane (numerically parallel).
+PARALLEL_COS = 1.0 - 1e-9
+
+
+def _direction_list(directions: Any) -> list[Any]:
+    """The directions as a list: a sequence of vectors, or the rows of a 2-D array/tensor."""
+    if isinstance(directions, np.ndarray | torch.Tensor) and directions.ndim == 2:
+        return list(directions)
+    if isinstance(directions, str | bytes) or not isinstance(directions, Sequence):
+        raise TypeError(
+            "directions must be a sequence of vectors (e.g. two linpath.directions.random(...) results) or a "
+            f"[k, n] array, got {type(directions).__name__}"
+        )
+    return list(directions)
+
+
+def subspace_vectors(
+    names: Sequence[str], shapes: Sequence[Shape], center: Any, directions: Any, device: torch.device | str
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The origin and the directions of a plane as new float64 vectors on ``device``, checked.
+
+    Raises:
+        ValueError: For layouts unlike the model's, NaN or infinite values (named), a zero direction,
+            or parallel directions; a number of directions other than two.
+        TypeError: For vectors of an unsupported type or dtype.
+    """
+    given = _direction_list(directions)
+    if len(given) != 2:
+        raise ValueError(f"a surface needs exactly two directions, got {len(given)}")
+    vectors = []
+    for obj, what in ((center, "center"), *((d, f"direction {k}") for k, d in enumerate(given))):
+        vec = _vector(obj, names, shapes, what).detach().to(device=device, dtype=torch.float64, copy=True)
+        where = _first_non_finite(vec, names, shapes)
+        if where is not None:
+            raise ValueError(
+                f"{what} contains NaN or infinite values ({where}); the plane through it is undefined"
+            )
+        vectors.append(vec)
+    _check_independent(vectors[1:])
+    return vectors[0], vectors[1:]
+
+
+def _check_independent(directions: list[torch.Tensor]) -> None:
+    """ValueError for a zero direction or two parallel ones (no plane)."""
+    # Scaled by the largest entry, so that the norms neither overflow nor underflow.
+    units = []
+    for k, d in enumerate(directions):
+        scale = float(d.abs().max()) if d.numel() else 0.0
+        if scale == 0.0:
+            raise ValueError(f"direction {k} is zero everywhere; a plane needs two non-zero directions")
+        units.append(d / scale / torch.linalg.vector_norm(d / scale))
+    cos = float(units[0] @ units[1])
+    if abs(cos) > PARALLEL_COS:
+        raise ValueError(
+            f"the two directions are parallel (cosine {cos:.12f}); they span a line, not a plane: pass two "
+            "independent directions (e.g. random directions with different seeds)"
+        )

@@ -344,6 +344,31 @@ mod tests {
     }
 
     #[test]
+    fn plane_points_match_the_slow_way() {
+        tch::manual_seed(9);
+        let cfg =
+            MlpConfig { sizes: vec![5, 7, 6, 3], activation: Activation::Maxout(2), ..MlpConfig::default() };
+        let numel: i64 = (0..cfg.depth())
+            .map(|i| cfg.weight_shape(i).iter().product::<i64>() + cfg.weight_shape(i)[0])
+            .sum();
+        let f64s = || Tensor::randn([numel], (Kind::Double, Device::Cpu));
+        let (origin, d1, d2) = (f64s(), f64s() * 0.3, f64s() * 0.3);
+        let plane = Subspace::new(&origin, &[d1.shallow_clone(), d2.shallow_clone()], Kind::Double).unwrap();
+        let x = Tensor::randn([40, 5], (Kind::Float, Device::Cpu));
+        let y = Tensor::randint(3, [40], (Kind::Int64, Device::Cpu));
+        let points = vec![vec![0.0, 0.0], vec![-1.0, 0.5], vec![2.0, -1.5]];
+        let pass = Pass { points: &points, precision: Precision::F32 };
+        let got = sweep_mlp_passes(&cfg, &plane, (&x, &y), &[pass], 16, &mut |_, _| true).unwrap();
+        for (point, measure) in points.iter().zip(&got[0]) {
+            let theta = &origin + &d1 * point[0] + &d2 * point[1];
+            // The line from θ(c) to itself evaluates exactly θ(c) at α = 0.
+            let (loss, _) = reference(&cfg, &theta, &theta, &x, &y, 0.0);
+            let (got_loss, _) = measure.rates();
+            assert!((got_loss - loss).abs() <= 1e-5 * loss.abs(), "{point:?}: {got_loss} vs {loss}");
+        }
+    }
+
+    #[test]
     fn several_blocks_give_the_same_numbers_as_one() {
         tch::manual_seed(8);
         let cfg = MlpConfig { sizes: vec![6, 9, 4], ..MlpConfig::default() };
