@@ -2,10 +2,28 @@
 
 from collections.abc import Callable, Sequence
 from os import PathLike
+from typing import final
 
 import numpy as np
 import numpy.typing as npt
 import torch
+
+# The native module's __all__ (pyo3 fills it from what it registers); `make lint` runs stubtest against it.
+__all__ = [
+    "__version__",
+    "TRAJECTORY_FORMAT_VERSION",
+    "flatten_tensors",
+    "assign_tensors",
+    "NativeMlp",
+    "NativeNet",
+    "NATIVE_NET_KINDS",
+    "Line",
+    "check_alphas",
+    "TrajectoryStore",
+    "project_store",
+    "summarize",
+    "train_native",
+]
 
 __version__: str
 TRAJECTORY_FORMAT_VERSION: int  # the trajectory file format written (2); versions 1 and 2 are read
@@ -19,10 +37,12 @@ def assign_tensors(tensors: Sequence[torch.Tensor], vec: torch.Tensor) -> None:
 def check_alphas(alphas: npt.NDArray[np.float64]) -> None:
     """Raises ValueError unless `alphas` is non-empty and finite."""
 
+# The pyo3 classes below cannot be subclassed (hence @final); those with a constructor build it in __new__.
+@final
 class Line:
     """The line θ0 + α·(θ1 − θ0), held in `dtype` on the endpoints' device."""
 
-    def __init__(self, theta0: torch.Tensor, theta1: torch.Tensor, dtype: str = "float64") -> None: ...
+    def __new__(cls, theta0: torch.Tensor, theta1: torch.Tensor, dtype: str = "float64") -> Line: ...
     def write(self, tensors: Sequence[torch.Tensor], alpha: float) -> None:
         """Writes θ(α) into `tensors` in place."""
     def point(self, alpha: float) -> torch.Tensor:
@@ -30,6 +50,7 @@ class Line:
     @property
     def numel(self) -> int: ...
 
+@final
 class TrajectoryStore:
     """Checkpoints of one parameter layout, in memory or in an append-only file."""
 
@@ -67,10 +88,11 @@ class TrajectoryStore:
 
 NATIVE_NET_KINDS: list[str]
 
+@final
 class NativeNet:
     """A LibTorch model of one of NATIVE_NET_KINDS living in Rust (wrapped by linpath.models)."""
 
-    def __init__(self, kind: str, config: dict[str, object]) -> None: ...
+    def __new__(cls, kind: str, config: dict[str, object]) -> NativeNet: ...
     def named_parameters(self) -> list[tuple[str, torch.Tensor]]: ...
     def forward(self, x: torch.Tensor, train: bool = False) -> torch.Tensor: ...
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]: ...
@@ -80,7 +102,7 @@ class NativeNet:
         theta1: torch.Tensor,
         x: torch.Tensor,
         y: torch.Tensor,
-        alphas: list[float],
+        alphas: Sequence[float],
         progress: Callable[[int, int], object] | None = None,
     ) -> tuple[list[float], list[float]]: ...
     def sweep_passes(
@@ -89,24 +111,25 @@ class NativeNet:
         theta1: torch.Tensor,
         x: torch.Tensor,
         y: torch.Tensor,
-        passes: list[tuple[list[float], str]],
+        passes: Sequence[tuple[Sequence[float], str]],
         batch_size: int = 0,
         progress: Callable[[int, int], object] | None = None,
     ) -> list[tuple[list[float], list[float]]]: ...
     @property
     def kind(self) -> str: ...
 
+@final
 class NativeMlp:
     """A LibTorch MLP living in Rust; its parameters are shared with Python without copies."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         sizes: Sequence[int],
         activation: str = "relu",
         pieces: int = 2,
         input_dropout: float = 0.0,
         hidden_dropout: float = 0.0,
-    ) -> None: ...
+    ) -> NativeMlp: ...
     def named_parameters(self) -> list[tuple[str, torch.Tensor]]:
         """(name, tensor) pairs in PyTorch order; the tensors are the model's own variables."""
     def forward(self, x: torch.Tensor, train: bool = False) -> torch.Tensor: ...
