@@ -52,6 +52,7 @@ bench: dev ## Benchmarks side by side with the peers (sweep, projection, trainin
 	@# loss-landscapes is a peer, needed only here.
 	$(BIN)/python -m pip install --quiet --no-deps loss-landscapes==3.0.6
 	$(BIN)/python bench/sweep.py
+	$(BIN)/python bench/surface.py
 	$(BIN)/python bench/project.py
 	$(BIN)/python bench/train.py
 

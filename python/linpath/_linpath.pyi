@@ -14,10 +14,10 @@ __all__ = [
     "TRAJECTORY_FORMAT_VERSION",
     "flatten_tensors",
     "assign_tensors",
-    "NativeMlp",
     "NativeNet",
     "NATIVE_NET_KINDS",
-    "Line",
+    "METRICS",
+    "Subspace",
     "check_alphas",
     "TrajectoryStore",
     "project_store",
@@ -39,16 +39,27 @@ def check_alphas(alphas: npt.NDArray[np.float64]) -> None:
 
 # The pyo3 classes below cannot be subclassed (hence @final); those with a constructor build it in __new__.
 @final
-class Line:
-    """The line θ0 + α·(θ1 − θ0), held in `dtype` on the endpoints' device."""
+class Subspace:
+    """The affine subspace θ0 + Σ c_k·d_k (a line: one direction; a plane: two), held in `dtype` on the
+    origin's device; every point is computed from θ0 and the directions and rounded once."""
 
-    def __new__(cls, theta0: torch.Tensor, theta1: torch.Tensor, dtype: str = "float64") -> Line: ...
-    def write(self, tensors: Sequence[torch.Tensor], alpha: float) -> None:
-        """Writes θ(α) into `tensors` in place."""
-    def point(self, alpha: float) -> torch.Tensor:
-        """A new tensor holding θ(α)."""
+    def __new__(
+        cls, origin: torch.Tensor, directions: Sequence[torch.Tensor], dtype: str = "float64"
+    ) -> Subspace: ...
+    @staticmethod
+    def line(theta0: torch.Tensor, theta1: torch.Tensor, dtype: str = "float64") -> Subspace:
+        """The line through θ0 (α = 0) and θ1 (α = 1)."""
+    @staticmethod
+    def of_activations(origin: torch.Tensor, directions: Sequence[torch.Tensor]) -> Subspace:
+        """A subspace of same-shaped activations, sharing their memory (no copy, no finiteness check)."""
+    def write(self, tensors: Sequence[torch.Tensor], coords: Sequence[float]) -> None:
+        """Writes θ(coords) into `tensors` in place, each in its own dtype."""
+    def point(self, coords: Sequence[float]) -> torch.Tensor:
+        """A new tensor holding θ(coords)."""
     @property
     def numel(self) -> int: ...
+    @property
+    def dim(self) -> int: ...
 
 @final
 class TrajectoryStore:
@@ -87,6 +98,7 @@ class TrajectoryStore:
     def path(self) -> str | None: ...
 
 NATIVE_NET_KINDS: list[str]
+METRICS: list[str]  # the metric names every native sweep reports, in order
 
 @final
 class NativeNet:
@@ -98,72 +110,16 @@ class NativeNet:
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]: ...
     def sweep(
         self,
-        theta0: torch.Tensor,
-        theta1: torch.Tensor,
+        subspace: Subspace,
         x: torch.Tensor,
         y: torch.Tensor,
-        alphas: Sequence[float],
+        passes: Sequence[tuple[Sequence[Sequence[float]], str]],
+        batch_size: int = 1024,
         progress: Callable[[int, int], object] | None = None,
-    ) -> tuple[list[float], list[float]]: ...
-    def sweep_passes(
-        self,
-        theta0: torch.Tensor,
-        theta1: torch.Tensor,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        passes: Sequence[tuple[Sequence[float], str]],
-        batch_size: int = 0,
-        progress: Callable[[int, int], object] | None = None,
-    ) -> list[tuple[list[float], list[float]]]: ...
+    ) -> list[list[tuple[str, list[float]]]]:
+        """For each (points, precision) pass, [(metric, [value per point]), ...] in METRICS order."""
     @property
     def kind(self) -> str: ...
-
-@final
-class NativeMlp:
-    """A LibTorch MLP living in Rust; its parameters are shared with Python without copies."""
-
-    def __new__(
-        cls,
-        sizes: Sequence[int],
-        activation: str = "relu",
-        pieces: int = 2,
-        input_dropout: float = 0.0,
-        hidden_dropout: float = 0.0,
-    ) -> NativeMlp: ...
-    def named_parameters(self) -> list[tuple[str, torch.Tensor]]:
-        """(name, tensor) pairs in PyTorch order; the tensors are the model's own variables."""
-    def forward(self, x: torch.Tensor, train: bool = False) -> torch.Tensor: ...
-    def sweep(
-        self,
-        theta0: torch.Tensor,
-        theta1: torch.Tensor,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        alphas: Sequence[float],
-        batch_size: int,
-        precision: str = "float32",
-        progress: Callable[[int, int], object] | None = None,
-    ) -> tuple[list[float], list[float]]:
-        """(mean losses, error rates) along θ0 + α·(θ1 − θ0), natively; GIL released."""
-    def sweep_passes(
-        self,
-        theta0: torch.Tensor,
-        theta1: torch.Tensor,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        passes: Sequence[tuple[Sequence[float], str]],
-        batch_size: int,
-        progress: Callable[[int, int], object] | None = None,
-    ) -> list[tuple[list[float], list[float]]]:
-        """One (losses, error rates) per (alphas, precision) pass, sharing the first layer's products."""
-    @property
-    def sizes(self) -> list[int]: ...
-    @property
-    def activation(self) -> str: ...
-    @property
-    def pieces(self) -> int: ...
-    @property
-    def dropout(self) -> tuple[float, float]: ...
 
 def project_store(
     store: TrajectoryStore, theta0: npt.NDArray[np.float64], direction: npt.NDArray[np.float64]
@@ -179,7 +135,7 @@ def summarize(
     """(path_length, max_residual, explained)."""
 
 def train_native(
-    model: NativeMlp | NativeNet,
+    model: NativeNet,
     train: tuple[torch.Tensor, torch.Tensor],
     valid: tuple[torch.Tensor, torch.Tensor] | None,
     config: dict[str, int | float | None],
