@@ -215,30 +215,17 @@ struct GramFactor {
     inverse_trace: f64,
 }
 
+// Dense k × k linear algebra reads best with indices.
+#[allow(clippy::needless_range_loop)]
 impl GramFactor {
     /// Factors `g` (k × k); linearly dependent directions (λ_min/λ_max of Ĝ about 1e-12 or less) are an error.
     fn new(g: &[[f64; MAX_DIRECTIONS]], k: usize) -> Result<GramFactor> {
-        let mut f = GramFactor {
-            k,
-            scale: [0.0; MAX_DIRECTIONS],
-            l: [[0.0; MAX_DIRECTIONS]; MAX_DIRECTIONS],
-            inverse_trace: 0.0,
-        };
+        let zero = [[0.0; MAX_DIRECTIONS]; MAX_DIRECTIONS];
+        let mut f = GramFactor { k, scale: [0.0; MAX_DIRECTIONS], l: zero, inverse_trace: 0.0 };
         for i in 0..k {
             f.scale[i] = 1.0 / g[i][i].sqrt();
         }
-        for j in 0..k {
-            let pivot = g[j][j] * f.scale[j] * f.scale[j] - (0..j).map(|m| f.l[j][m].powi(2)).sum::<f64>();
-            if !(pivot > 0.0) {
-                return Err(dependent(f64::INFINITY));
-            }
-            f.l[j][j] = pivot.sqrt();
-            for i in j + 1..k {
-                let s =
-                    g[i][j] * f.scale[i] * f.scale[j] - (0..j).map(|m| f.l[i][m] * f.l[j][m]).sum::<f64>();
-                f.l[i][j] = s / f.l[j][j];
-            }
-        }
+        f.cholesky(g)?;
         // trace(Ĝ⁻¹) = ‖L⁻¹‖_F²: L⁻¹'s columns are forward solves of the unit vectors.
         f.inverse_trace = (0..k)
             .map(|j| {
@@ -249,10 +236,27 @@ impl GramFactor {
             })
             .sum();
         // λ_max(Ĝ) ≤ trace(Ĝ) = k, so 1/trace(Ĝ⁻¹) estimates λ_min/λ_max within a factor k.
-        if !(1.0 / f.inverse_trace >= DEPENDENCE_RTOL) {
+        if f.inverse_trace.is_nan() || 1.0 / f.inverse_trace < DEPENDENCE_RTOL {
             return Err(dependent(f.inverse_trace));
         }
         Ok(f)
+    }
+
+    /// L with Ĝ = S·g·S = L·Lᵀ; a pivot that is not positive means dependent directions.
+    fn cholesky(&mut self, g: &[[f64; MAX_DIRECTIONS]]) -> Result<()> {
+        let (k, s) = (self.k, self.scale);
+        for j in 0..k {
+            let pivot = g[j][j] * s[j] * s[j] - (0..j).map(|m| self.l[j][m].powi(2)).sum::<f64>();
+            if pivot.is_nan() || pivot <= 0.0 {
+                return Err(dependent(f64::INFINITY));
+            }
+            self.l[j][j] = pivot.sqrt();
+            for i in j + 1..k {
+                let dot = (0..j).map(|m| self.l[i][m] * self.l[j][m]).sum::<f64>();
+                self.l[i][j] = (g[i][j] * s[i] * s[j] - dot) / self.l[j][j];
+            }
+        }
+        Ok(())
     }
 
     /// y ← L⁻¹·y (the first k entries).
@@ -472,6 +476,7 @@ fn kernel<T: Element>(k: usize) -> Kernel<T> {
     }
 }
 
+#[allow(clippy::needless_range_loop)] // K directions × 4 lanes: indices keep the lanes visible.
 /// (Σ(x−t)·d_j for each of the K directions, Σ(x−t)²), with four independent accumulators each
 /// (vectorises; pairwise-like accuracy). `x` pairs with `t0[..x.len()]` and `dirs[j][at..]`.
 fn dots_and_square<T: Element, const K: usize>(x: &[T], t0: &[f64], dirs: &[&[f64]], at: usize) -> Sums {
@@ -621,6 +626,7 @@ mod tests {
         assert_eq!((finite.path_length, finite.max_residual, finite.explained), (1.0, 0.0, 1.0));
     }
 
+    #[allow(clippy::needless_range_loop)]
     /// Modified Gram–Schmidt (twice) of `dirs`, then c = G⁻¹Dᵀx by Gaussian elimination with
     /// partial pivoting and r = ‖x − QQᵀx‖: an independent float64 reference.
     fn subspace_reference(x: &[f64], t0: &[f64], dirs: &[Vec<f64>]) -> (Vec<f64>, f64) {
@@ -664,13 +670,11 @@ mod tests {
         (c, dot(&off, &off).sqrt())
     }
 
-    /// A store of `count` random checkpoints plus points on (and a hair off) θ0 + D·c.
-    fn subspace_case(
-        n: usize,
-        dtype: Dtype,
-        seed: u64,
-        k: usize,
-    ) -> (TrajectoryStore, Vec<Vec<f64>>, Vec<f64>, Vec<Vec<f64>>) {
+    /// (store, the float64 values it holds, θ0, directions).
+    type Case = (TrajectoryStore, Vec<Vec<f64>>, Vec<f64>, Vec<Vec<f64>>);
+
+    /// A store of random checkpoints plus points on (and a hair off) θ0 + D·c.
+    fn subspace_case(n: usize, dtype: Dtype, seed: u64, k: usize) -> Case {
         let layout = Layout::new(vec!["p".into()], vec![vec![n as i64]]).unwrap();
         let mut store = TrajectoryStore::in_memory(layout, dtype).unwrap();
         let t0 = noise(seed, n);

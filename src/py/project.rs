@@ -6,6 +6,7 @@ use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArra
 use pyo3::prelude::*;
 
 type Columns<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>);
+type SubspaceColumns<'py> = (Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>);
 
 /// Projects every checkpoint of `store` onto θ0 + α·d; returns (coordinate, residual, displacement) arrays.
 #[pyfunction]
@@ -30,7 +31,7 @@ fn project_store_subspace<'py>(
     store: &Bound<'py, TrajectoryStore>,
     theta0: PyReadonlyArray1<'py, f64>,
     directions: PyReadonlyArray2<'py, f64>,
-) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)> {
+) -> PyResult<SubspaceColumns<'py>> {
     let (k, n) = (directions.shape()[0], directions.shape()[1]);
     let (theta0, flat) = (theta0.as_slice()?, directions.as_slice()?);
     let rows: Vec<&[f64]> = (0..k).map(|j| &flat[j * n..(j + 1) * n]).collect();
