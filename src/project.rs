@@ -35,7 +35,7 @@ const GROUP_BYTES: usize = 32 << 20;
 const CANCELLATION_RATIO: f64 = 1e-4;
 /// Most directions `project_subspace` takes.
 pub const MAX_DIRECTIONS: usize = 8;
-/// Directions whose scaled Gram matrix has a Cholesky pivot below this are linearly dependent.
+/// Directions are linearly dependent when 1/trace(Ĝ⁻¹) (λ_min/λ_max of the unit-diagonal Gram matrix Ĝ, within a factor k) is below this.
 const DEPENDENCE_RTOL: f64 = 1e-12;
 
 /// Where one checkpoint lies relative to the line.
