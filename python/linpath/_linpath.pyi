@@ -126,6 +126,15 @@ def project_store(
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """(coordinate, residual, displacement) of every checkpoint relative to θ0 + α·direction."""
 
+def project_store_subspace(
+    store: TrajectoryStore, theta0: npt.NDArray[np.float64], directions: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(coords [T, k], residuals [T], displacements [T]) of every checkpoint relative to θ0 + D·c.
+
+    ``directions`` is a C-contiguous [k, n] float64 array (1 ≤ k ≤ 8, linearly independent rows;
+    neither orthogonal nor normalised); the GIL is released while projecting.
+    """
+
 def summarize(
     coordinate: npt.NDArray[np.float64],
     residual: npt.NDArray[np.float64],
