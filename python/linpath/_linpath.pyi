@@ -21,6 +21,7 @@ __all__ = [
     "check_alphas",
     "TrajectoryStore",
     "project_store",
+    "project_store_subspace",
     "summarize",
     "train_native",
 ]
