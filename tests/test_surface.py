@@ -90,6 +90,9 @@ def test_a_plane_must_be_a_plane(rng):
         ({"origin": np.where(np.arange(5) == 2, np.nan, o), "directions": d}, "must be finite"),
         ({"origin": o, "directions": np.stack([d[0], np.zeros(5)])}, "direction 1 is zero"),
         ({"origin": o, "directions": np.stack([d[0], -3 * d[0]])}, "parallel"),
+        ({"origin": o, "directions": [d[0], d[1, :4]]}, "vectors of one length"),
+        ({"origin": o, "directions": []}, "vectors of one length"),
+        ({"origin": o, "directions": (v for v in [d[0]])}, r"shape \(2, 5\) like the origin, got \(1, 5\)"),
     ]
     for kw, match in cases:
         with pytest.raises(ValueError, match=match):

@@ -68,7 +68,12 @@ def _plane(origin: Any, directions: Any) -> tuple[np.ndarray | None, np.ndarray 
     if hasattr(directions, "shape"):  # an array or tensor [2, n]
         d = _flat(directions, "directions")
     else:  # a sequence of vectors
-        d = np.stack([_flat(v, "directions").ravel() for v in directions]) if len(directions) else np.zeros(0)
+        vectors = [_flat(v, "directions") for v in directions]
+        if len({v.shape for v in vectors}) != 1:
+            raise ValueError(
+                f"directions must be vectors of one length, got shapes {[v.shape for v in vectors]}"
+            )
+        d = np.stack(vectors)
     if o.ndim != 1 or o.size == 0:
         raise ValueError(f"origin must be a flat vector of parameters, got shape {o.shape}")
     if d.shape != (2, o.size):
