@@ -52,15 +52,19 @@ bench: dev ## Benchmarks side by side with the peers (sweep, projection, trainin
 	@# loss-landscapes is a peer, needed only here.
 	$(BIN)/python -m pip install --quiet --no-deps loss-landscapes==3.0.6
 	$(BIN)/python bench/sweep.py
+	$(BIN)/python bench/surface.py
 	$(BIN)/python bench/project.py
 	$(BIN)/python bench/train.py
 
-lint: $(VENV)/.installed ## rustfmt, clippy -D warnings (with and without the Python layer), ruff
+lint: dev ## rustfmt, clippy -D warnings (with and without the Python layer), ruff, stubtest, mypy
 	cargo fmt --check
 	cargo clippy --release --locked --all-targets -- -D warnings
 	cargo clippy --release --locked --features python -- -D warnings
 	$(BIN)/ruff check python tests notebooks bench
 	$(BIN)/ruff format --check python tests notebooks bench
+	@# stubtest imports the built extension (hence `dev`) and compares it with python/linpath/_linpath.pyi.
+	$(BIN)/python -m mypy.stubtest linpath._linpath
+	$(BIN)/mypy
 
 fmt: $(VENV)/.installed ## Format Rust and Python sources in place
 	cargo fmt

@@ -1,4 +1,5 @@
-//! Projection of a trajectory onto the line θ0 + α·d.
+//! Projection of a trajectory onto the line θ0 + α·d, or onto the affine subspace θ0 + D·c
+//! spanned by k directions (`project_subspace`; the plane of a 2-D loss surface for k = 2).
 //!
 //! For each checkpoint θ_t, with x_t = θ_t − θ0:
 //! coordinate a_t = ⟨x_t, d⟩ / ‖d‖², residual r_t = ‖x_t − a_t·d‖.
@@ -12,6 +13,11 @@
 //! as they are read (beside the sums, in parallel) and checked once it is read whole.
 //! A checkpoint with NaN or infinite values (or sums that overflow float64) gets NaN
 //! for its coordinate, residual and displacement, and makes the summary numbers NaN.
+//!
+//! For k directions D = [d_1 … d_k] (neither orthogonal nor normalised), the same fused pass
+//! accumulates g_t = Dᵀx_t beside ‖x_t‖²; the coordinates solve G·c_t = g_t with the Gram
+//! matrix G = DᵀD (Cholesky in float64), and r_t² = ‖x_t‖² − c_tᵀg_t, with the same direct
+//! second pass where that difference cancels.
 
 use crate::error::{Error, Result};
 use crate::trajectory::{Dtype, Element, TrajectoryStore};
@@ -27,6 +33,10 @@ const SEGMENT: usize = 1 << 20;
 const GROUP_BYTES: usize = 32 << 20;
 /// Below this ratio r_t²/‖x_t‖² the residual is recomputed directly.
 const CANCELLATION_RATIO: f64 = 1e-4;
+/// Most directions `project_subspace` takes.
+pub const MAX_DIRECTIONS: usize = 8;
+/// Directions are linearly dependent when 1/trace(Ĝ⁻¹) (λ_min/λ_max of the unit-diagonal Gram matrix Ĝ, within a factor k) is below this.
+const DEPENDENCE_RTOL: f64 = 1e-12;
 
 /// Where one checkpoint lies relative to the line.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,6 +60,49 @@ pub struct Summary {
     pub explained: f64,
 }
 
+/// Where one checkpoint lies relative to an affine subspace θ0 + D·c.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubspaceProjection {
+    /// c_t (k values): the point of the subspace closest to θ_t is θ0 + Σ_j c_t[j]·d_j.
+    pub coords: Vec<f64>,
+    /// ‖x_t − D·c_t‖: distance from the subspace.
+    pub residual: f64,
+    /// ‖θ_t − θ0‖.
+    pub displacement: f64,
+}
+
+/// The fused pass's sums for one checkpoint (or one chunk of it): ⟨x, d_j⟩ for each direction
+/// (unused entries stay 0), and ‖x‖².
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Sums {
+    dots: [f64; MAX_DIRECTIONS],
+    sq: f64,
+}
+
+impl Sums {
+    const ZERO: Sums = Sums { dots: [0.0; MAX_DIRECTIONS], sq: 0.0 };
+
+    fn finite(&self) -> bool {
+        self.sq.is_finite() && self.dots.iter().all(|v| v.is_finite())
+    }
+}
+
+impl std::ops::AddAssign for Sums {
+    fn add_assign(&mut self, other: Sums) {
+        self.dots.iter_mut().zip(other.dots).for_each(|(a, b)| *a += b);
+        self.sq += other.sq;
+    }
+}
+
+impl std::iter::Sum for Sums {
+    fn sum<I: Iterator<Item = Sums>>(iter: I) -> Sums {
+        iter.fold(Sums::ZERO, |mut a, b| {
+            a += b;
+            a
+        })
+    }
+}
+
 /// Projects every checkpoint of `store` onto the line through `theta0` with direction `direction`.
 pub fn project(store: &TrajectoryStore, theta0: &[f64], direction: &[f64]) -> Result<Vec<PointProjection>> {
     let n = store.layout().numel();
@@ -61,7 +114,9 @@ pub fn project(store: &TrajectoryStore, theta0: &[f64], direction: &[f64]) -> Re
         )));
     }
     // ‖d‖² through the very kernel that sums ⟨x, d⟩, so that x = d gives a coordinate of exactly 1.
-    let dd = sum_chunks(n, |r| dot_and_square(&direction[r.clone()], &ZEROS[..r.len()], &direction[r]).0);
+    let dd = sum_chunks(n, |r| {
+        dots_and_square::<f64, 1>(&direction[r.clone()], &ZEROS, &[direction], r.start).dots[0]
+    });
     if !theta0.iter().all(|v| v.is_finite()) || direction.iter().any(|v| !v.is_finite()) {
         return Err(Error::InvalidArgument("start or end contains NaN or infinite values".into()));
     }
@@ -81,11 +136,200 @@ pub fn project(store: &TrajectoryStore, theta0: &[f64], direction: &[f64]) -> Re
     }
 }
 
+/// Projects every checkpoint of `store` onto the affine subspace θ0 + D·c spanned by `directions`
+/// (1 to MAX_DIRECTIONS of them, linearly independent; neither orthogonal nor normalised).
+pub fn project_subspace(
+    store: &TrajectoryStore,
+    theta0: &[f64],
+    directions: &[&[f64]],
+) -> Result<Vec<SubspaceProjection>> {
+    check_subspace(store.layout().numel(), theta0, directions)?;
+    let factor = GramFactor::new(&gram(directions)?, directions.len())?;
+    match store.dtype() {
+        Dtype::F32 => subspace_typed::<f32>(store, theta0, directions, &factor),
+        Dtype::F64 => subspace_typed::<f64>(store, theta0, directions, &factor),
+    }
+}
+
+/// Refuses a count of directions outside 1..=MAX_DIRECTIONS, wrong lengths and non-finite values.
+fn check_subspace(n: usize, theta0: &[f64], directions: &[&[f64]]) -> Result<()> {
+    let k = directions.len();
+    if !(1..=MAX_DIRECTIONS).contains(&k) {
+        return Err(Error::InvalidArgument(format!(
+            "got {k} directions; a subspace needs 1 to {MAX_DIRECTIONS} of them"
+        )));
+    }
+    if theta0.len() != n {
+        return Err(Error::Layout(format!(
+            "the origin has {} elements but the checkpoints have {n}",
+            theta0.len()
+        )));
+    }
+    if let Some((j, d)) = directions.iter().enumerate().find(|(_, d)| d.len() != n) {
+        return Err(Error::Layout(format!(
+            "directions[{j}] has {} elements but the checkpoints have {n}",
+            d.len()
+        )));
+    }
+    if !theta0.iter().all(|v| v.is_finite()) {
+        return Err(Error::InvalidArgument("the origin contains NaN or infinite values".into()));
+    }
+    if let Some(j) = directions.iter().position(|d| !d.iter().all(|v| v.is_finite())) {
+        return Err(Error::InvalidArgument(format!("directions[{j}] contains NaN or infinite values")));
+    }
+    Ok(())
+}
+
+/// The Gram matrix G = DᵀD (rows of MAX_DIRECTIONS, the first k used), through the fused kernel;
+/// refuses a zero direction and one whose squared norm overflows.
+fn gram(directions: &[&[f64]]) -> Result<Vec<[f64; MAX_DIRECTIONS]>> {
+    let (k, n) = (directions.len(), directions[0].len());
+    let kernel = kernel::<f64>(k);
+    let mut g = vec![[0.0; MAX_DIRECTIONS]; k];
+    for (i, d) in directions.iter().enumerate() {
+        let row = sum_chunks(n, |r| kernel(&d[r.clone()], &ZEROS, directions, r.start)).dots;
+        // The upper triangle, mirrored: G is symmetric to the last bit.
+        for j in i..k {
+            (g[i][j], g[j][i]) = (row[j], row[j]);
+        }
+        if !g[i][i].is_finite() {
+            return Err(Error::InvalidArgument(format!(
+                "directions[{i}] is too long to project onto: its squared norm overflows float64"
+            )));
+        }
+        if g[i][i] == 0.0 {
+            return Err(Error::InvalidArgument(format!(
+                "directions[{i}] is zero (or its squared norm underflows float64): it spans nothing"
+            )));
+        }
+    }
+    Ok(g)
+}
+
+/// The Cholesky factor of the Gram matrix scaled to a unit diagonal, Ĝ = S·G·S = L·Lᵀ with
+/// S = diag(1/√G_jj), and trace(Ĝ⁻¹), which bounds Ĝ's condition number: 1/λ_min ≤ trace(Ĝ⁻¹) ≤ k/λ_min.
+struct GramFactor {
+    k: usize,
+    scale: [f64; MAX_DIRECTIONS],
+    l: [[f64; MAX_DIRECTIONS]; MAX_DIRECTIONS],
+    inverse_trace: f64,
+}
+
+// Dense k × k linear algebra reads best with indices.
+#[allow(clippy::needless_range_loop)]
+impl GramFactor {
+    /// Factors `g` (k × k); linearly dependent directions (λ_min/λ_max of Ĝ about 1e-12 or less) are an error.
+    fn new(g: &[[f64; MAX_DIRECTIONS]], k: usize) -> Result<GramFactor> {
+        let zero = [[0.0; MAX_DIRECTIONS]; MAX_DIRECTIONS];
+        let mut f = GramFactor { k, scale: [0.0; MAX_DIRECTIONS], l: zero, inverse_trace: 0.0 };
+        for i in 0..k {
+            f.scale[i] = 1.0 / g[i][i].sqrt();
+        }
+        f.cholesky(g)?;
+        // trace(Ĝ⁻¹) = ‖L⁻¹‖_F²: L⁻¹'s columns are forward solves of the unit vectors.
+        f.inverse_trace = (0..k)
+            .map(|j| {
+                let mut e = [0.0; MAX_DIRECTIONS];
+                e[j] = 1.0;
+                f.forward(&mut e);
+                e.iter().map(|v| v * v).sum::<f64>()
+            })
+            .sum();
+        // λ_max(Ĝ) ≤ trace(Ĝ) = k, so 1/trace(Ĝ⁻¹) estimates λ_min/λ_max within a factor k.
+        if f.inverse_trace.is_nan() || 1.0 / f.inverse_trace < DEPENDENCE_RTOL {
+            return Err(dependent(f.inverse_trace));
+        }
+        Ok(f)
+    }
+
+    /// L with Ĝ = S·g·S = L·Lᵀ; a pivot that is not positive means dependent directions.
+    fn cholesky(&mut self, g: &[[f64; MAX_DIRECTIONS]]) -> Result<()> {
+        let (k, s) = (self.k, self.scale);
+        for j in 0..k {
+            let pivot = g[j][j] * s[j] * s[j] - (0..j).map(|m| self.l[j][m].powi(2)).sum::<f64>();
+            if pivot.is_nan() || pivot <= 0.0 {
+                return Err(dependent(f64::INFINITY));
+            }
+            self.l[j][j] = pivot.sqrt();
+            for i in j + 1..k {
+                let dot = (0..j).map(|m| self.l[i][m] * self.l[j][m]).sum::<f64>();
+                self.l[i][j] = (g[i][j] * s[i] * s[j] - dot) / self.l[j][j];
+            }
+        }
+        Ok(())
+    }
+
+    /// y ← L⁻¹·y (the first k entries).
+    fn forward(&self, y: &mut [f64; MAX_DIRECTIONS]) {
+        for i in 0..self.k {
+            y[i] = (y[i] - (0..i).map(|m| self.l[i][m] * y[m]).sum::<f64>()) / self.l[i][i];
+        }
+    }
+
+    /// (c = G⁻¹·g, cᵀg) for the sums g = Dᵀx; cᵀg = ‖L⁻¹·S·g‖² = ‖P x‖², never negative.
+    fn solve(&self, g: &[f64; MAX_DIRECTIONS]) -> ([f64; MAX_DIRECTIONS], f64) {
+        let mut y = [0.0; MAX_DIRECTIONS];
+        for i in 0..self.k {
+            y[i] = g[i] * self.scale[i];
+        }
+        self.forward(&mut y);
+        let projected = y[..self.k].iter().map(|v| v * v).sum::<f64>();
+        // Back substitution: Lᵀ·ĉ = y, then c = S·ĉ.
+        for i in (0..self.k).rev() {
+            y[i] = (y[i] - (i + 1..self.k).map(|m| self.l[m][i] * y[m]).sum::<f64>()) / self.l[i][i];
+        }
+        for i in 0..self.k {
+            y[i] *= self.scale[i];
+        }
+        (y, projected)
+    }
+}
+
+fn dependent(inverse_trace: f64) -> Error {
+    Error::InvalidArgument(format!(
+        "the directions are parallel (linearly dependent): their Gram matrix is singular (smallest over \
+         largest eigenvalue about {:.1e}, below {DEPENDENCE_RTOL:.0e}); drop or replace the redundant direction",
+        1.0 / inverse_trace
+    ))
+}
+
+fn subspace_typed<T: Element>(
+    store: &TrajectoryStore,
+    theta0: &[f64],
+    dirs: &[&[f64]],
+    factor: &GramFactor,
+) -> Result<Vec<SubspaceProjection>> {
+    let k = dirs.len();
+    // The error of ‖x‖² − cᵀg grows with Ĝ's condition number (≤ k·trace(Ĝ⁻¹); trace(Ĝ⁻¹) = k when orthogonal).
+    let ratio = CANCELLATION_RATIO * factor.inverse_trace / k as f64;
+    stream::<T, _>(store, theta0, dirs, |ck, sums, buf| {
+        let (c, projected) = factor.solve(&sums.dots);
+        let mut coords = c[..k].to_vec();
+        if !(sums.finite() && coords.iter().all(|v| v.is_finite())) {
+            return Ok(SubspaceProjection {
+                coords: vec![f64::NAN; k],
+                residual: f64::NAN,
+                displacement: f64::NAN,
+            });
+        }
+        let mut r2 = sums.sq - projected;
+        if r2 < ratio * sums.sq {
+            // One step of iterative refinement on r = x − D·c: c += G⁻¹Dᵀr, and ‖r‖² − ‖P r‖²
+            // now cancels at the scale of ‖r‖ (tiny), not of ‖x‖.
+            let direct = direct_sums(store, ck, theta0, dirs, &coords, buf)?;
+            let (dc, projected) = factor.solve(&direct.dots);
+            coords.iter_mut().zip(dc).for_each(|(c, d)| *c += d);
+            r2 = direct.sq - projected;
+        }
+        Ok(SubspaceProjection { coords, residual: residual_from_square(r2), displacement: sums.sq.sqrt() })
+    })
+}
+
 /// Sums `f` over CHUNK-sized ranges of 0..n in parallel, combining in index order.
-fn sum_chunks(n: usize, f: impl Fn(std::ops::Range<usize>) -> f64 + Sync) -> f64 {
-    let parts: Vec<f64> =
+fn sum_chunks<S: Send + std::iter::Sum>(n: usize, f: impl Fn(std::ops::Range<usize>) -> S + Sync) -> S {
+    let parts: Vec<S> =
         (0..n.div_ceil(CHUNK)).into_par_iter().map(|c| f(c * CHUNK..((c + 1) * CHUNK).min(n))).collect();
-    parts.iter().sum()
+    parts.into_iter().sum()
 }
 
 fn project_typed<T: Element>(
@@ -94,48 +338,64 @@ fn project_typed<T: Element>(
     direction: &[f64],
     dd: f64,
 ) -> Result<Vec<PointProjection>> {
-    let n = theta0.len();
-    let segment = SEGMENT.min(n);
+    stream::<T, _>(store, theta0, &[direction], |ck, sums, buf| {
+        let (dot, sq) = (sums.dots[0], sums.sq);
+        if !(dot.is_finite() && sq.is_finite()) {
+            return Ok(PointProjection { coordinate: f64::NAN, residual: f64::NAN, displacement: f64::NAN });
+        }
+        let coordinate = dot / dd;
+        let mut r2 = sq - dot * dot / dd;
+        if r2 < CANCELLATION_RATIO * sq {
+            r2 = direct_sums(store, ck, theta0, &[direction], &[coordinate], buf)?.sq;
+        }
+        Ok(PointProjection { coordinate, residual: residual_from_square(r2), displacement: sq.sqrt() })
+    })
+}
+
+/// √r² with NaN kept: NaN must never become "on the line" (f64::max drops NaN).
+fn residual_from_square(r2: f64) -> f64 {
+    if r2.is_nan() {
+        f64::NAN
+    } else {
+        r2.max(0.0).sqrt()
+    }
+}
+
+/// The streaming driver shared by the line and the subspace: reads the checkpoints in groups,
+/// runs the fused pass on each group and calls `point(checkpoint, sums, buffer)` in checkpoint order.
+fn stream<T: Element, P>(
+    store: &TrajectoryStore,
+    theta0: &[f64],
+    dirs: &[&[f64]],
+    mut point: impl FnMut(usize, &Sums, &mut Vec<T>) -> Result<P>,
+) -> Result<Vec<P>> {
+    let segment = SEGMENT.min(theta0.len()).max(1);
     let group = (GROUP_BYTES / (segment * std::mem::size_of::<T>())).clamp(1, 4096);
     let mut out = Vec::with_capacity(store.len());
     let mut bufs: Vec<Vec<T>> = vec![Vec::new(); group.min(store.len())];
     for first in (0..store.len()).step_by(group) {
         let ckpts: Vec<usize> = (first..(first + group).min(store.len())).collect();
-        let sums = fused_sums(store, &ckpts, theta0, direction, segment, &mut bufs)?;
-        for (&ck, &(dot, sq)) in ckpts.iter().zip(&sums) {
-            if !(dot.is_finite() && sq.is_finite()) {
-                out.push(PointProjection {
-                    coordinate: f64::NAN,
-                    residual: f64::NAN,
-                    displacement: f64::NAN,
-                });
-                continue;
-            }
-            let coordinate = dot / dd;
-            let mut r2 = sq - dot * dot / dd;
-            if r2 < CANCELLATION_RATIO * sq {
-                r2 = direct_residual_sq(store, ck, theta0, direction, coordinate, segment, &mut bufs[0])?;
-            }
-            // NaN must never become "on the line": f64::max drops NaN.
-            let residual = if r2.is_nan() { f64::NAN } else { r2.max(0.0).sqrt() };
-            out.push(PointProjection { coordinate, residual, displacement: sq.sqrt() });
+        let sums = fused_sums(store, &ckpts, theta0, dirs, segment, &mut bufs)?;
+        for (&ck, s) in ckpts.iter().zip(&sums) {
+            out.push(point(ck, s, &mut bufs[0])?);
         }
     }
     Ok(out)
 }
 
-/// (⟨x_t, d⟩, ‖x_t‖²) for each checkpoint in `ckpts`, reading `segment` elements at a time
-/// and checking each checkpoint against its CRC.
+/// (⟨x_t, d_j⟩ for each direction, ‖x_t‖²) for each checkpoint in `ckpts`, reading `segment`
+/// elements at a time and checking each checkpoint against its CRC.
 fn fused_sums<T: Element>(
     store: &TrajectoryStore,
     ckpts: &[usize],
     theta0: &[f64],
-    direction: &[f64],
+    dirs: &[&[f64]],
     segment: usize,
     bufs: &mut [Vec<T>],
-) -> Result<Vec<(f64, f64)>> {
+) -> Result<Vec<Sums>> {
     let n = theta0.len();
-    let mut totals = vec![(0.0, 0.0); ckpts.len()];
+    let kernel = kernel::<T>(dirs.len());
+    let mut totals = vec![Sums::ZERO; ckpts.len()];
     let mut checks = ckpts.iter().map(|&ck| store.begin_check(ck)).collect::<Result<Vec<_>>>()?;
     for offset in (0..n).step_by(segment) {
         let len = segment.min(n - offset);
@@ -144,76 +404,110 @@ fn fused_sums<T: Element>(
             .zip(ckpts)
             .map(|(buf, &ck)| store.segment::<T>(ck, offset, len, buf))
             .collect::<Result<Vec<&[T]>>>()?;
-        let (t0, d) = (&theta0[offset..offset + len], &direction[offset..offset + len]);
         let chunks = len.div_ceil(CHUNK);
-        // Chunk-major task order: neighbouring tasks share the same slice of θ0 and d in cache.
-        let sums = || -> Vec<(f64, f64)> {
+        // Chunk-major task order: neighbouring tasks share the same slice of θ0 and the directions in cache.
+        let sums = || -> Vec<Sums> {
             (0..chunks * segs.len())
                 .into_par_iter()
                 .map(|task| {
                     let (c, g) = (task / segs.len(), task % segs.len());
                     let r = c * CHUNK..((c + 1) * CHUNK).min(len);
-                    dot_and_square(&segs[g][r.clone()], &t0[r.clone()], &d[r])
+                    kernel(&segs[g][r.clone()], &theta0[offset + r.start..], dirs, offset + r.start)
                 })
                 .collect()
         };
         let crcs = || checks.par_iter_mut().zip(&segs).for_each(|(check, seg)| check.update(seg));
         let (parts, ()) = rayon::join(sums, crcs);
-        for (task, (dot, sq)) in parts.into_iter().enumerate() {
-            let total = &mut totals[task % segs.len()];
-            total.0 += dot;
-            total.1 += sq;
+        for (task, part) in parts.into_iter().enumerate() {
+            totals[task % segs.len()] += part;
         }
     }
     checks.into_iter().try_for_each(|check| store.finish_check(check))?;
     Ok(totals)
 }
 
-/// ‖x − a·d‖² for checkpoint `ck`, directly (the exact second pass).
-fn direct_residual_sq<T: Element>(
+/// For checkpoint `ck`, with r = x − Σ_j c_j·d_j computed directly (the exact second pass): ⟨r, d_j⟩
+/// for each direction and ‖r‖².
+fn direct_sums<T: Element>(
     store: &TrajectoryStore,
     ck: usize,
     theta0: &[f64],
-    direction: &[f64],
-    coordinate: f64,
-    segment: usize,
+    dirs: &[&[f64]],
+    coords: &[f64],
     buf: &mut Vec<T>,
-) -> Result<f64> {
+) -> Result<Sums> {
     let n = theta0.len();
-    let mut total = 0.0;
+    let segment = SEGMENT.min(n).max(1);
+    let mut total = Sums::ZERO;
     let mut check = store.begin_check(ck)?;
     for offset in (0..n).step_by(segment) {
         let len = segment.min(n - offset);
         let seg = store.segment::<T>(ck, offset, len, buf)?;
         check.update(seg);
         total += sum_chunks(len, |r| {
-            let (x, t0, d) = (&seg[r.clone()], &theta0[offset..][r.clone()], &direction[offset..][r]);
-            x.iter().zip(t0).zip(d).map(|((&x, &t), &d)| (x.to_f64() - t - coordinate * d).powi(2)).sum()
+            let at = offset + r.start;
+            let (x, t0) = (&seg[r.clone()], &theta0[at..at + r.len()]);
+            let add = |mut s: Sums, (i, (x, t)): (usize, (&T, &f64))| {
+                let v = dirs.iter().zip(coords).fold(x.to_f64() - t, |v, (d, c)| v - c * d[at + i]);
+                s.dots.iter_mut().zip(dirs).for_each(|(dot, d)| *dot += v * d[at + i]);
+                s.sq += v.powi(2);
+                s
+            };
+            x.iter().zip(t0).enumerate().fold(Sums::ZERO, add)
         });
     }
     store.finish_check(check)?;
     Ok(total)
 }
 
-/// (Σ(x−t)·d, Σ(x−t)²) with four independent accumulators (vectorises; pairwise-like accuracy).
-fn dot_and_square<T: Element>(x: &[T], t0: &[f64], d: &[f64]) -> (f64, f64) {
-    let mut dot = [0.0f64; 4];
+/// The fused kernel for `k` directions (1 ≤ k ≤ MAX_DIRECTIONS, checked by the callers).
+type Kernel<T> = fn(&[T], &[f64], &[&[f64]], usize) -> Sums;
+
+fn kernel<T: Element>(k: usize) -> Kernel<T> {
+    match k {
+        1 => dots_and_square::<T, 1>,
+        2 => dots_and_square::<T, 2>,
+        3 => dots_and_square::<T, 3>,
+        4 => dots_and_square::<T, 4>,
+        5 => dots_and_square::<T, 5>,
+        6 => dots_and_square::<T, 6>,
+        7 => dots_and_square::<T, 7>,
+        _ => dots_and_square::<T, MAX_DIRECTIONS>,
+    }
+}
+
+#[allow(clippy::needless_range_loop)] // K directions × 4 lanes: indices keep the lanes visible.
+/// (Σ(x−t)·d_j for each of the K directions, Σ(x−t)²), with four independent accumulators each
+/// (vectorises; pairwise-like accuracy). `x` pairs with `t0[..x.len()]` and `dirs[j][at..]`.
+fn dots_and_square<T: Element, const K: usize>(x: &[T], t0: &[f64], dirs: &[&[f64]], at: usize) -> Sums {
+    let n = x.len();
+    let t0 = &t0[..n];
+    let d: [&[f64]; K] = std::array::from_fn(|j| &dirs[j][at..at + n]);
+    let mut dot = [[0.0f64; 4]; K];
     let mut sq = [0.0f64; 4];
-    let (xc, t0c, dc) = (x.chunks_exact(4), t0.chunks_exact(4), d.chunks_exact(4));
-    let (xr, t0r, dr) = (xc.remainder(), t0c.remainder(), dc.remainder());
-    for ((x, t), d) in xc.zip(t0c).zip(dc) {
-        for k in 0..4 {
-            let v = x[k].to_f64() - t[k];
-            dot[k] += v * d[k];
-            sq[k] += v * v;
+    let body = n - n % 4;
+    for i in (0..body).step_by(4) {
+        for l in 0..4 {
+            let v = x[i + l].to_f64() - t0[i + l];
+            for j in 0..K {
+                dot[j][l] += v * d[j][i + l];
+            }
+            sq[l] += v * v;
         }
     }
-    for ((x, t), d) in xr.iter().zip(t0r).zip(dr) {
-        let v = x.to_f64() - t;
-        dot[0] += v * d;
+    for i in body..n {
+        let v = x[i].to_f64() - t0[i];
+        for j in 0..K {
+            dot[j][0] += v * d[j][i];
+        }
         sq[0] += v * v;
     }
-    ((dot[0] + dot[1]) + (dot[2] + dot[3]), (sq[0] + sq[1]) + (sq[2] + sq[3]))
+    let mut sums = Sums::ZERO;
+    for j in 0..K {
+        sums.dots[j] = (dot[j][0] + dot[j][1]) + (dot[j][2] + dot[j][3]);
+    }
+    sums.sq = (sq[0] + sq[1]) + (sq[2] + sq[3]);
+    sums
 }
 
 /// Path length, maximum residual and explained fraction; `direction_norm` is ‖d‖.
@@ -330,5 +624,177 @@ mod tests {
         assert!(s.path_length.is_nan() && s.max_residual.is_nan() && s.explained.is_nan(), "{s:?}");
         let finite = summarize(&[got[0], got[3]], 1.0);
         assert_eq!((finite.path_length, finite.max_residual, finite.explained), (1.0, 0.0, 1.0));
+    }
+
+    #[allow(clippy::needless_range_loop)]
+    /// Modified Gram–Schmidt (twice) of `dirs`, then c = G⁻¹Dᵀx by Gaussian elimination with
+    /// partial pivoting and r = ‖x − QQᵀx‖: an independent float64 reference.
+    fn subspace_reference(x: &[f64], t0: &[f64], dirs: &[Vec<f64>]) -> (Vec<f64>, f64) {
+        let v: Vec<f64> = x.iter().zip(t0).map(|(x, t)| x - t).collect();
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
+        let k = dirs.len();
+        let mut q: Vec<Vec<f64>> = Vec::new();
+        for d in dirs {
+            let mut u = d.clone();
+            for _ in 0..2 {
+                for b in &q {
+                    let p = dot(&u, b);
+                    u.iter_mut().zip(b).for_each(|(u, b)| *u -= p * b);
+                }
+            }
+            let norm = dot(&u, &u).sqrt();
+            q.push(u.iter().map(|u| u / norm).collect());
+        }
+        let mut off = v.clone();
+        for b in &q {
+            let p = dot(&off, b);
+            off.iter_mut().zip(b).for_each(|(o, b)| *o -= p * b);
+        }
+        let mut a: Vec<Vec<f64>> = (0..k)
+            .map(|i| (0..k).map(|j| dot(&dirs[i], &dirs[j])).chain([dot(&dirs[i], &v)]).collect())
+            .collect();
+        for c in 0..k {
+            let p = (c..k).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs())).unwrap();
+            a.swap(c, p);
+            for i in c + 1..k {
+                let m = a[i][c] / a[c][c];
+                for j in c..=k {
+                    a[i][j] -= m * a[c][j];
+                }
+            }
+        }
+        let mut c = vec![0.0; k];
+        for i in (0..k).rev() {
+            c[i] = (a[i][k] - (i + 1..k).map(|j| a[i][j] * c[j]).sum::<f64>()) / a[i][i];
+        }
+        (c, dot(&off, &off).sqrt())
+    }
+
+    /// (store, the float64 values it holds, θ0, directions).
+    type Case = (TrajectoryStore, Vec<Vec<f64>>, Vec<f64>, Vec<Vec<f64>>);
+
+    /// A store of random checkpoints plus points on (and a hair off) θ0 + D·c.
+    fn subspace_case(n: usize, dtype: Dtype, seed: u64, k: usize) -> Case {
+        let layout = Layout::new(vec!["p".into()], vec![vec![n as i64]]).unwrap();
+        let mut store = TrajectoryStore::in_memory(layout, dtype).unwrap();
+        let t0 = noise(seed, n);
+        // Non-orthogonal, unnormalised: each direction leans on the first.
+        let base = noise(seed + 1, n);
+        let dirs: Vec<Vec<f64>> = (0..k)
+            .map(|j| {
+                noise(seed + 2 + j as u64, n)
+                    .iter()
+                    .zip(&base)
+                    .map(|(v, b)| (j as f64 + 0.5) * (v + 0.8 * b))
+                    .collect()
+            })
+            .collect();
+        let mut points: Vec<Vec<f64>> = (0..4).map(|s| noise(seed + 50 + s, n)).collect();
+        let on = |c: &[f64], h: f64| -> Vec<f64> {
+            let hair = noise(seed + 99, n);
+            (0..n).map(|i| t0[i] + (0..k).map(|j| c[j] * dirs[j][i]).sum::<f64>() + h * hair[i]).collect()
+        };
+        let coeffs: Vec<f64> = (0..k).map(|j| 0.7 - 0.4 * j as f64).collect();
+        points.extend([on(&coeffs, 0.0), on(&coeffs, 1e-7)]);
+        let mut stored = Vec::new();
+        for (i, p) in points.iter().enumerate() {
+            let c = match dtype {
+                Dtype::F32 => Checkpoint::F32(p.iter().map(|&v| v as f32).collect()),
+                Dtype::F64 => Checkpoint::F64(p.clone()),
+            };
+            stored.push(match &c {
+                Checkpoint::F32(v) => v.iter().map(|&v| v as f64).collect(),
+                Checkpoint::F64(v) => v.clone(),
+            });
+            store.append(i as i64, c).unwrap();
+        }
+        (store, stored, t0, dirs)
+    }
+
+    #[test]
+    fn subspace_matches_the_reference_including_points_on_the_plane() {
+        for (k, dtype, seed) in
+            [(2, Dtype::F64, 200), (2, Dtype::F32, 300), (3, Dtype::F64, 400), (8, Dtype::F64, 500)]
+        {
+            let n = 2 * CHUNK + 13;
+            let (store, points, t0, dirs) = subspace_case(n, dtype, seed, k);
+            let refs: Vec<&[f64]> = dirs.iter().map(|d| d.as_slice()).collect();
+            let got = project_subspace(&store, &t0, &refs).unwrap();
+            for (x, p) in points.iter().zip(&got) {
+                let (c, r) = subspace_reference(x, &t0, &dirs);
+                let disp = x.iter().zip(&t0).map(|(x, t)| (x - t).powi(2)).sum::<f64>().sqrt();
+                assert!((p.displacement - disp).abs() <= 1e-12 * disp);
+                // On the plane r is the data's own rounding noise (~1e-16 of the displacement).
+                assert!((p.residual - r).abs() <= 1e-9 * r + 1e-14 * disp, "k={k}: {} vs {r}", p.residual);
+                for (a, b) in p.coords.iter().zip(&c) {
+                    assert!((a - b).abs() <= 1e-9 * b.abs().max(1e-3), "k={k}: {a} vs {b}");
+                }
+            }
+            // In float32 the stored point is rounded off the plane; in float64 it lies on it.
+            assert!(dtype == Dtype::F32 || got[4].residual <= 1e-14 * got[4].displacement, "{:?}", got[4]);
+        }
+    }
+
+    #[test]
+    fn one_direction_agrees_with_the_line() {
+        let (store, _, t0, dirs) = subspace_case(CHUNK + 5, Dtype::F32, 600, 1);
+        let line = project(&store, &t0, &dirs[0]).unwrap();
+        let sub = project_subspace(&store, &t0, &[&dirs[0]]).unwrap();
+        for (l, s) in line.iter().zip(&sub) {
+            assert!((l.coordinate - s.coords[0]).abs() <= 1e-14 * l.coordinate.abs(), "{l:?} {s:?}");
+            assert!((l.residual - s.residual).abs() <= 1e-9 * l.residual + 1e-14 * l.displacement);
+            assert_eq!(l.displacement, s.displacement);
+        }
+    }
+
+    #[test]
+    fn subspace_does_not_depend_on_the_thread_count() {
+        let (store, _, t0, dirs) = subspace_case(5 * CHUNK + 3, Dtype::F64, 700, 3);
+        let refs: Vec<&[f64]> = dirs.iter().map(|d| d.as_slice()).collect();
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| project_subspace(&store, &t0, &refs).unwrap())
+        };
+        assert_eq!(run(1), run(3));
+    }
+
+    #[test]
+    fn subspace_refuses_bad_directions_with_messages() {
+        let layout = Layout::new(vec!["p".into()], vec![vec![4]]).unwrap();
+        let store = TrajectoryStore::in_memory(layout, Dtype::F64).unwrap();
+        let err = |t0: &[f64], dirs: &[&[f64]]| project_subspace(&store, t0, dirs).unwrap_err().to_string();
+        let (a, b) = ([1.0, 2.0, 0.0, -1.0], [0.0, 1.0, 1.0, 0.0]);
+        assert!(err(&[0.0; 4], &[]).contains("got 0 directions"));
+        assert!(err(&[0.0; 4], &[&a[..]; 9]).contains("1 to 8"));
+        assert!(err(&[0.0; 3], &[&a]).contains("origin has 3 elements"));
+        assert!(err(&[0.0; 4], &[&a, &[1.0; 3]]).contains("directions[1] has 3"));
+        assert!(err(&[f64::NAN; 4], &[&a]).contains("origin contains NaN"));
+        assert!(err(&[0.0; 4], &[&a, &[0.0, f64::INFINITY, 0.0, 0.0]]).contains("directions[1] contains NaN"));
+        assert!(err(&[0.0; 4], &[&a, &[0.0; 4]]).contains("directions[1] is zero"));
+        assert!(err(&[0.0; 4], &[&[1e200; 4]]).contains("overflows"));
+        let twice = a.map(|v| -2.5 * v);
+        assert!(err(&[0.0; 4], &[&a, &twice]).contains("parallel (linearly dependent)"));
+        let sum: Vec<f64> = a.iter().zip(&b).map(|(a, b)| a - 3.0 * b).collect();
+        assert!(err(&[0.0; 4], &[&a, &b, &sum]).contains("parallel"));
+        let nearly: Vec<f64> = a.iter().zip(&b).map(|(a, b)| a + 1e-9 * b).collect();
+        assert!(err(&[0.0; 4], &[&a, &nearly]).contains("parallel"));
+        let apart: Vec<f64> = a.iter().zip(&b).map(|(a, b)| a + 1e-5 * b).collect();
+        assert!(project_subspace(&store, &[0.0; 4], &[&a, &apart]).is_ok());
+    }
+
+    #[test]
+    fn subspace_gives_nan_for_non_finite_checkpoints() {
+        let layout = Layout::new(vec!["p".into()], vec![vec![3]]).unwrap();
+        let mut store = TrajectoryStore::in_memory(layout, Dtype::F64).unwrap();
+        for (i, v) in [[0.5, f64::NAN, 0.0], [1.0, 2.0, 3.0]].into_iter().enumerate() {
+            store.append(i as i64, Checkpoint::F64(v.to_vec())).unwrap();
+        }
+        let got = project_subspace(&store, &[0.0; 3], &[&[1.0, 0.0, 0.0], &[1.0, 1.0, 0.0]]).unwrap();
+        assert!(
+            got[0].coords.iter().all(|c| c.is_nan())
+                && got[0].residual.is_nan()
+                && got[0].displacement.is_nan()
+        );
+        assert_eq!((got[1].coords.clone(), got[1].residual), (vec![-1.0, 2.0], 3.0));
     }
 }

@@ -20,7 +20,7 @@ Quick start::
 import torch  # noqa: F401  (import order matters; see above)
 
 # The submodules too, so that e.g. ``linpath.views.pca_plane(...)`` works after ``import linpath``.
-from . import _linpath, datasets, experiments, models, plotting, views
+from . import _linpath, datasets, directions, experiments, models, plotting, views
 from .params import ParamVector, assign, flatten
 from .surface import Surface
 from .sweep import Sweep, interpolate
@@ -40,6 +40,7 @@ __all__ = [
     "__version__",
     "assign",
     "datasets",
+    "directions",
     "experiments",
     "flatten",
     "interpolate",

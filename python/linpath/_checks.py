@@ -37,10 +37,11 @@ def integer(name: str, value: Any, low: int | None = None, high: int | None = No
     number = int(value)
     if (low is None or number >= low) and (high is None or number < high):
         return number
-    if high is None:
+    if low is not None and high is None:
         raise ValueError(f"{name} must be at least {_bound(low)}, got {number}")
-    if low is None:
+    if high is not None and low is None:
         raise ValueError(f"{name} must be below {_bound(high)}, got {number}")
+    assert low is not None and high is not None  # the range check passes when both bounds are missing
     raise ValueError(f"{name} must lie in [{_bound(low)}, {_bound(high)}), got {number}")
 
 

@@ -2,10 +2,28 @@
 
 from collections.abc import Callable, Sequence
 from os import PathLike
+from typing import final
 
 import numpy as np
 import numpy.typing as npt
 import torch
+
+# The native module's __all__ (pyo3 fills it from what it registers); `make lint` runs stubtest against it.
+__all__ = [
+    "__version__",
+    "TRAJECTORY_FORMAT_VERSION",
+    "flatten_tensors",
+    "assign_tensors",
+    "NativeNet",
+    "NATIVE_NET_KINDS",
+    "METRICS",
+    "Subspace",
+    "check_alphas",
+    "TrajectoryStore",
+    "project_store",
+    "summarize",
+    "train_native",
+]
 
 __version__: str
 TRAJECTORY_FORMAT_VERSION: int  # the trajectory file format written (2); versions 1 and 2 are read
@@ -19,17 +37,31 @@ def assign_tensors(tensors: Sequence[torch.Tensor], vec: torch.Tensor) -> None:
 def check_alphas(alphas: npt.NDArray[np.float64]) -> None:
     """Raises ValueError unless `alphas` is non-empty and finite."""
 
-class Line:
-    """The line θ0 + α·(θ1 − θ0), held in `dtype` on the endpoints' device."""
+# The pyo3 classes below cannot be subclassed (hence @final); those with a constructor build it in __new__.
+@final
+class Subspace:
+    """The affine subspace θ0 + Σ c_k·d_k (a line: one direction; a plane: two), held in `dtype` on the
+    origin's device; every point is computed from θ0 and the directions and rounded once."""
 
-    def __init__(self, theta0: torch.Tensor, theta1: torch.Tensor, dtype: str = "float64") -> None: ...
-    def write(self, tensors: Sequence[torch.Tensor], alpha: float) -> None:
-        """Writes θ(α) into `tensors` in place."""
-    def point(self, alpha: float) -> torch.Tensor:
-        """A new tensor holding θ(α)."""
+    def __new__(
+        cls, origin: torch.Tensor, directions: Sequence[torch.Tensor], dtype: str = "float64"
+    ) -> Subspace: ...
+    @staticmethod
+    def line(theta0: torch.Tensor, theta1: torch.Tensor, dtype: str = "float64") -> Subspace:
+        """The line through θ0 (α = 0) and θ1 (α = 1)."""
+    @staticmethod
+    def of_activations(origin: torch.Tensor, directions: Sequence[torch.Tensor]) -> Subspace:
+        """A subspace of same-shaped activations, sharing their memory (no copy, no finiteness check)."""
+    def write(self, tensors: Sequence[torch.Tensor], coords: Sequence[float]) -> None:
+        """Writes θ(coords) into `tensors` in place, each in its own dtype."""
+    def point(self, coords: Sequence[float]) -> torch.Tensor:
+        """A new tensor holding θ(coords)."""
     @property
     def numel(self) -> int: ...
+    @property
+    def dim(self) -> int: ...
 
+@final
 class TrajectoryStore:
     """Checkpoints of one parameter layout, in memory or in an append-only file."""
 
@@ -66,86 +98,42 @@ class TrajectoryStore:
     def path(self) -> str | None: ...
 
 NATIVE_NET_KINDS: list[str]
+METRICS: list[str]  # the metric names every native sweep reports, in order
 
+@final
 class NativeNet:
     """A LibTorch model of one of NATIVE_NET_KINDS living in Rust (wrapped by linpath.models)."""
 
-    def __init__(self, kind: str, config: dict[str, object]) -> None: ...
+    def __new__(cls, kind: str, config: dict[str, object]) -> NativeNet: ...
     def named_parameters(self) -> list[tuple[str, torch.Tensor]]: ...
     def forward(self, x: torch.Tensor, train: bool = False) -> torch.Tensor: ...
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]: ...
     def sweep(
         self,
-        theta0: torch.Tensor,
-        theta1: torch.Tensor,
+        subspace: Subspace,
         x: torch.Tensor,
         y: torch.Tensor,
-        alphas: list[float],
+        passes: Sequence[tuple[Sequence[Sequence[float]], str]],
+        batch_size: int = 1024,
         progress: Callable[[int, int], object] | None = None,
-    ) -> tuple[list[float], list[float]]: ...
-    def sweep_passes(
-        self,
-        theta0: torch.Tensor,
-        theta1: torch.Tensor,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        passes: list[tuple[list[float], str]],
-        batch_size: int = 0,
-        progress: Callable[[int, int], object] | None = None,
-    ) -> list[tuple[list[float], list[float]]]: ...
+    ) -> list[list[tuple[str, list[float]]]]:
+        """For each (points, precision) pass, [(metric, [value per point]), ...] in METRICS order."""
     @property
     def kind(self) -> str: ...
-
-class NativeMlp:
-    """A LibTorch MLP living in Rust; its parameters are shared with Python without copies."""
-
-    def __init__(
-        self,
-        sizes: Sequence[int],
-        activation: str = "relu",
-        pieces: int = 2,
-        input_dropout: float = 0.0,
-        hidden_dropout: float = 0.0,
-    ) -> None: ...
-    def named_parameters(self) -> list[tuple[str, torch.Tensor]]:
-        """(name, tensor) pairs in PyTorch order; the tensors are the model's own variables."""
-    def forward(self, x: torch.Tensor, train: bool = False) -> torch.Tensor: ...
-    def sweep(
-        self,
-        theta0: torch.Tensor,
-        theta1: torch.Tensor,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        alphas: Sequence[float],
-        batch_size: int,
-        precision: str = "float32",
-        progress: Callable[[int, int], object] | None = None,
-    ) -> tuple[list[float], list[float]]:
-        """(mean losses, error rates) along θ0 + α·(θ1 − θ0), natively; GIL released."""
-    def sweep_passes(
-        self,
-        theta0: torch.Tensor,
-        theta1: torch.Tensor,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        passes: Sequence[tuple[Sequence[float], str]],
-        batch_size: int,
-        progress: Callable[[int, int], object] | None = None,
-    ) -> list[tuple[list[float], list[float]]]:
-        """One (losses, error rates) per (alphas, precision) pass, sharing the first layer's products."""
-    @property
-    def sizes(self) -> list[int]: ...
-    @property
-    def activation(self) -> str: ...
-    @property
-    def pieces(self) -> int: ...
-    @property
-    def dropout(self) -> tuple[float, float]: ...
 
 def project_store(
     store: TrajectoryStore, theta0: npt.NDArray[np.float64], direction: npt.NDArray[np.float64]
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """(coordinate, residual, displacement) of every checkpoint relative to θ0 + α·direction."""
+
+def project_store_subspace(
+    store: TrajectoryStore, theta0: npt.NDArray[np.float64], directions: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(coords [T, k], residuals [T], displacements [T]) of every checkpoint relative to θ0 + D·c.
+
+    ``directions`` is a C-contiguous [k, n] float64 array (1 ≤ k ≤ 8, linearly independent rows;
+    neither orthogonal nor normalised); the GIL is released while projecting.
+    """
 
 def summarize(
     coordinate: npt.NDArray[np.float64],
@@ -156,7 +144,7 @@ def summarize(
     """(path_length, max_residual, explained)."""
 
 def train_native(
-    model: NativeMlp | NativeNet,
+    model: NativeNet,
     train: tuple[torch.Tensor, torch.Tensor],
     valid: tuple[torch.Tensor, torch.Tensor] | None,
     config: dict[str, int | float | None],

@@ -47,18 +47,30 @@ def line_endpoints(
             infinite values (the message names the first such parameter).
         TypeError: For endpoints of an unsupported type or dtype.
     """
-    out = []
-    for obj, what in ((start, "start"), (end, "end")):
-        vec = _vector(obj, names, shapes, what)
-        # A copy, always: the engines write points into the model, which ``obj`` may share memory with.
-        vec = vec.detach().to(device=device, dtype=torch.float64, copy=True)
-        where = _first_non_finite(vec, names, shapes)
-        if where is not None:
-            raise ValueError(
-                f"{what} contains NaN or infinite values ({where}); the line through it is undefined"
-            )
-        out.append(vec)
-    return out[0], out[1]
+    start = finite_vector(start, names, shapes, "start", device, "the line through it")
+    return start, finite_vector(end, names, shapes, "end", device, "the line through it")
+
+
+def finite_vector(
+    obj: Any,
+    names: Sequence[str],
+    shapes: Sequence[Shape],
+    what: str,
+    device: torch.device | str,
+    defines: str,
+) -> torch.Tensor:
+    """``obj`` as a new float64 vector on ``device``, checked as :func:`line_endpoints` checks an endpoint.
+
+    ``defines`` names what the vector defines, for the message on NaN or infinite values
+    ("... ({where}); {defines} is undefined").
+    """
+    vec = _vector(obj, names, shapes, what)
+    # A copy, always: the engines write points into the model, which ``obj`` may share memory with.
+    vec = vec.detach().to(device=device, dtype=torch.float64, copy=True)
+    where = _first_non_finite(vec, names, shapes)
+    if where is not None:
+        raise ValueError(f"{what} contains NaN or infinite values ({where}); {defines} is undefined")
+    return vec
 
 
 #: Directions whose cosine is closer to ±1 than this span no plane (numerically parallel).

@@ -41,6 +41,12 @@ class Dataset:
         return {"train": self.train, "valid": self.valid, "test": self.test}
 
 
+def head(pair: tuple[torch.Tensor, torch.Tensor], n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` examples of an ``(inputs, targets)`` pair (views; all of them for None)."""
+    x, y = pair
+    return x[:n], y[:n]
+
+
 def _mnist_file() -> Path:
     spec = importlib.util.find_spec("mnist")
     locations = [] if spec is None else list(spec.submodule_search_locations or [])

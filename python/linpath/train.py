@@ -68,7 +68,7 @@ def _real(name: str, value: Any, optional: bool = False) -> float | None:
 def _config(**values: Any) -> dict[str, Any]:
     """The native trainer's config dict, with types and the ranges of single values checked
     (the ranges of floats and of combinations, such as the number of steps, are checked natively)."""
-    config = {k: _int(k, values[k]) for k in ("epochs", "batch_size")}
+    config: dict[str, int | float | None] = {k: _int(k, values[k]) for k in ("epochs", "batch_size")}
     config |= {k: _int(k, values[k], optional=True) for k in ("early_stopping", "record_every")}
     config |= {k: _real(k, values[k]) for k in ("lr", "momentum", "weight_decay")}
     config |= {k: _real(k, values[k], optional=True) for k in ("max_norm", "clip_norm", "lr_decay")}

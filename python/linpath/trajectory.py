@@ -1,10 +1,11 @@
-"""Training trajectories: record parameter checkpoints, and project them onto a line."""
+"""Training trajectories: record parameter checkpoints, and project them onto a line or a plane."""
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from torch import nn
 from . import _linpath
 from ._checks import I64_END, integer
 from ._guard import check_free
-from ._validate import line_endpoints
+from ._validate import finite_vector, line_endpoints
 from .params import ParamVector, check_same_layout, dtype_name, named_parameters
 
 _STORE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -280,13 +281,7 @@ def project(trajectory: Trajectory | TrajectoryRecorder, start: Any, end: Any) -
         ValueError: If the layouts differ, the endpoints contain NaN or infinite values, start equals
             end, or a checkpoint of a trajectory file does not match its checksum (the file is damaged).
     """
-    if isinstance(trajectory, TrajectoryRecorder):
-        trajectory = trajectory.trajectory
-    if not isinstance(trajectory, Trajectory):
-        raise TypeError(f"expected a linpath.Trajectory, got {type(trajectory).__name__}")
-    if len(trajectory) == 0:
-        where = f" {str(trajectory.path)!r}" if trajectory.path else ""
-        raise ValueError(f"the trajectory{where} has no checkpoints to project")
+    trajectory = _to_project(trajectory)
     theta0, theta1 = (
         t.numpy() for t in line_endpoints(trajectory.names, trajectory.shapes, start, end, "cpu")
     )
@@ -296,6 +291,127 @@ def project(trajectory: Trajectory | TrajectoryRecorder, start: Any, end: Any) -
     steps = trajectory.steps
     _warn_non_finite(~np.isfinite(coordinate), steps)
     return Projection(coordinate, residual, steps, displacement, float(np.linalg.norm(direction)))
+
+
+def _to_project(trajectory: Trajectory | TrajectoryRecorder) -> Trajectory:
+    """The trajectory (a recorder's own), checked to be one and to have checkpoints."""
+    if isinstance(trajectory, TrajectoryRecorder):
+        trajectory = trajectory.trajectory
+    if not isinstance(trajectory, Trajectory):
+        raise TypeError(f"expected a linpath.Trajectory, got {type(trajectory).__name__}")
+    if len(trajectory) == 0:
+        where = f" {str(trajectory.path)!r}" if trajectory.path else ""
+        raise ValueError(f"the trajectory{where} has no checkpoints to project")
+    return trajectory
+
+
+@dataclass(frozen=True)
+class SubspaceProjection:
+    """A trajectory projected onto the affine subspace θ0 + D·c spanned by k directions d_1 … d_k.
+
+    With x_t = θ_t − θ0, c_t minimises ‖x_t − D·c‖ (the directions need be neither orthogonal nor
+    normalised), and P x_t = D·c_t is the part of x_t in the subspace.
+
+    Attributes:
+        coords: ``[checkpoints, k]``: c_t, the coefficients of each checkpoint's nearest point
+            θ0 + Σ_j c_t[j]·d_j.
+        residuals: ``[checkpoints]``: ‖x_t − D·c_t‖, each checkpoint's distance from the subspace.
+        displacements: ``[checkpoints]``: ‖x_t‖.
+        steps: Step number of each checkpoint.
+
+    A checkpoint with NaN or infinite values has NaN coords, residual and displacement; then
+    ``explained`` and ``max_residual`` are NaN as well.
+    """
+
+    coords: np.ndarray
+    residuals: np.ndarray
+    displacements: np.ndarray
+    steps: np.ndarray
+
+    @property
+    def explained(self) -> float:
+        """Fraction of squared displacement in the subspace: Σ‖P x_t‖² / Σ‖x_t‖² (1 if every x_t is 0)."""
+        if not (np.isfinite(self.residuals).all() and np.isfinite(self.displacements).all()):
+            return math.nan
+        total = float(np.sum(self.displacements**2))
+        # ‖P x‖² = ‖x‖² − r² (Pythagoras): absolute error ~1e-16 of ‖x‖², and no Gram matrix needed.
+        return float(np.sum(self.displacements**2 - self.residuals**2)) / total if total > 0 else 1.0
+
+    @property
+    def max_residual(self) -> float:
+        """The largest distance from the subspace: max_t r_t (NaN if any checkpoint is not finite)."""
+        return float(np.max(self.residuals))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists and numbers (JSON-serialisable)."""
+        return {
+            "steps": self.steps.tolist(),
+            "coords": self.coords.tolist(),
+            "residuals": self.residuals.tolist(),
+            "displacements": self.displacements.tolist(),
+            "explained": self.explained,
+            "max_residual": self.max_residual,
+        }
+
+
+def project_onto(
+    trajectory: Trajectory | TrajectoryRecorder, origin: Any, directions: Any
+) -> SubspaceProjection:
+    """Projects every checkpoint of a trajectory onto the affine subspace ``origin + D·c``.
+
+    For the plane of a 2-D loss surface pass two directions. As :func:`project` does: one fused
+    pass per checkpoint accumulated in float64, parallel over chunks, streaming from disk.
+
+    Args:
+        trajectory: A :class:`Trajectory` (or a recorder, whose trajectory is used).
+        origin: θ0 in any form :func:`project` accepts for ``start`` (a :class:`ParamVector`, an
+            ``nn.Module``, a state_dict, or a 1-D tensor or array in the trajectory's layout).
+        directions: 1 to 8 linearly independent directions (neither orthogonal nor normalised
+            needed): a ``[k, n]`` array or tensor (one direction per row), or a sequence of vectors
+            each in any form ``origin`` takes.
+
+    Checkpoints with NaN or infinite values get NaN coords, residual and displacement (and make
+    ``explained`` and ``max_residual`` NaN); a RuntimeWarning names them.
+
+    Returns:
+        A :class:`SubspaceProjection`.
+
+    Raises:
+        ValueError: If a layout differs, the origin or a direction contains NaN or infinite values,
+            a direction is zero, the directions are linearly dependent, there are none or more than 8,
+            or a checkpoint of a trajectory file does not match its checksum.
+        TypeError: For an origin or directions of an unsupported type or dtype.
+    """
+    trajectory = _to_project(trajectory)
+    names, shapes = trajectory.names, trajectory.shapes
+    defines = "the subspace through it"
+    theta0 = finite_vector(origin, names, shapes, "origin", "cpu", defines).numpy()
+    rows = [
+        finite_vector(d, names, shapes, f"directions[{j}]", "cpu", defines).numpy()
+        for j, d in enumerate(_direction_list(directions))
+    ]
+    stacked = np.stack(rows) if rows else np.empty((0, trajectory.numel))
+    coords, residuals, displacements = _linpath.project_store_subspace(trajectory._store, theta0, stacked)
+    steps = trajectory.steps
+    _warn_non_finite(~np.isfinite(residuals), steps, _SUBSPACE_NAN)
+    return SubspaceProjection(coords, residuals, displacements, steps)
+
+
+def _direction_list(directions: Any) -> list[Any]:
+    """The directions one by one: the rows of a 2-D array or tensor, or the items of a sequence."""
+    if isinstance(directions, np.ndarray | torch.Tensor):
+        if directions.ndim != 2:
+            raise ValueError(
+                f"directions has shape {tuple(directions.shape)}; pass a [k, n] array (one direction per "
+                "row) or a sequence of vectors (for one direction d, [d])"
+            )
+        return list(directions)
+    if isinstance(directions, Sequence) and not isinstance(directions, str | bytes):
+        return list(directions)
+    raise TypeError(
+        f"directions is a {type(directions).__name__}; pass a [k, n] array or a sequence of vectors "
+        "(for one direction d, [d])"
+    )
 
 
 def non_finite_summary(bad: np.ndarray, steps: np.ndarray, limit: int = 10) -> str:
@@ -309,13 +425,18 @@ def non_finite_summary(bad: np.ndarray, steps: np.ndarray, limit: int = 10) -> s
     )
 
 
-def _warn_non_finite(bad: np.ndarray, steps: np.ndarray) -> None:
+_LINE_NAN = (
+    "their coordinate, residual and displacement are NaN, and so are path_length, max_residual and explained"
+)
+_SUBSPACE_NAN = "their coords, residual and displacement are NaN, and so are explained and max_residual"
+
+
+def _warn_non_finite(bad: np.ndarray, steps: np.ndarray, consequence: str = _LINE_NAN) -> None:
     if bad.any():
         verb = "contains" if bad.sum() == 1 else "contain"
         warnings.warn(
             f"{non_finite_summary(bad, steps)} of {len(bad)} {verb} NaN or infinite values (or values too "
-            "large to project in float64): their coordinate, residual and displacement are NaN, and so "
-            "are path_length, max_residual and explained",
+            f"large to project in float64): {consequence}",
             RuntimeWarning,
             stacklevel=3,
         )

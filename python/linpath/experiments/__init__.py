@@ -93,7 +93,7 @@ def reproduce(
     chosen = get_scale(scale) if isinstance(scale, str) else scale
     out_dir = Path(out) if out is not None else Path("results/reproduce") / chosen.name
     auto = device is None
-    if auto:
+    if device is None:
         device = "cuda" if chosen.name == "paper" and torch.cuda.is_available() else "cpu"
     ctx = Context(chosen, out_dir, progress, device=device)
     # The advanced networks train natively on the CPU; "auto" sends them there.

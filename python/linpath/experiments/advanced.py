@@ -40,7 +40,7 @@ def _eval_data(ctx: Context, run: Run) -> datasets.Dataset:
     """The run's data with the training split cut to the validation split's size (for sweeps)."""
     data = ctx.data_for(run.spec)
     m = len(data.valid[1])
-    return datasets.Dataset(tuple(t[:m] for t in data.train), data.valid, data.test)
+    return datasets.Dataset(datasets.head(data.train, m), data.valid, data.test)
 
 
 def _line(ctx: Context, run: Run, interval: tuple[float, float], data: datasets.Dataset) -> Sweep:

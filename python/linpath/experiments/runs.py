@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ import torch
 from .. import datasets, models
 from .._io import save_json, temp_path
 from ..engines import loss_and_error
-from ..models import MLP, NativeModel
+from ..models import MLP, NativeModel, TorchMLP
 from ..params import ParamVector, assign
 from ..sweep import Sweep, interpolate
 from ..train import train
@@ -131,9 +131,7 @@ class Context:
             full = datasets.mnist()
             n, m = self.scale.train_examples, self.scale.eval_examples
             self._data = datasets.Dataset(
-                tuple(t[:n] for t in full.train),
-                tuple(t[:m] for t in full.valid),
-                tuple(t[:m] for t in full.test),
+                datasets.head(full.train, n), datasets.head(full.valid, m), datasets.head(full.test, m)
             )
         return self._data
 
@@ -146,11 +144,9 @@ class Context:
             self._datasets[cache_key] = load_dataset(spec.dataset, spec.steps)
         full = self._datasets[cache_key]
         n, m = spec.train_examples, spec.eval_examples
-        cut = [
-            tuple(t[:size] for t in split)
-            for split, size in ((full.train, n), (full.valid, m), (full.test, m))
-        ]
-        return datasets.Dataset(*cut)
+        return datasets.Dataset(
+            datasets.head(full.train, n), datasets.head(full.valid, m), datasets.head(full.test, m)
+        )
 
     def run(self, name: str) -> Run:
         """The run called ``name`` in the scale: from memory, from ``OUT/runs/``, or trained now."""
@@ -166,7 +162,7 @@ class Context:
     def model_of(self, run: Run) -> torch.nn.Module:
         """The run's network holding θf for this context's sweeps (native MLP, or its twin on the device)."""
         model = run.model()
-        return model if self.trainer == "native" else model.to_torch().to(self.device).eval()
+        return model if self.trainer == "native" else _torch_twin(model, self.device).eval()
 
     def line(
         self,
@@ -180,8 +176,16 @@ class Context:
         """The loss and error along the line from ``start`` to ``end`` on the named splits of
         ``data`` (default: this scale's MNIST)."""
         source = self.data if data is None else data
-        data = {name: getattr(source, name) for name in splits}
-        return interpolate(model, start, end, data, alphas=alphas, batch_size=2000, progress=self.progress)
+        pairs = {name: getattr(source, name) for name in splits}
+        return interpolate(model, start, end, pairs, alphas=alphas, batch_size=2000, progress=self.progress)
+
+
+def _torch_twin(model: MLP | NativeModel, device: torch.device) -> TorchMLP:
+    """The plain-PyTorch twin of an MLP on ``device``: the torch trainer runs only the MLP runs
+    (:meth:`Context.run` refuses the advanced networks first)."""
+    if not isinstance(model, MLP):
+        raise ValueError(f"the torch trainer runs only the MLPs, not a {type(model).__name__}")
+    return model.to_torch().to(device)
 
 
 def _train_run(name: str, spec: RunSpec | NetSpec, folder: Path, ctx: Context) -> Run:
@@ -194,23 +198,30 @@ def _train_run(name: str, spec: RunSpec | NetSpec, folder: Path, ctx: Context) -
         raise
 
 
+class _NetTraining(TypedDict, total=False):
+    """The training arguments only a :class:`NetSpec` sets (the MLP runs keep train's defaults)."""
+
+    clip_norm: float | None
+    weight_decay: float
+
+
 def _train(spec: RunSpec | NetSpec, partial: Path, ctx: Context) -> tuple[torch.nn.Module, dict, float]:
     """Trains the run, streaming its trajectory to ``partial``; returns (model, history, seconds)."""
     model = new_model(spec)
     data = ctx.data_for(spec)
-    train_pair = (
-        data.train if spec.train_examples is None else tuple(t[: spec.train_examples] for t in data.train)
-    )
+    train_pair = datasets.head(data.train, spec.train_examples)
     t0 = time.perf_counter()
     if ctx.trainer == "torch":
-        twin = model.to_torch().to(ctx.device)
+        if not isinstance(spec, RunSpec):  # Context.run refuses the advanced networks first
+            raise ValueError(f"the torch trainer runs only the MLPs, not a {spec.model}")
+        twin = _torch_twin(model, ctx.device)
         history = train_torch(twin, spec, train_pair, data.valid, partial, ctx.progress)
         return twin, history, time.perf_counter() - t0
     steps_per_epoch = math.ceil(len(train_pair[1]) / spec.batch_size)
     every = (
         steps_per_epoch // spec.records_per_epoch if spec.records_per_epoch else steps_per_epoch * spec.epochs
     )
-    extra = {}
+    extra: _NetTraining = {}
     if isinstance(spec, NetSpec):
         extra = {"clip_norm": spec.clip_norm, "weight_decay": spec.weight_decay}
     result = train(

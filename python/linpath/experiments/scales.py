@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from ..models.conv_maxout import PAPER_CONFIG
 
@@ -127,12 +128,19 @@ class Scale:
     net_points: int = 61
 
 
+class _CommonArgs(TypedDict):
+    """The RunSpec arguments every MNIST run of a scale shares."""
+
+    train_examples: int | None
+    batch_size: int
+
+
 def _mnist_runs(
     hidden: int, maxout: tuple[int, int], epochs: dict[str, int], records: int, n: int | None
 ) -> dict[str, RunSpec]:
     units, pieces = maxout
     mlp = (784, hidden, hidden, 10)
-    common = {"train_examples": n, "batch_size": 100}
+    common: _CommonArgs = {"train_examples": n, "batch_size": 100}
     relu = RunSpec(mlp, "relu", epochs["relu"], lr=0.05, momentum=0.9, **common)
     return {
         "maxout": RunSpec(

@@ -19,16 +19,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..engines import evaluate_pair
+from ..models import TorchMLP
 from ..trajectory import TrajectoryRecorder
 from .scales import RunSpec
 
 
-def _max_norm_(model: nn.Module, max_norm: float) -> None:
+def _max_norm_(model: TorchMLP, max_norm: float) -> None:
     """Rescales each row of every weight matrix (a unit's incoming weights) to L2 norm ≤ max_norm."""
     with torch.no_grad():
         for layer in model.layers:
-            norms = layer.weight.norm(dim=1, keepdim=True)
-            layer.weight.mul_(torch.clamp(max_norm / norms.clamp_min(1e-12), max=1.0))
+            weight = layer.get_parameter("weight")
+            norms = weight.norm(dim=1, keepdim=True)
+            weight.mul_(torch.clamp(max_norm / norms.clamp_min(1e-12), max=1.0))
 
 
 def _log_epoch(history: dict[str, list[float]], epoch: int, model: nn.Module, data: dict) -> None:
@@ -39,7 +41,7 @@ def _log_epoch(history: dict[str, list[float]], epoch: int, model: nn.Module, da
 
 
 def train_torch(
-    model: nn.Module,
+    model: TorchMLP,
     spec: RunSpec,
     train: tuple[torch.Tensor, torch.Tensor],
     valid: tuple[torch.Tensor, torch.Tensor],

@@ -190,6 +190,11 @@ class ConvMaxout(NativeModel):
     """
 
     kind = "conv_maxout"
+    # Plain modules holding the parameters registered from the Rust model's (see NativeModel):
+    # ``convs.<i>.weight/bias``, ``fc.weight/bias``, ``out.weight/bias``; declared for type checkers.
+    convs: nn.Module
+    fc: nn.Module
+    out: nn.Module
 
     def __init__(
         self,
@@ -236,9 +241,10 @@ class ConvMaxout(NativeModel):
         layers = [*self.convs.children(), self.fc, self.out]
         with torch.no_grad():
             for layer in layers:
-                nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=gen)
-                bound = 1.0 / math.sqrt(layer.weight[0].numel())
-                nn.init.uniform_(layer.bias, -bound, bound, generator=gen)
+                weight, bias = layer.get_parameter("weight"), layer.get_parameter("bias")
+                nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=gen)
+                bound = 1.0 / math.sqrt(weight[0].numel())
+                nn.init.uniform_(bias, -bound, bound, generator=gen)
 
     @property
     def config(self) -> dict[str, Any]:

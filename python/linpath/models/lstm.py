@@ -18,7 +18,7 @@ prediction is wrong.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import ClassVar, TypedDict
 
 import torch
 from torch import nn
@@ -53,6 +53,17 @@ class TorchLSTMLanguageModel(nn.Module):
         """Logits ``[n, T, vocab]`` for token ids ``x`` (``[n, T]``)."""
         out, _ = self.lstm(self.drop(self.embedding(x)))
         return self.decoder(self.drop(out))
+
+
+class _LSTMConfig(TypedDict):
+    """The checked configuration of an :class:`LSTMLanguageModel`, as passed to Rust."""
+
+    vocab_size: int
+    embedding_size: int
+    hidden_size: int
+    num_layers: int
+    dropout: float
+    init_scale: float
 
 
 class LSTMLanguageModel(NativeModel):
@@ -92,9 +103,10 @@ class LSTMLanguageModel(NativeModel):
         init_scale: float = 0.1,
         seed: int = 0,
     ) -> None:
-        sizes = {"vocab_size": vocab_size, "embedding_size": embedding_size, "hidden_size": hidden_size}
-        self._config = {k: integer(k, v, 1, I64_END) for k, v in sizes.items()}
-        self._config |= {
+        self._config: _LSTMConfig = {
+            "vocab_size": integer("vocab_size", vocab_size, 1, I64_END),
+            "embedding_size": integer("embedding_size", embedding_size, 1, I64_END),
+            "hidden_size": integer("hidden_size", hidden_size, 1, I64_END),
             "num_layers": integer("num_layers", num_layers, 1, I64_END),
             "dropout": real("dropout", dropout),
             "init_scale": real("init_scale", init_scale),

@@ -38,6 +38,8 @@ are the classifier: all pixels observed, ``log Q(y)`` predicted.
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import torch
 
 from .._checks import I64_END, U64_END, integer, real
@@ -45,6 +47,19 @@ from .native import NativeModel
 
 INITS = ("sparse", "gaussian")
 DEFAULT_INIT_SCALE = {"sparse": 1.0, "gaussian": 0.01}
+
+
+class _MPDBMConfig(TypedDict):
+    """The checked configuration of an :class:`MPDBM`, as passed to Rust."""
+
+    n_visible: int
+    n_hidden1: int
+    n_hidden2: int
+    n_classes: int
+    mf_steps: int
+    mask_prob: float
+    eval_seed: int
+    eval_rows: int
 
 
 class MPDBM(NativeModel):
@@ -74,6 +89,14 @@ class MPDBM(NativeModel):
 
     kind = "mpdbm"
     objective_is_cross_entropy = False  # J is its own objective (see the class docstring)
+    # The parameters, registered from the Rust model's (see NativeModel); declared for type checkers.
+    w1: torch.nn.Parameter
+    w2: torch.nn.Parameter
+    w3: torch.nn.Parameter
+    visible_bias: torch.nn.Parameter
+    hidden1_bias: torch.nn.Parameter
+    hidden2_bias: torch.nn.Parameter
+    label_bias: torch.nn.Parameter
 
     def __init__(
         self,
@@ -98,7 +121,7 @@ class MPDBM(NativeModel):
         if not scale > 0:
             raise ValueError(f"init_scale must be positive, got {scale}")
         self.init_scale = scale
-        config = {
+        config: _MPDBMConfig = {
             "n_visible": integer("n_visible", n_visible, 1, I64_END),
             "n_hidden1": integer("n_hidden1", n_hidden1, 1, I64_END),
             "n_hidden2": integer("n_hidden2", n_hidden2, 1, I64_END),
