@@ -22,6 +22,7 @@ import torch  # noqa: F401  (import order matters; see above)
 # The submodules too, so that e.g. ``linpath.views.pca_plane(...)`` works after ``import linpath``.
 from . import _linpath, datasets, directions, experiments, models, plotting, views
 from .params import ParamVector, assign, flatten
+from .surface import Surface
 from .sweep import Sweep, interpolate
 from .train import TrainResult, train
 from .trajectory import Projection, Trajectory, TrajectoryRecorder, project
@@ -31,6 +32,7 @@ __version__ = _linpath.__version__
 __all__ = [
     "ParamVector",
     "Projection",
+    "Surface",
     "Sweep",
     "TrainResult",
     "Trajectory",

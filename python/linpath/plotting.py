@@ -1,4 +1,5 @@
-"""Figures in the style of Goodfellow, Vinyals & Saxe (2015): the line (Fig. 1), the projection (Fig. 5)."""
+"""Figures in the style of Goodfellow, Vinyals & Saxe (2015): the line (Fig. 1), the projection (Fig. 5);
+and the objective on a plane (:func:`plot_surface`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from .surface import Surface
     from .sweep import Sweep
     from .trajectory import Projection
 
@@ -220,3 +222,186 @@ def plot_plane_residuals(plane: Any, ax: Any = None) -> Any:
     ax.set_title(f"the plane captures {plane.explained:.1%} of Σ‖θ_t − θ_ref‖²", fontsize=9)
     ax.grid(alpha=0.3)
     return ax
+
+
+SURFACE_KINDS = ("contour", "filled", "3d", "heatmap")
+
+
+def plot_surface(
+    surface: Surface,
+    kind: str = "contour",
+    *,
+    split: str | None = None,
+    metric: str = "loss",
+    trajectory: Any = None,
+    ax: Any = None,
+    levels: Any = 20,
+    log: bool = False,
+) -> Any:
+    """Draws a :class:`linpath.Surface`: contours, filled contours, a heatmap or a 3-D surface.
+
+    NaN and infinite cells are left out (masked) and marked with red crosses. A trajectory is
+    drawn as its path projected on the plane, each checkpoint coloured by its distance off the
+    plane, start (circle) and end (star) marked; the points of ``surface.meta["points"]``
+    (``{"a": [x, y], ...}``, e.g. the solutions a plane was drawn through) are marked and named.
+
+    Args:
+        surface: The surface.
+        kind: ``"contour"``, ``"filled"``, ``"heatmap"`` or ``"3d"``.
+        split: The split (the first by default).
+        metric: The metric, e.g. ``"loss"``.
+        trajectory: A :class:`linpath.surface.TrajectoryOnSurface`, or a trajectory (or recorder)
+            that is then projected with :meth:`Surface.project`.
+        ax: The Axes to draw on (a 3-D one for ``"3d"``), or None for a new figure.
+        levels: Number of contour levels, or their values (in log10 units when ``log``).
+        log: Draw log10 of the metric (its finite values must be positive).
+
+    Returns:
+        The matplotlib Axes drawn on.
+    """
+    if kind not in SURFACE_KINDS:
+        raise ValueError(f"unknown kind {kind!r}; use one of {SURFACE_KINDS}")
+    if len(surface.xs) < 2 or len(surface.ys) < 2:
+        raise ValueError(
+            f"a plot needs at least 2 grid points along x and y, got {len(surface.xs)}x{len(surface.ys)}"
+        )
+    z, label = _surface_field(surface, split, metric, log)
+    ax = _axes3d(ax) if kind == "3d" else _axes(ax)
+    field = _draw_field(ax, kind, surface.xs, surface.ys, z, levels)
+    ax.figure.colorbar(field, ax=ax, label=label, **({"shrink": 0.6, "pad": 0.1} if kind == "3d" else {}))
+    _mark_nonfinite_cells(ax, surface, z, kind == "3d")
+    names = _axis_names(surface.meta)
+    ax.set_xlabel(f"coordinate along {names[0]}")
+    ax.set_ylabel(f"coordinate along {names[1]}")
+    if kind == "3d":
+        ax.set_zlabel(label)
+    title = f"{metric} on split {split or surface.splits[0]!r}"
+    if trajectory is not None:
+        on_plane = _on_surface(surface, trajectory, split)
+        _draw_path(ax, surface, on_plane, z if kind == "3d" else None)
+        title += f"; the plane holds {on_plane.explained:.1%} of the squared displacement"
+    _mark_points(ax, surface, z if kind == "3d" else None)
+    ax.set_title(title, fontsize=9)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="upper right")
+    return ax
+
+
+def _surface_field(
+    surface: Surface, split: str | None, metric: str, log: bool
+) -> tuple[np.ma.MaskedArray, str]:
+    """The grid of ``metric`` (log10 of it when ``log``), non-finite cells masked, and its label."""
+    z = surface.grid(split, metric)
+    label = _METRIC_LABEL.get(metric, metric)
+    if log:
+        finite = z[np.isfinite(z)]
+        if (finite <= 0).any():
+            raise ValueError(f"log=True needs positive values, but {metric} reaches {finite.min():g}")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.log10(z)
+        label = f"log10 {label}"
+    if not np.isfinite(z).any():
+        raise ValueError(f"{metric} on split {split or surface.splits[0]!r} has no finite value to draw")
+    return np.ma.masked_invalid(z), label
+
+
+def _draw_field(ax: Any, kind: str, xs: np.ndarray, ys: np.ndarray, z: np.ma.MaskedArray, levels: Any) -> Any:
+    """The surface itself, as ``kind``; returns the mappable for the colourbar."""
+    if kind == "contour":
+        field = ax.contour(xs, ys, z, levels=levels, cmap="viridis", linewidths=1.0)
+        ax.clabel(field, fontsize=7, fmt="%.3g")
+        return field
+    if kind == "filled":
+        return ax.contourf(xs, ys, z, levels=levels, cmap="viridis")
+    if kind == "heatmap":
+        return _heatmap(ax, xs, ys, z)
+    gx, gy = np.meshgrid(xs, ys)
+    # plot_surface ignores masks: NaN cells are left out as gaps (and marked).
+    filled = z.filled(np.nan)
+    return ax.plot_surface(gx, gy, filled, cmap="viridis", linewidth=0, antialiased=True, alpha=0.85)
+
+
+def _heatmap(ax: Any, xs: np.ndarray, ys: np.ndarray, z: np.ma.MaskedArray) -> Any:
+    """Cells centred on the grid points: ``imshow`` with the grid's extent when the grid is evenly
+    spaced, ``pcolormesh`` (which places uneven cells correctly) otherwise."""
+    dx, dy = np.diff(xs), np.diff(ys)
+    if np.allclose(dx, dx[0], rtol=1e-9, atol=0) and np.allclose(dy, dy[0], rtol=1e-9, atol=0):
+        extent = (xs[0] - dx[0] / 2, xs[-1] + dx[0] / 2, ys[0] - dy[0] / 2, ys[-1] + dy[0] / 2)
+        return ax.imshow(
+            z, origin="lower", extent=extent, aspect="auto", cmap="viridis", interpolation="nearest"
+        )
+    return ax.pcolormesh(xs, ys, z, shading="nearest", cmap="viridis")
+
+
+def _mark_nonfinite_cells(ax: Any, surface: Surface, z: np.ma.MaskedArray, three_d: bool) -> None:
+    """Red crosses at the grid points whose value is NaN or infinite (left out of the drawing)."""
+    rows, cols = np.nonzero(np.ma.getmaskarray(z))
+    if rows.size == 0:
+        return
+    style = {"ls": "none", "marker": "x", "ms": 6, "mew": 1.5, "color": "tab:red"}
+    label = f"NaN/inf at {rows.size} grid point{'s' if rows.size != 1 else ''}"
+    if three_d:
+        ax.plot(surface.xs[cols], surface.ys[rows], np.full(rows.size, z.min()), label=label, **style)
+    else:
+        ax.plot(surface.xs[cols], surface.ys[rows], label=label, **style)
+
+
+def _axis_names(meta: Mapping[str, Any]) -> tuple[str, str]:
+    """The axes' names from ``meta["axes"]`` (two strings), else ``d1`` and ``d2``."""
+    names = meta.get("axes")
+    if isinstance(names, (list, tuple)) and len(names) == 2 and all(isinstance(n, str) for n in names):
+        return names[0], names[1]
+    return "d1", "d2"
+
+
+def _on_surface(surface: Surface, trajectory: Any, split: str | None) -> Any:
+    """``trajectory`` on the surface's plane: as given, or projected now."""
+    from .surface import TrajectoryOnSurface
+
+    if isinstance(trajectory, TrajectoryOnSurface):
+        return trajectory
+    return surface.project(trajectory, split=split)
+
+
+def _draw_path(ax: Any, surface: Surface, path: Any, z: np.ma.MaskedArray | None) -> None:
+    """The projected trajectory: a line through the checkpoints, each coloured by its distance off
+    the plane (with a colourbar), start and end marked. On a 3-D axes it runs on the surface."""
+    from .surface import bilinear
+
+    x, y = path.x, path.y
+    xyz = (x, y)
+    if z is not None:
+        xyz = (x, y, bilinear(surface.xs, surface.ys, z.filled(np.nan), x, y, outside=np.nan))
+    ax.plot(*xyz, color="0.2", lw=1.0, zorder=4, label="trajectory (projected)")
+    dots = ax.scatter(*xyz, c=path.residuals, cmap="autumn_r", s=18, edgecolors="k", linewidths=0.4, zorder=5)
+    ax.figure.colorbar(
+        dots, ax=ax, label="distance off the plane", **({"shrink": 0.6} if z is not None else {})
+    )
+    ends = [(0, "o", "start"), (len(x) - 1, "*", "end")]
+    for t, marker, name in ends:
+        point = [c[t : t + 1] for c in xyz]
+        ax.plot(*point, ls="none", marker=marker, ms=11, mfc="none", mec="k", mew=1.5, zorder=6, label=name)
+
+
+def _mark_points(ax: Any, surface: Surface, z: np.ma.MaskedArray | None) -> None:
+    """The named points of ``surface.meta["points"]`` (``{"a": [x, y], ...}``), if any."""
+    from .surface import bilinear
+
+    points = surface.meta.get("points")
+    if points is None:
+        return
+    if not isinstance(points, Mapping) or not all(
+        isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(c, (int, float)) for c in p)
+        for p in points.values()
+    ):
+        raise ValueError(f'meta["points"] must map names to [x, y] pairs of numbers, got {points!r}')
+    for name, (px, py) in points.items():
+        where = (px, py)
+        if z is not None:
+            where = (
+                px,
+                py,
+                float(bilinear(surface.xs, surface.ys, z.filled(np.nan), px, py, outside=np.nan)),
+            )
+        ax.plot(*([c] for c in where), ls="none", marker="D", ms=7, color="tab:red", mec="w", zorder=7)
+        ax.text(*where, f" {name}", color="tab:red", fontsize=9, fontweight="bold", zorder=7)

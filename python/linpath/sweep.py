@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import math
 import os
 import warnings
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any
 
 import numpy as np
@@ -236,12 +237,7 @@ class Sweep:
         """Writes the sweep to ``path`` (a NumPy ``.npz`` archive), atomically and losslessly."""
         if self.alphas.ndim != 1:
             raise ValueError(f"alphas must be 1-D to save a sweep, got shape {self.alphas.shape}")
-        arrays, index = {"alphas": self.alphas}, []
-        for s, mv in self.values.items():
-            for m, v in mv.items():
-                key = f"v{len(index)}"
-                arrays[key] = v
-                index.append([s, m, key])
+        arrays, index = value_members(self.values)
         header = {
             "format": SWEEP_FORMAT,
             "version": SWEEP_FORMAT_VERSION,
@@ -249,9 +245,7 @@ class Sweep:
             "index": index,
             "meta": self.meta,
         }
-        arrays["header"] = np.array(json.dumps(header))
-        with atomic_write(path) as f:
-            np.savez(f, **arrays)
+        write_archive(path, header, {"alphas": self.alphas, **arrays})
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Sweep:
@@ -263,30 +257,13 @@ class Sweep:
         Raises:
             ValueError: If the file is not a saved linpath Sweep, or is damaged.
         """
-        try:
-            with open_regular(path) as file, zipfile.ZipFile(file) as z:
-                archive = _Archive(z, os.fstat(file.fileno()).st_size)
-                splits, index, meta = _parse_header(archive.text("header"))
-                alphas = archive.floats("alphas", None)
-                values: dict[str, dict[str, np.ndarray]] = {s: {} for s in splits}
-                for split, metric, key in index:
-                    values.setdefault(split, {})[metric] = archive.floats(key, alphas.shape)
-                return cls(alphas, values, meta)
-        except FileNotFoundError:
-            raise
-        except (
-            OSError,
-            KeyError,
-            ValueError,
-            TypeError,
-            EOFError,
-            MemoryError,
-            zipfile.BadZipFile,
-            # zipfile's answers to some damaged headers (unknown compression, "encrypted")
-            NotImplementedError,
-            RuntimeError,
-        ) as e:
-            raise ValueError(f"{path} is not a readable linpath Sweep file ({e})") from e
+        with read_archive(path, "Sweep") as archive:
+            splits, index, meta = _parse_header(archive.text("header"))
+            alphas = archive.floats("alphas", None)
+            values: dict[str, dict[str, np.ndarray]] = {s: {} for s in splits}
+            for split, metric, key in index:
+                values.setdefault(split, {})[metric] = archive.floats(key, alphas.shape)
+            return cls(alphas, values, meta)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Sweep):
@@ -305,15 +282,15 @@ class Sweep:
 
 
 class _Archive:
-    """The members of a saved sweep, each checked (stored, sizes, npy header) before it is read,
-    so that nothing larger than the file itself is ever allocated."""
+    """The members of a saved sweep (or ``kind``, e.g. a Surface), each checked (stored, sizes, npy
+    header) before it is read, so that nothing larger than the file itself is ever allocated."""
 
-    def __init__(self, z: zipfile.ZipFile, size: int) -> None:
-        self.z, self.size = z, size
+    def __init__(self, z: zipfile.ZipFile, size: int, kind: str = "Sweep") -> None:
+        self.z, self.size, self.kind = z, size, kind
 
     def floats(self, key: str, shape: tuple[int, ...] | None) -> np.ndarray:
         """Member ``key``: float64 values of ``shape`` (a 1-D grid of any length when None)."""
-        f, got, dtype, nbytes = self._open(key)
+        f, got, dtype, nbytes, fortran = self._open(key)
         with f:
             if dtype.kind != "f" or dtype.itemsize != 8:
                 raise ValueError(f"member {key!r} holds {dtype}, not float64")
@@ -321,22 +298,24 @@ class _Archive:
             if not ok or nbytes != 8 * math.prod(got):
                 want = "a 1-D grid" if shape is None else f"shape {shape}"
                 raise ValueError(f"member {key!r} claims shape {got} in {nbytes} bytes; expected {want}")
-            return np.frombuffer(_read_exactly(f, nbytes, key), dtype=dtype).astype(np.float64)
+            flat = np.frombuffer(_read_exactly(f, nbytes, key), dtype=dtype)
+            return flat.reshape(got, order="F" if fortran else "C").astype(np.float64, order="C")
 
     def text(self, key: str) -> str:
         """Member ``key``: a NumPy string scalar."""
-        f, got, dtype, nbytes = self._open(key)
+        f, got, dtype, nbytes, _ = self._open(key)
         with f:
             if dtype.kind != "U" or got != () or nbytes != dtype.itemsize:
                 raise ValueError(f"member {key!r} is not a string ({dtype}, shape {got}, {nbytes} bytes)")
             raw = _read_exactly(f, nbytes, key)
         return raw.decode("utf-32-le" if dtype.str.startswith("<") else "utf-32-be").rstrip("\0")
 
-    def _open(self, key: str) -> tuple[IO[bytes], tuple[int, ...], np.dtype, int]:
-        """The open member ``key``.npy after its npy header: (file, shape, dtype, bytes of data)."""
+    def _open(self, key: str) -> tuple[IO[bytes], tuple[int, ...], np.dtype, int, bool]:
+        """The open member ``key``.npy after its npy header: (file, shape, dtype, bytes of data,
+        whether the data is in Fortran order)."""
         info = self.z.getinfo(f"{key}.npy")
         if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
-            raise ValueError(f"member {key!r} is compressed; a saved Sweep's members are not")
+            raise ValueError(f"member {key!r} is compressed; a saved {self.kind}'s members are not")
         if info.compress_size > self.size:
             raise ValueError(f"member {key!r} claims {info.compress_size} bytes, the file has {self.size}")
         f = self.z.open(info)
@@ -347,8 +326,8 @@ class _Archive:
             read_header = (
                 npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
             )
-            shape, _, dtype = read_header(f)
-            return f, shape, dtype, info.file_size - f.tell()
+            shape, fortran, dtype = read_header(f)
+            return f, shape, dtype, info.file_size - f.tell(), bool(fortran)
         except BaseException:
             f.close()
             raise
@@ -362,14 +341,25 @@ def _read_exactly(f: IO[bytes], n: int, key: str) -> bytes:
     return data
 
 
-def _parse_header(text: str) -> tuple[list[str], list[tuple[str, str, str]], dict[str, Any]]:
+def _parse_header(
+    text: str, fmt: str = SWEEP_FORMAT, version: int = SWEEP_FORMAT_VERSION
+) -> tuple[list[str], list[tuple[str, str, str]], dict[str, Any]]:
     """The splits, ``(split, metric, member)`` index and meta of a saved sweep's JSON header."""
+    return series_index(load_header(text, fmt, version))
+
+
+def load_header(text: str, fmt: str, version: int) -> dict[str, Any]:
+    """A saved file's JSON header, if it names format ``fmt`` at ``version`` (else ValueError)."""
     header = json.loads(text)
-    if not isinstance(header, dict) or (header.get("format"), header.get("version")) != (
-        SWEEP_FORMAT,
-        SWEEP_FORMAT_VERSION,
-    ):
+    if not isinstance(header, dict) or (header.get("format"), header.get("version")) != (fmt, version):
         raise ValueError("unknown format or version")
+    return header
+
+
+def series_index(
+    header: Mapping[str, Any],
+) -> tuple[list[str], list[tuple[str, str, str]], dict[str, Any]]:
+    """The splits, ``(split, metric, member)`` index and meta of a saved file's header, checked."""
     splits, index, meta = header.get("splits", []), header.get("index"), header.get("meta")
     if not _strings(splits) or len(set(splits)) != len(splits):
         raise ValueError("the header's splits are not a list of distinct strings")
@@ -380,6 +370,57 @@ def _parse_header(text: str) -> tuple[list[str], list[tuple[str, str, str]], dic
     if not isinstance(meta, dict):
         raise ValueError("the header's meta is not a dict")
     return splits, [tuple(e) for e in index], meta
+
+
+def value_members(
+    values: Mapping[str, Mapping[str, np.ndarray]],
+) -> tuple[dict[str, np.ndarray], list[list[str]]]:
+    """The arrays of ``values[split][metric]`` as members ``v0, v1, ...`` and their header index."""
+    arrays, index = {}, []
+    for s, mv in values.items():
+        for m, v in mv.items():
+            key = f"v{len(index)}"
+            arrays[key] = v
+            index.append([s, m, key])
+    return arrays, index
+
+
+def write_archive(path: str | os.PathLike[str], header: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
+    """Writes ``arrays`` and the JSON ``header`` to ``path`` as an uncompressed ``.npz``, atomically."""
+    members = {**arrays, "header": np.array(json.dumps(header))}
+    with atomic_write(path) as f:
+        np.savez(f, **members)
+
+
+#: What reading a damaged file can raise (zipfile answers some damaged headers with
+#: NotImplementedError, unknown compression, or RuntimeError, "encrypted").
+_READ_ERRORS = (
+    OSError,
+    KeyError,
+    ValueError,
+    TypeError,
+    EOFError,
+    MemoryError,
+    zipfile.BadZipFile,
+    NotImplementedError,
+    RuntimeError,
+)
+
+
+@contextlib.contextmanager
+def read_archive(path: str | os.PathLike[str], kind: str) -> Iterator[_Archive]:
+    """The checked members of the saved linpath ``kind`` file at ``path``, a regular file.
+
+    Any error while the block runs (a damaged member, a header the caller refuses) becomes a
+    ValueError naming the file; a missing file stays a FileNotFoundError.
+    """
+    try:
+        with open_regular(path) as file, zipfile.ZipFile(file) as z:
+            yield _Archive(z, os.fstat(file.fileno()).st_size, kind)
+    except FileNotFoundError:
+        raise
+    except _READ_ERRORS as e:
+        raise ValueError(f"{path} is not a readable linpath {kind} file ({e})") from e
 
 
 def _strings(items: Any) -> bool:
