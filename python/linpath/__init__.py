@@ -2,7 +2,9 @@
 
 Implements the analyses of Goodfellow, Vinyals & Saxe, "Qualitatively characterizing neural
 network optimization problems" (ICLR 2015) for any PyTorch model: the loss along the straight
-line θ(α) = θ0 + α·(θ1 − θ0), and the training trajectory projected onto that line.
+line θ(α) = θ0 + α·(θ1 − θ0), and the training trajectory projected onto that line; and the views
+later work uses: the loss on a plane θ0 + a·d1 + b·d2 (``surface``; random filter-normalised, PCA
+and three-solution directions in ``linpath.directions``) with the trajectory drawn on it.
 
 Quick start::
 
@@ -22,6 +24,7 @@ import torch  # noqa: F401  (import order matters; see above)
 # The submodules too, so that e.g. ``linpath.views.pca_plane(...)`` works after ``import linpath``.
 from . import _linpath, datasets, directions, experiments, models, plotting, views
 from .params import ParamVector, assign, flatten
+from .planes import surface
 from .surface import Surface
 from .sweep import Sweep, interpolate
 from .train import TrainResult, train
@@ -47,6 +50,7 @@ __all__ = [
     "models",
     "plotting",
     "project",
+    "surface",
     "train",
     "views",
 ]

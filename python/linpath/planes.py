@@ -1,0 +1,198 @@
+"""``surface``: J on a plane θ(a, b) = θ0 + a·d1 + b·d2 through parameter space, by the same engines
+as ``interpolate`` (:mod:`linpath.engines`): any ``nn.Module`` with its input layers from the affine
+cache (three products per batch instead of one per grid point), and the native engines for
+linpath's own models (the MLP's first layer 1 + 2 times per batch; bf16 with its float32 check)."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from . import _linpath
+from ._validate import subspace_vectors
+from .data import as_splits
+from .engines import DEFAULT_LOSS, Geometry, LossFn, choose_engine, precision_check
+from .params import ParamVector, float_buffers, named_parameters
+from .surface import Surface
+from .sweep import _check_metrics
+
+#: Default grid: 21 points on [-1, 1] along each direction.
+DEFAULT_GRID = np.linspace(-1.0, 1.0, 21)
+
+
+def _check_axis(values: Any, what: str) -> np.ndarray:
+    try:
+        a = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{what} must be real numbers ({e})") from None
+    if a.ndim != 1 or a.size == 0:
+        raise ValueError(f"{what} must be a non-empty 1-D sequence of numbers, got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{what} contains NaN or infinite values; every coordinate must be finite")
+    if (np.diff(a) <= 0).any():
+        raise ValueError(f"{what} must be strictly increasing (sorted, no duplicates)")
+    return a
+
+
+def _check_grid(grid: Any) -> tuple[np.ndarray, np.ndarray]:
+    if grid is None:
+        return DEFAULT_GRID.copy(), DEFAULT_GRID.copy()
+    if not isinstance(grid, Sequence) or isinstance(grid, str | bytes) or len(grid) != 2:
+        raise TypeError(
+            "grid must be an (xs, ys) pair of 1-D coordinate sequences, e.g. (np.linspace(-1, 1, 21),) * 2"
+        )
+    return _check_axis(grid[0], "grid xs"), _check_axis(grid[1], "grid ys")
+
+
+def _split_buffers(model: nn.Module, directions: Any) -> tuple[Any, list[Any] | None]:
+    """Directions laid out as the parameters followed by the float buffers (``directions.random(...,
+    include_buffers=True)``) are cut into their parameter and buffer parts."""
+    names, params = named_parameters(model)
+    buf_names, bufs = float_buffers(model)
+    full = names + buf_names
+    if not bufs or not all(isinstance(d, ParamVector) and d.names == full for d in directions):
+        return directions, None
+    n = sum(p.numel() for p in params)
+    cut = len(names)
+    head = [ParamVector(d.tensor[:n], d.names[:cut], d.shapes[:cut]) for d in directions]
+    tail = [ParamVector(d.tensor[n:], d.names[cut:], d.shapes[cut:]) for d in directions]
+    return head, tail
+
+
+def plane_geometry(model: nn.Module, center: Any, directions: Any) -> Geometry:
+    """The checked :class:`Geometry` of the plane through ``center`` along ``directions``."""
+    names, params = named_parameters(model)
+    device = params[0].device
+    if isinstance(directions, Sequence) and not isinstance(directions, str | bytes):
+        directions, buffer_dirs = _split_buffers(model, list(directions))
+    else:
+        buffer_dirs = None
+    origin, dirs = subspace_vectors(names, [tuple(p.shape) for p in params], center, directions, device)
+    buffers = None
+    if buffer_dirs is not None:
+        buf_names, bufs = float_buffers(model)
+        shapes = [tuple(b.shape) for b in bufs]
+        base = center if isinstance(center, nn.Module | dict) else model.state_dict()
+        if isinstance(base, nn.Module):
+            base = dict(base.named_buffers())
+        b0, bdirs = subspace_vectors(buf_names, shapes, base, buffer_dirs, device)
+        buffers = (bufs, b0, bdirs, None)
+    return Geometry(names, params, origin, dirs, buffers=buffers)
+
+
+def surface(
+    model: nn.Module,
+    center: Any,
+    directions: Any,
+    data: Any,
+    *,
+    grid: tuple[Any, Any] | None = None,
+    loss: LossFn | None = None,
+    metrics: Sequence[str] = ("loss", "error"),
+    batch_size: int | None = None,
+    progress: bool | None = None,
+    precision: str = "float32",
+    engine: str = "auto",
+) -> Surface:
+    """Evaluates the objective on the plane θ(a, b) = θ0 + a·d1 + b·d2.
+
+    Each point is computed from θ0 and the two directions in float64 and rounded once into the
+    model (never by accumulating steps). The engines are those of :func:`linpath.interpolate`: the
+    module engine for any ``nn.Module`` (each point written into the model's parameters, eval mode,
+    ``torch.no_grad()``; afterwards the model is exactly as it was, also on error or Ctrl-C), the
+    native engine for linpath's own models with ``(X, Y)`` data and the default loss.
+
+    Args:
+        model: The ``nn.Module`` to evaluate.
+        center: θ0 (the grid's (0, 0)): an ``nn.Module``, a state_dict, a :class:`ParamVector`, or a
+            flat vector in the order of ``model.named_parameters()``.
+        directions: Two directions d1, d2 in the same forms (e.g. ``linpath.directions.random(model,
+            seed=0)`` and ``seed=1``, the rows of ``linpath.directions.pca(trajectory).directions``,
+            or the ``directions`` of ``linpath.directions.plane_through(a, b, c)``). Directions made
+            with ``include_buffers=True`` move the float buffers (BatchNorm statistics) too, from the
+            center's (or else the model's) values.
+        data: An ``(X, Y)`` pair, a DataLoader or other re-iterable of batches, or a dict of splits.
+        grid: ``(xs, ys)``: the coordinates along d1 and d2, each strictly increasing and finite.
+            Defaults to 21 points on [-1, 1] each.
+        loss: ``loss(output, target) -> scalar`` batch mean; defaults to cross-entropy.
+        metrics: Any of ``"loss"`` and ``"error"``.
+        batch_size: Batch size for ``(X, Y)`` pairs (default 1024).
+        progress: Show a progress bar: True always, False never, None when the work takes over 2 s.
+        precision: ``"float32"`` or ``"bf16"`` (then the grid's four corners and its centre point are
+            re-evaluated in float32: ``surface.meta["precision_check"]``).
+        engine: ``"auto"``, ``"native"`` or ``"module"``.
+
+    Returns:
+        A :class:`Surface` with ``values[split][metric]`` of shape ``(len(ys), len(xs))`` and the plane
+        (origin and directions) for :meth:`Surface.project`.
+
+    Raises:
+        TypeError: For arguments of the wrong type.
+        ValueError: For directions of the wrong layout, zero, parallel or NaN directions, an empty or
+            unsorted grid, data the model cannot evaluate, or an engine or precision that does not apply.
+    """
+    names, params = named_parameters(model)
+    xs, ys = _check_grid(grid)
+    metrics = _check_metrics(metrics)
+    splits = as_splits(data, batch_size)
+    if loss is not None and not callable(loss):
+        raise TypeError(f"loss must be callable, got {type(loss).__name__}")
+    chosen = choose_engine(model, splits, loss, engine, precision)
+    geometry = plane_geometry(model, center, directions)
+    points = np.stack(np.meshgrid(xs, ys, indexing="xy"), axis=-1).reshape(-1, 2)  # row-major: y outer
+    passes = [(points, precision)]
+    index = _check_points(len(xs), len(ys)) if precision == "bf16" else None
+    if index is not None:
+        passes.append((points[index], "float32"))
+    results = chosen.run(
+        model, geometry, splits, metrics, passes, progress, DEFAULT_LOSS if loss is None else loss
+    )
+    meta = _meta(model, params, splits, metrics, loss, chosen.name, precision, geometry)
+    if index is not None:
+        check = precision_check(results[1], np.arange(len(points), dtype=np.float64), index, results[0])
+        check.pop("alphas")
+        meta["precision_check"] = {"points": points[index].tolist(), **check}
+    shape = (len(ys), len(xs))
+    values = {
+        s: {m: np.asarray(v, dtype=np.float64).reshape(shape) for m, v in mv.items()}
+        for s, mv in results[0].items()
+    }
+    origin = geometry.origin.cpu().numpy()
+    dirs = np.stack([d.cpu().numpy() for d in geometry.directions])
+    return Surface(xs, ys, values, meta, origin=origin, directions=dirs)
+
+
+def _check_points(nx: int, ny: int) -> np.ndarray:
+    """Positions (in the row-major list of grid points) of the four corners and the centre."""
+    rows, cols = [0, ny - 1, 0, ny - 1, ny // 2], [0, 0, nx - 1, nx - 1, nx // 2]
+    return np.unique(np.asarray(rows) * nx + np.asarray(cols))
+
+
+def _meta(
+    model: nn.Module,
+    params: list[Any],
+    splits: Any,
+    metrics: tuple[str, ...],
+    loss: Any,
+    engine: str,
+    precision: str,
+    geometry: Geometry,
+) -> dict[str, Any]:
+    return {
+        "model": type(model).__name__,
+        "n_params": sum(p.numel() for p in params),
+        "examples": {name: s.size for name, s in splits.items()},
+        "metrics": list(metrics),
+        "loss": getattr(loss, "__name__", type(loss).__name__) if loss is not None else "cross_entropy",
+        "engine": engine,
+        "precision": precision,
+        "buffers_moved": geometry.buffers is not None,
+        "direction_norms": [float(d.norm()) for d in geometry.directions],
+        "axes": ["d1", "d2"],
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "linpath_version": _linpath.__version__,
+    }
