@@ -1,6 +1,7 @@
 """Surface (python/linpath/surface.py) and plot_surface (python/linpath/plotting.py): construction, the
 saved file, reading values off the grid, a trajectory on the plane, and the plots."""
 
+import importlib
 import json
 import os
 import warnings
@@ -244,10 +245,10 @@ def test_other_files_are_refused(rng, tmp_path):
 
 
 def test_a_header_without_the_plane_flag_or_its_vectors_is_refused(rng, tmp_path, monkeypatch):
-    from linpath import sweep as sweep_module
-
+    # By the module object: the attribute linpath.surface is the function that computes surfaces.
+    surface_module = importlib.import_module("linpath.surface")
     s = random_surface(rng)
-    original = sweep_module.write_archive
+    original = surface_module.write_archive
     for change, match in [
         (lambda h, a: h.pop("plane"), "does not say whether the plane is kept"),
         (lambda h, a: h.update(plane=1), "does not say whether the plane is kept"),
@@ -259,7 +260,7 @@ def test_a_header_without_the_plane_flag_or_its_vectors_is_refused(rng, tmp_path
             change(header, arrays)
             original(path, header, arrays)
 
-        monkeypatch.setattr("linpath.surface.write_archive", edited)
+        monkeypatch.setattr(surface_module, "write_archive", edited)
         s.save(tmp_path / "s.npz")
         with pytest.raises(ValueError, match=match):
             Surface.load(tmp_path / "s.npz")
