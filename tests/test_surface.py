@@ -1,9 +1,9 @@
 """Surface (python/linpath/surface.py) and plot_surface (python/linpath/plotting.py): construction, the
 saved file, reading values off the grid, a trajectory on the plane, and the plots."""
 
+import importlib
 import json
 import os
-import types
 import warnings
 
 import matplotlib.pyplot as plt
@@ -245,10 +245,10 @@ def test_other_files_are_refused(rng, tmp_path):
 
 
 def test_a_header_without_the_plane_flag_or_its_vectors_is_refused(rng, tmp_path, monkeypatch):
-    from linpath import sweep as sweep_module
-
+    # By the module object: the attribute linpath.surface is the function that computes surfaces.
+    surface_module = importlib.import_module("linpath.surface")
     s = random_surface(rng)
-    original = sweep_module.write_archive
+    original = surface_module.write_archive
     for change, match in [
         (lambda h, a: h.pop("plane"), "does not say whether the plane is kept"),
         (lambda h, a: h.update(plane=1), "does not say whether the plane is kept"),
@@ -260,7 +260,7 @@ def test_a_header_without_the_plane_flag_or_its_vectors_is_refused(rng, tmp_path
             change(header, arrays)
             original(path, header, arrays)
 
-        monkeypatch.setattr("linpath.surface.write_archive", edited)
+        monkeypatch.setattr(surface_module, "write_archive", edited)
         s.save(tmp_path / "s.npz")
         with pytest.raises(ValueError, match=match):
             Surface.load(tmp_path / "s.npz")
@@ -279,27 +279,6 @@ def test_non_regular_paths_are_refused(rng, tmp_path):
 
 
 # --- a trajectory on the plane ----------------------------------------------------------------------------
-
-
-def numpy_project_onto(trajectory, origin, directions):
-    """Stand-in for linpath.trajectory.project_onto (least squares in NumPy) until it lands."""
-    theta = np.stack([c.tensor.numpy().astype(np.float64) for c in trajectory]) - np.asarray(origin)
-    d = np.asarray(directions, dtype=np.float64)
-    coords = np.linalg.lstsq(d.T, theta.T, rcond=None)[0].T
-    return types.SimpleNamespace(
-        coords=coords,
-        residuals=np.linalg.norm(theta - coords @ d, axis=1),
-        displacements=np.linalg.norm(theta, axis=1),
-        steps=np.asarray(trajectory.steps),
-    )
-
-
-@pytest.fixture
-def project_onto(monkeypatch):
-    """The real project_onto when linpath has it, else the NumPy stand-in."""
-    if not hasattr(linpath.trajectory, "project_onto"):
-        monkeypatch.setattr(linpath.trajectory, "project_onto", numpy_project_onto, raising=False)
-    return linpath.trajectory.project_onto
 
 
 def reference_plane_coords(thetas, origin, directions):
@@ -340,7 +319,7 @@ def slow_loss(model, theta, x, y):
         return float(nn.functional.cross_entropy(copy(x), y))
 
 
-def test_project_matches_a_numpy_reference(rng, project_onto):
+def test_project_matches_a_numpy_reference(rng):
     seed = int(rng.integers(2**31))
     model = tiny_model(seed)
     g = torch.Generator().manual_seed(seed)
@@ -377,7 +356,7 @@ def test_project_matches_a_numpy_reference(rng, project_onto):
     assert lines[1].split()[-3:-1] == ["-", f"{got.interpolated[0]:.6g}"] and lines[1].split()[-1] == "-"
 
 
-def test_true_loss_against_the_grid_for_a_trajectory_in_the_plane(rng, project_onto):
+def test_true_loss_against_the_grid_for_a_trajectory_in_the_plane(rng):
     """A surface computed the slow way; the checkpoints lie in the plane, so J there and J read off a
     fine grid agree up to the interpolation error."""
     seed = int(rng.integers(2**31))
@@ -414,7 +393,7 @@ def test_true_loss_against_the_grid_for_a_trajectory_in_the_plane(rng, project_o
     assert row[4:] == [f"{got.true[0]:.6g}", f"{got.interpolated[0]:.6g}", f"{got.difference[0]:.3g}"]
 
 
-def test_project_refusals(rng, project_onto):
+def test_project_refusals(rng):
     model = tiny_model(1)
     recorder = TrajectoryRecorder(model)
     recorder.record()
@@ -446,7 +425,7 @@ def colourbar_labels(ax):
 
 @pytest.mark.parametrize("kind", ["contour", "filled", "heatmap", "3d"])
 @pytest.mark.parametrize("with_trajectory", [False, True])
-def test_every_kind_draws_and_saves(rng, tmp_path, kind, with_trajectory, project_onto):
+def test_every_kind_draws_and_saves(rng, tmp_path, kind, with_trajectory):
     xs, ys = np.linspace(-1, 1, 15), random_grid(rng, 11)  # y unevenly spaced
     gx, gy = np.meshgrid(xs, ys)
     z = 1 + gx**2 + (gy - ys.mean()) ** 2 + 0.1 * rng.random(gx.shape)

@@ -369,7 +369,7 @@ def _draw_path(ax: Any, surface: Surface, path: Any, z: np.ma.MaskedArray | None
     from .surface import bilinear
 
     x, y = path.x, path.y
-    xyz = (x, y)
+    xyz: tuple[Any, ...] = (x, y)
     if z is not None:
         xyz = (x, y, bilinear(surface.xs, surface.ys, z.filled(np.nan), x, y, outside=np.nan))
     ax.plot(*xyz, color="0.2", lw=1.0, zorder=4, label="trajectory (projected)")
@@ -396,7 +396,7 @@ def _mark_points(ax: Any, surface: Surface, z: np.ma.MaskedArray | None) -> None
     ):
         raise ValueError(f'meta["points"] must map names to [x, y] pairs of numbers, got {points!r}')
     for name, (px, py) in points.items():
-        where = (px, py)
+        where: tuple[Any, ...] = (px, py)
         if z is not None:
             where = (
                 px,

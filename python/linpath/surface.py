@@ -12,13 +12,16 @@ import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ._validate import _check_independent
 from .sweep import load_header, read_archive, series_index, value_members, write_archive
+
+if TYPE_CHECKING:
+    from .trajectory import SubspaceProjection
 
 SURFACE_FORMAT = "linpath.Surface"
 SURFACE_FORMAT_VERSION = 1
@@ -251,13 +254,10 @@ class Surface:
         split = self.splits[0] if split is None and self.values else split
         z = self.grid(split, "loss")
         projection = project_onto(trajectory, self.origin, self.directions)
-        coords = np.asarray(projection.coords, dtype=np.float64)
+        coords = projection.coords
         true = None if model is None else self._true_loss(model, trajectory, data, progress)
         return TrajectoryOnSurface(
-            coords=coords,
-            residuals=np.asarray(projection.residuals, dtype=np.float64),
-            displacements=np.asarray(projection.displacements, dtype=np.float64),
-            steps=np.asarray(projection.steps),
+            projection=projection,
             interpolated=bilinear(self.xs, self.ys, z, coords[:, 0], coords[:, 1], outside=math.nan),
             true=true,
             split=str(split),
@@ -313,17 +313,16 @@ class Surface:
                 :meth:`project` needs; they take 3 × 8 bytes per parameter.
         """
         arrays, index = value_members(self.values)
-        keep = bool(plane) and self.has_plane
+        if plane and self.origin is not None and self.directions is not None:
+            arrays.update(origin=self.origin, directions=self.directions)
         header = {
             "format": SURFACE_FORMAT,
             "version": SURFACE_FORMAT_VERSION,
             "splits": self.splits,
             "index": index,
             "meta": self.meta,
-            "plane": keep,
+            "plane": "origin" in arrays,
         }
-        if keep:
-            arrays.update(origin=self.origin, directions=self.directions)
         write_archive(path, header, {"xs": self.xs, "ys": self.ys, **arrays})
 
     @classmethod
@@ -359,19 +358,13 @@ class Surface:
             and all(np.array_equal(v, other.values[s][m], equal_nan=True) for m, v in mv.items())
             for s, mv in self.values.items()
         )
-        same_plane = self.has_plane == other.has_plane and (
-            not self.has_plane
-            or (
-                np.array_equal(self.origin, other.origin)
-                and np.array_equal(self.directions, other.directions)
-            )
-        )
+        same_plane = _same(self.origin, other.origin) and _same(self.directions, other.directions)
         same_grid = np.array_equal(self.xs, other.xs) and np.array_equal(self.ys, other.ys)
         return same_values and same_plane and same_grid and self.meta == other.meta
 
     def __repr__(self) -> str:
         metrics = sorted({m for mv in self.values.values() for m in mv})
-        plane = f"plane of {self.origin.size} parameters" if self.has_plane else "no plane"
+        plane = f"plane of {self.origin.size} parameters" if self.origin is not None else "no plane"
         return (
             f"Surface({len(self.xs)}x{len(self.ys)} grid, x in [{self.xs[0]:g}, {self.xs[-1]:g}], "
             f"y in [{self.ys[0]:g}, {self.ys[-1]:g}], splits={self.splits}, metrics={metrics}, {plane})"
@@ -383,22 +376,22 @@ class TrajectoryOnSurface:
     """A training trajectory placed on a :class:`Surface`'s plane (see :meth:`Surface.project`).
 
     Attributes:
-        coords: ``[checkpoints, 2]`` coordinates (x, y) of each checkpoint's projection on the plane.
-        residuals: ``[checkpoints]`` distance of each checkpoint from the plane.
-        displacements: ``[checkpoints]`` ‖θ_t − origin‖.
-        steps: Step number of each checkpoint.
+        projection: The trajectory projected onto the plane (:func:`linpath.trajectory.project_onto`):
+            its ``coords`` are each checkpoint's (x, y), its ``residuals`` the distances off the plane.
         interpolated: J read off the grid at (x, y) (NaN outside the grid): J at the projected point.
         true: J at the checkpoint itself, when a model and data were given, else None.
         split: The split whose loss ``interpolated`` (and ``true``) is.
     """
 
-    coords: np.ndarray
-    residuals: np.ndarray
-    displacements: np.ndarray
-    steps: np.ndarray
+    projection: SubspaceProjection
     interpolated: np.ndarray
     true: np.ndarray | None
     split: str
+
+    @property
+    def coords(self) -> np.ndarray:
+        """``[checkpoints, 2]`` coordinates (x, y) of each checkpoint's projection on the plane."""
+        return self.projection.coords
 
     @property
     def x(self) -> np.ndarray:
@@ -411,15 +404,24 @@ class TrajectoryOnSurface:
         return self.coords[:, 1]
 
     @property
+    def residuals(self) -> np.ndarray:
+        """``[checkpoints]`` distance of each checkpoint from the plane."""
+        return self.projection.residuals
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Step number of each checkpoint."""
+        return self.projection.steps
+
+    @property
     def max_residual(self) -> float:
-        """The largest distance of a checkpoint from the plane (NaN if one is NaN)."""
-        return float(np.max(self.residuals)) if self.residuals.size else math.nan
+        """The largest distance of a checkpoint from the plane (NaN if a checkpoint is not finite)."""
+        return self.projection.max_residual
 
     @property
     def explained(self) -> float:
-        """Fraction of Σ‖θ_t − origin‖² that lies in the plane: 1 − Σ r_t² / Σ‖θ_t − origin‖²."""
-        total = float(np.sum(self.displacements**2))
-        return 1.0 - float(np.sum(self.residuals**2)) / total if total > 0 else math.nan
+        """Fraction of Σ‖θ_t − origin‖² that lies in the plane (NaN if a checkpoint is not finite)."""
+        return self.projection.explained
 
     @property
     def difference(self) -> np.ndarray | None:
@@ -429,15 +431,10 @@ class TrajectoryOnSurface:
     def to_dict(self) -> dict[str, Any]:
         """Plain lists and numbers (JSON-serialisable)."""
         return {
+            **self.projection.to_dict(),
             "split": self.split,
-            "steps": self.steps.tolist(),
-            "coords": self.coords.tolist(),
-            "residuals": self.residuals.tolist(),
-            "displacements": self.displacements.tolist(),
             "interpolated": self.interpolated.tolist(),
             "true": None if self.true is None else self.true.tolist(),
-            "explained": self.explained,
-            "max_residual": self.max_residual,
         }
 
     def table(self) -> str:
@@ -459,6 +456,13 @@ class TrajectoryOnSurface:
             rows.append((str(int(self.steps[t])), *numbers, diff))
         widths = [max(len(r[k]) for r in rows) for k in range(len(head))]
         return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+
+
+def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Whether two optional arrays are both absent, or equal."""
+    if a is None or b is None:
+        return a is b
+    return bool(np.array_equal(a, b))
 
 
 def _inside(grid: np.ndarray, p: np.ndarray) -> np.ndarray:

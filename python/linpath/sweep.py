@@ -376,7 +376,8 @@ def value_members(
     values: Mapping[str, Mapping[str, np.ndarray]],
 ) -> tuple[dict[str, np.ndarray], list[list[str]]]:
     """The arrays of ``values[split][metric]`` as members ``v0, v1, ...`` and their header index."""
-    arrays, index = {}, []
+    arrays: dict[str, np.ndarray] = {}
+    index: list[list[str]] = []
     for s, mv in values.items():
         for m, v in mv.items():
             key = f"v{len(index)}"
