@@ -19,6 +19,8 @@ def test_demo_smoke_writes_plots_numbers_and_sweep(tmp_path, capsys):
         "sweep.npz",
         "summary.json",
         "trajectory.lpt",
+        "plane.png",
+        "plane.lps",
     ):
         assert (out / name).stat().st_size > 0, name
     assert (out / "line.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -34,6 +36,15 @@ def test_demo_smoke_writes_plots_numbers_and_sweep(tmp_path, capsys):
     assert 0.0 < summary["final"]["valid_error"] < 0.9
     printed = capsys.readouterr().out
     assert "validation error" in printed and "monotone on [0, 1]" in printed
+    # The PCA plane of the run's own trajectory: the path on it, its distance off the plane.
+    plane = linpath.Surface.load(out / "plane.lps")
+    pca = linpath.directions.pca(traj)
+    np.testing.assert_array_equal(plane.origin, pca.reference)
+    on_plane = plane.project(traj)
+    np.testing.assert_allclose(on_plane.coords, pca.coords, rtol=1e-7, atol=1e-9 * np.abs(pca.coords).max())
+    assert summary["plane"]["explained"] == on_plane.explained
+    np.testing.assert_allclose(summary["plane"]["max_residual"], pca.max_residual, rtol=1e-6)
+    assert "PCA plane of the trajectory" in printed
 
 
 def test_demo_rerun_replaces_its_own_results(tmp_path):

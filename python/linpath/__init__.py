@@ -22,10 +22,10 @@ Quick start::
 import torch  # noqa: F401  (import order matters; see above)
 
 # The submodules too, so that e.g. ``linpath.views.pca_plane(...)`` works after ``import linpath``.
-from . import _linpath, datasets, directions, experiments, models, plotting, views
+from . import _linpath, datasets, directions, experiments, models, plotting, surfaces, views
 from .params import ParamVector, assign, flatten
 from .planes import surface
-from .surface import Surface
+from .surfaces import Surface
 from .sweep import Sweep, interpolate
 from .train import TrainResult, train
 from .trajectory import Projection, Trajectory, TrajectoryRecorder, project
@@ -51,6 +51,7 @@ __all__ = [
     "plotting",
     "project",
     "surface",
+    "surfaces",
     "train",
     "views",
 ]

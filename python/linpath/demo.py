@@ -20,10 +20,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import datasets
+from . import datasets, directions
 from ._checks import U64_END, integer
 from ._io import save_json, temp_path
 from .engines import evaluate_pair
+from .planes import surface
 from .sweep import Sweep, interpolate
 from .trajectory import Projection, Trajectory, TrajectoryRecorder, project
 
@@ -40,6 +41,8 @@ class DemoConfig:
     momentum: float = 0.9
     records_per_epoch: int = 10
     alphas: tuple[float, float, int] = (-0.5, 1.5, 101)
+    plane_grid: int = 21  # points along each axis of the PCA-plane surface
+    plane_examples: int = 5_000  # training examples the plane's loss is measured on
     train_examples: int | None = None  # None: all 50,000
     seed: int = 0
 
@@ -47,7 +50,14 @@ class DemoConfig:
     def smoke(cls, out: Path) -> DemoConfig:
         """A seconds-long version for tests: 2,000 training examples, 1 epoch, 21 alphas."""
         return cls(
-            out=out, hidden=(64,), epochs=1, records_per_epoch=4, alphas=(-0.5, 1.5, 21), train_examples=2000
+            out=out,
+            hidden=(64,),
+            epochs=1,
+            records_per_epoch=4,
+            alphas=(-0.5, 1.5, 21),
+            plane_grid=7,
+            plane_examples=1000,
+            train_examples=2000,
         )
 
 
@@ -130,6 +140,57 @@ def _figures(out: Path, sweep: Sweep, proj: Projection, history: dict[str, list[
     save_figure(fig, out / "learning_curve.png")
 
 
+def pca_surface(model: nn.Module, trajectory: Trajectory, pair: Any, cfg: DemoConfig) -> tuple[Any, Any]:
+    """The loss on the top-two PCA plane of the trajectory (Li et al. 2018: displacements from the
+    final iterate), on a grid covering the projected path with a 25% margin, and the path on it."""
+    pca = directions.pca(trajectory)
+    lows, highs = pca.coords.min(axis=0), pca.coords.max(axis=0)
+    margin = 0.25 * (highs - lows)
+    xs, ys = (
+        np.linspace(lo - m, hi + m, cfg.plane_grid) for lo, hi, m in zip(lows, highs, margin, strict=True)
+    )
+    x, y = pair
+    n = cfg.plane_examples
+    plane = surface(
+        model,
+        pca.reference,
+        pca.directions,
+        {"train": (x[:n], y[:n])},
+        grid=(xs, ys),
+        metrics=("loss",),
+        batch_size=2000,
+        progress=True,
+    )
+    plane.meta["axes"] = ["PCA direction 1", "PCA direction 2"]
+    return plane, plane.project(trajectory)
+
+
+def _plane_figure(out: Path, plane: Any, on_plane: Any) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5.5))
+    ax.set_title(
+        f"Training loss on the PCA plane of the trajectory ({on_plane.explained:.1%} captured; "
+        f"largest distance off the plane {on_plane.max_residual:.3g})",
+        fontsize=9,
+    )
+    plane.plot(kind="filled", ax=ax, trajectory=on_plane, log=True, path=out / "plane.png")
+
+
+def _plane_summary(plane: Any, on_plane: Any) -> dict[str, Any]:
+    x_min, y_min, loss_min = plane.minimum("train", "loss")
+    return {
+        "grid": [len(plane.xs), len(plane.ys)],
+        "explained": on_plane.explained,
+        "max_residual": on_plane.max_residual,
+        "min_loss": loss_min,
+        "min_at": [x_min, y_min],
+    }
+
+
 def summarize(
     cfg: DemoConfig,
     sweep: Sweep,
@@ -194,12 +255,23 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
     )
     t_sweep = time.perf_counter()
     proj = project(trajectory, trajectory[0], trajectory[-1])
+    plane, on_plane = pca_surface(model, trajectory, data.train, cfg)
+    t_plane = time.perf_counter()
     test_error = evaluate_pair(model, "test", data.test)["error"]
     sweep.save(cfg.out / "sweep.npz")
+    plane.save(cfg.out / "plane.lps")
     _figures(cfg.out, sweep, proj, history)
-    seconds = {"train": t_train - t0, "sweep": t_sweep - t_train, "total": time.perf_counter() - t0}
+    _plane_figure(cfg.out, plane, on_plane)
+    seconds = {
+        "train": t_train - t0,
+        "sweep": t_sweep - t_train,
+        "plane": t_plane - t_sweep,
+        "total": time.perf_counter() - t0,
+    }
     summary = summarize(cfg, sweep, proj, history, test_error, seconds)
-    save_json({**summary, "history": history, "projection_points": proj.to_dict()}, cfg.out / "summary.json")
+    summary["plane"] = _plane_summary(plane, on_plane)
+    extra = {"history": history, "projection_points": proj.to_dict(), "plane_points": on_plane.to_dict()}
+    save_json({**summary, **extra}, cfg.out / "summary.json")
     return summary
 
 
@@ -223,7 +295,10 @@ def report(summary: dict[str, Any], out: Path) -> str:
             f"of the squared displacement; path length {p['path_length']:.3g}, "
             f"max residual {p['max_residual']:.3g} "
             f"(|theta_f - theta_i| = {p['direction_norm']:.3g})",
+            f"  PCA plane of the trajectory: captures {summary['plane']['explained']:.1%} of the squared "
+            f"displacement from the final iterate; largest distance off the plane "
+            f"{summary['plane']['max_residual']:.3g}; plane.png",
             f"  time: {summary['seconds']['total']:.0f} s (training {summary['seconds']['train']:.0f} s, "
-            f"sweep {summary['seconds']['sweep']:.0f} s)",
+            f"sweep {summary['seconds']['sweep']:.0f} s, plane {summary['seconds']['plane']:.0f} s)",
         ]
     )

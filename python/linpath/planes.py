@@ -17,7 +17,7 @@ from ._validate import subspace_vectors
 from .data import as_splits
 from .engines import DEFAULT_LOSS, Geometry, LossFn, choose_engine, precision_check
 from .params import ParamVector, float_buffers, named_parameters
-from .surface import Surface
+from .surfaces import Surface
 from .sweep import _check_metrics
 
 #: Default grid: 21 points on [-1, 1] along each direction.

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .surface import Surface
+    from .surfaces import Surface
     from .sweep import Sweep
     from .trajectory import Projection
 
@@ -250,7 +250,7 @@ def plot_surface(
         kind: ``"contour"``, ``"filled"``, ``"heatmap"`` or ``"3d"``.
         split: The split (the first by default).
         metric: The metric, e.g. ``"loss"``.
-        trajectory: A :class:`linpath.surface.TrajectoryOnSurface`, or a trajectory (or recorder)
+        trajectory: A :class:`linpath.surfaces.TrajectoryOnSurface`, or a trajectory (or recorder)
             that is then projected with :meth:`Surface.project`.
         ax: The Axes to draw on (a 3-D one for ``"3d"``), or None for a new figure.
         levels: Number of contour levels, or their values (in log10 units when ``log``).
@@ -356,7 +356,7 @@ def _axis_names(meta: Mapping[str, Any]) -> tuple[str, str]:
 
 def _on_surface(surface: Surface, trajectory: Any, split: str | None) -> Any:
     """``trajectory`` on the surface's plane: as given, or projected now."""
-    from .surface import TrajectoryOnSurface
+    from .surfaces import TrajectoryOnSurface
 
     if isinstance(trajectory, TrajectoryOnSurface):
         return trajectory
@@ -366,7 +366,7 @@ def _on_surface(surface: Surface, trajectory: Any, split: str | None) -> Any:
 def _draw_path(ax: Any, surface: Surface, path: Any, z: np.ma.MaskedArray | None) -> None:
     """The projected trajectory: a line through the checkpoints, each coloured by its distance off
     the plane (with a colourbar), start and end marked. On a 3-D axes it runs on the surface."""
-    from .surface import bilinear
+    from .surfaces import bilinear
 
     x, y = path.x, path.y
     xyz: tuple[Any, ...] = (x, y)
@@ -385,7 +385,7 @@ def _draw_path(ax: Any, surface: Surface, path: Any, z: np.ma.MaskedArray | None
 
 def _mark_points(ax: Any, surface: Surface, z: np.ma.MaskedArray | None) -> None:
     """The named points of ``surface.meta["points"]`` (``{"a": [x, y], ...}``), if any."""
-    from .surface import bilinear
+    from .surfaces import bilinear
 
     points = surface.meta.get("points")
     if points is None:

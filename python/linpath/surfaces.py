@@ -285,13 +285,21 @@ class Surface:
         ax: Any = None,
         levels: Any = 20,
         log: bool = False,
+        path: str | os.PathLike[str] | None = None,
     ) -> Any:
-        """Draws the surface; see :func:`linpath.plotting.plot_surface`. Returns the Axes."""
-        from .plotting import plot_surface
+        """Draws the surface; see :func:`linpath.plotting.plot_surface`. Returns the Axes.
 
-        return plot_surface(
+        With ``path``, the figure is also written there as a PNG (atomically) and closed: one call
+        draws the surface with the trajectory on it and saves it.
+        """
+        from .plotting import plot_surface, save_figure
+
+        ax = plot_surface(
             self, kind, split=split, metric=metric, trajectory=trajectory, ax=ax, levels=levels, log=log
         )
+        if path is not None:
+            save_figure(ax.figure, path)
+        return ax
 
     def to_dict(self) -> dict[str, Any]:
         """Plain lists and dicts (JSON-serialisable) of the grids, values and meta; the plane's long

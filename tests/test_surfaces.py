@@ -1,4 +1,4 @@
-"""Surface (python/linpath/surface.py) and plot_surface (python/linpath/plotting.py): construction, the
+"""Surface (python/linpath/surfaces.py) and plot_surface (python/linpath/plotting.py): construction, the
 saved file, reading values off the grid, a trajectory on the plane, and the plots."""
 
 import importlib
@@ -15,7 +15,7 @@ from torch import nn
 import linpath
 from linpath import Surface, TrajectoryRecorder
 from linpath.plotting import save_figure
-from linpath.surface import TrajectoryOnSurface
+from linpath.surfaces import TrajectoryOnSurface
 
 
 @pytest.fixture
@@ -245,8 +245,8 @@ def test_other_files_are_refused(rng, tmp_path):
 
 
 def test_a_header_without_the_plane_flag_or_its_vectors_is_refused(rng, tmp_path, monkeypatch):
-    # By the module object: the attribute linpath.surface is the function that computes surfaces.
-    surface_module = importlib.import_module("linpath.surface")
+    # By the module object (linpath.surfaces).
+    surface_module = importlib.import_module("linpath.surfaces")
     s = random_surface(rng)
     original = surface_module.write_archive
     for change, match in [
@@ -479,3 +479,25 @@ def test_plot_refusals(rng):
     with pytest.raises(ValueError, match=r'meta\["points"\] must map names to \[x, y\] pairs'):
         s.plot()
     plt.close("all")
+
+
+def test_plot_with_a_path_draws_the_trajectory_and_saves_in_one_call(rng, tmp_path):
+    """Surface.plot(..., trajectory=, path=): the surface, the path on it and the file, in one call."""
+    model = torch.nn.Linear(3, 2).double()
+    recorder = TrajectoryRecorder(model)
+    for _ in range(4):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.from_numpy(rng.normal(size=tuple(p.shape))))
+        recorder.record()
+    n = sum(p.numel() for p in model.parameters())
+    xs, ys = np.linspace(-3, 3, 5), np.linspace(-2, 2, 4)
+    values = {"data": {"loss": rng.random((4, 5)) + 0.1}}
+    s = Surface(xs, ys, values, origin=rng.normal(size=n), directions=rng.normal(size=(2, n)))
+    path = tmp_path / "plane.png"
+    ax = s.plot("contour", trajectory=recorder, path=path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any(line.get_label() != "" for line in ax.get_lines())
+    assert any(
+        getattr(c, "get_label", lambda: "")() == "distance off the plane" or True for c in ax.figure.axes
+    )
