@@ -236,7 +236,8 @@ class Sweep:
         """Writes the sweep to ``path`` (a NumPy ``.npz`` archive), atomically and losslessly."""
         if self.alphas.ndim != 1:
             raise ValueError(f"alphas must be 1-D to save a sweep, got shape {self.alphas.shape}")
-        arrays, index = {"alphas": self.alphas}, []
+        arrays: dict[str, Any] = {"alphas": self.alphas}  # Any: savez's **kwds also meets allow_pickle: bool
+        index: list[list[str]] = []
         for s, mv in self.values.items():
             for m, v in mv.items():
                 key = f"v{len(index)}"
