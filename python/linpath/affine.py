@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch import nn
@@ -37,6 +37,8 @@ from . import _linpath
 CACHE_BYTES = 1 << 30
 
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+#: A layer the cache may serve.
+_Layer = nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d
 _FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
@@ -45,14 +47,17 @@ def _runs_torchs_own_forward(m: nn.Module) -> bool:
     class does: a subclass's own forward (masking, fake quantisation, weight standardisation, ...)
     or a forward patched onto the instance would be bypassed by z0 + α·dz, and so would a forward
     pre-hook: those run as written."""
-    base = next((cls for cls in _LAYERS if isinstance(m, cls)), None)
+    base: type[_Layer] | None = next((cls for cls in _LAYERS if isinstance(m, cls)), None)
     if base is None or "forward" in m.__dict__ or type(m).forward is not base.forward:
         return False
     # A forward pre-hook may change the inputs or the weights (a max-norm constraint, pruning) before
     # the layer runs; z0 and dz would not see that.
     if m._forward_pre_hooks or module_hooks._global_forward_pre_hooks:
         return False
-    return base is nn.Linear or type(m)._conv_forward is base._conv_forward
+    if issubclass(base, nn.Linear):  # base is nn.Linear itself
+        return True
+    # isinstance always holds here (base is m's class among _LAYERS); it narrows m for the type checker
+    return isinstance(m, base) and type(m)._conv_forward is base._conv_forward
 
 
 class AffineInputs:
@@ -81,7 +86,7 @@ class AffineInputs:
         #: Layer calls answered from the cache (for tests and curiosity).
         self.hits = 0
 
-    def _eligible(self, m: nn.Module) -> bool:
+    def _eligible(self, m: nn.Module) -> TypeGuard[_Layer]:
         if not _runs_torchs_own_forward(m) or parametrize.is_parametrized(m):
             return False
         tensors = [m.weight] + ([] if m.bias is None else [m.bias])
@@ -92,7 +97,7 @@ class AffineInputs:
         """Routes the eligible layers' ``forward`` through the cache; always undone on exit."""
         try:
             for m in self._layers:
-                m.forward = self._forward_of(m, m.forward)
+                m.forward = self._forward_of(m, m.forward)  # type: ignore[method-assign]  # undone below
             yield self
         finally:
             for m in self._layers:
@@ -108,7 +113,7 @@ class AffineInputs:
         finally:
             self._current = None
 
-    def _forward_of(self, m: nn.Module, original: Any) -> Any:
+    def _forward_of(self, m: _Layer, original: Any) -> Any:
         def forward(inputs: torch.Tensor) -> torch.Tensor:
             current = self._current
             if current is None or inputs is not current[1] or self._runs_as_written():
@@ -128,7 +133,7 @@ class AffineInputs:
         endpoint = all(c == 0.0 for c in self.coords) or self.coords == (1.0,)
         return endpoint or any(abs(c) > _FLOAT32_MAX for c in self.coords)
 
-    def _activations(self, key: Any, m: nn.Module, x: torch.Tensor) -> tuple[Any, torch.Size] | None:
+    def _activations(self, key: Any, m: _Layer, x: torch.Tensor) -> tuple[Any, torch.Size] | None:
         """The native ``Subspace`` z0 + Σ c_k·dz_k of layer ``m`` on batch ``key``, and its shape."""
         slot = (key, id(m))
         if slot not in self._cache:
@@ -145,7 +150,7 @@ class AffineInputs:
         offset, n = self._offsets[id(p)][0], p.numel()
         return [v[offset : offset + n].to(p.dtype).view(p.shape) for v in (self._origin, *self._directions)]
 
-    def _products(self, m: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    def _products(self, m: _Layer, x: torch.Tensor) -> list[torch.Tensor]:
         """z0 = op(x, W0) + b0 and dz_k = op(x, dW_k) + db_k."""
         weights = self._slice(m.weight)
         biases = self._slice(m.bias) if m.bias is not None else [None] * len(weights)

@@ -30,6 +30,7 @@ class Split:
         self._iterable: Iterable[Any] | None = None
         if isinstance(data, tuple | list) and len(data) == 2 and all(_as_tensor(a) is not None for a in data):
             x, y = (_as_tensor(a) for a in data)
+            assert x is not None and y is not None  # both passed the all(...) check just above
             if x.dim() == 0 or y.dim() == 0 or len(x) != len(y):
                 raise ValueError(
                     f"split {name!r}: inputs and targets must have the same first dimension, "
@@ -87,6 +88,7 @@ class Split:
             for i in range(0, len(x), self.batch_size):
                 yield (x[i : i + self.batch_size].to(device), y[i : i + self.batch_size].to(device))
             return
+        assert self._iterable is not None  # __init__ sets either the pair or the iterable (or raises)
         for i, batch in enumerate(self._iterable):
             if not isinstance(batch, tuple | list) or len(batch) != 2:
                 raise TypeError(

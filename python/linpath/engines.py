@@ -28,7 +28,7 @@ import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -41,6 +41,9 @@ from ._validate import line_endpoints
 from .affine import AffineInputs
 from .data import Split
 from .params import ModelState, float_buffers, named_parameters
+
+if TYPE_CHECKING:
+    from .models.native import NativeModel
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 DEFAULT_LOSS: LossFn = torch.nn.functional.cross_entropy
@@ -328,8 +331,8 @@ def line_geometry(model: nn.Module, start: Any, end: Any) -> Geometry:
     buf_names, bufs, b0, b1 = buffer_ends(model, start, end)
     if bufs:
         shapes = [tuple(b.shape) for b in bufs]
-        ends = (dict(zip(buf_names, b, strict=True)) for b in (b0, b1))
-        flat0, flat1 = line_endpoints(buf_names, shapes, *ends, device)
+        start_bufs, end_bufs = (dict(zip(buf_names, b, strict=True)) for b in (b0, b1))
+        flat0, flat1 = line_endpoints(buf_names, shapes, start_bufs, end_bufs, device)
         buffers = (bufs, flat0, [flat1 - flat0], flat1)
     return Geometry(names, params, t0, [t1 - t0], end=t1, buffers=buffers)
 
@@ -486,9 +489,11 @@ class NativeEngine(Engine):
             exclusive(geometry.params, "sweep the model", "sweeping"),
             progress_bar(per_split * len(splits), progress, unit=unit) as bar,
         ):
-            native = model._native
+            # Only a native model's _linpath_engine picks this engine; the type checker cannot know it.
+            native_model = cast("NativeModel", model)
+            native = native_model._native
             for k, (name, split) in enumerate(splits.items()):
-                x, y = model._linpath_native_pair(split)
+                x, y = native_model._linpath_native_pair(split)
 
                 def advance(done: int, total: int, k: int = k) -> None:
                     bar.n = k * per_split + round(done / total * per_split)

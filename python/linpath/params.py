@@ -60,17 +60,17 @@ class ParamVector:
         *,
         named: bool = True,
     ) -> None:
-        shapes = [tuple(int(s) for s in shape) for shape in shapes]
-        if len(names) != len(shapes):
-            raise ValueError(f"{len(names)} names but {len(shapes)} shapes")
+        layout: list[Shape] = [tuple(int(s) for s in shape) for shape in shapes]
+        if len(names) != len(layout):
+            raise ValueError(f"{len(names)} names but {len(layout)} shapes")
         if not isinstance(tensor, torch.Tensor) or tensor.dim() != 1:
             raise ValueError("a ParamVector's tensor must be a 1-D torch.Tensor")
-        numel = sum(int(np.prod(s, dtype=np.int64)) for s in shapes)
+        numel = sum(int(np.prod(s, dtype=np.int64)) for s in layout)
         if tensor.numel() != numel:
             raise ValueError(f"the tensor has {tensor.numel()} elements but the shapes add up to {numel}")
         self.tensor = tensor
         self.names = list(names)
-        self.shapes = shapes
+        self.shapes = layout
         self._named = named
 
     def __len__(self) -> int:

@@ -52,7 +52,9 @@ def extreme_coordinates(trajectory: Trajectory | TrajectoryRecorder, count: int 
     return order[:count].astype(np.int64)
 
 
-def coordinates(trajectory: Trajectory | TrajectoryRecorder, indices: Sequence[int]) -> np.ndarray:
+def coordinates(
+    trajectory: Trajectory | TrajectoryRecorder, indices: Sequence[int] | np.ndarray
+) -> np.ndarray:
     """The values of the parameters at ``indices`` at every checkpoint: ``[checkpoints, len(indices)]``."""
     trajectory = _checkpoints(trajectory)
     index = np.asarray(indices)

@@ -159,9 +159,10 @@ class MLP(NativeModel):
         gen = torch.Generator().manual_seed(int(seed))
         with torch.no_grad():
             for layer in self.layers:
-                nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=gen)
-                bound = 1.0 / math.sqrt(layer.weight.shape[1])
-                nn.init.uniform_(layer.bias, -bound, bound, generator=gen)
+                weight, bias = layer.get_parameter("weight"), layer.get_parameter("bias")
+                nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=gen)
+                bound = 1.0 / math.sqrt(weight.shape[1])
+                nn.init.uniform_(bias, -bound, bound, generator=gen)
 
     @property
     def sizes(self) -> list[int]:
@@ -198,8 +199,8 @@ class MLP(NativeModel):
         dropout: tuple[float, float] | None = None,
     ) -> MLP:
         """An MLP holding the parameters of ``state_dict`` (e.g. a :class:`TorchMLP`'s); infers the sizes."""
-        weights = [state_dict.get(f"layers.{i}.weight") for i in range(len(state_dict))]
-        weights = [w for w in weights if w is not None]
+        found = [state_dict.get(f"layers.{i}.weight") for i in range(len(state_dict))]
+        weights = [w for w in found if w is not None]
         if not weights or any(w.dim() != 2 for w in weights):
             raise ValueError("state_dict must hold 2-D tensors named layers.0.weight, layers.1.weight, ...")
         k = pieces if activation == "maxout" else 1

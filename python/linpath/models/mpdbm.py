@@ -131,7 +131,7 @@ class MPDBM(NativeModel):
             "eval_seed": integer("eval_seed", eval_seed, 0, U64_END),
             "eval_rows": integer("eval_rows", eval_rows, 1, I64_END),
         }
-        self._config = config
+        self._config: _MPDBMConfig = config
         super().__init__(config, integer("seed", seed, -I64_END, U64_END))
 
     def reset_parameters(self, seed: int = 0, visible_mean: torch.Tensor | None = None) -> None:

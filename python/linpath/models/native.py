@@ -31,6 +31,11 @@ class NativeBacked(nn.Module):
     parameters (or raises when that cannot be done).
     """
 
+    # Set by _attach_native (in __dict__, not as submodules or parameters); declared for type checkers.
+    _native_factory: Callable[[], Any]
+    _native_handle: Any
+    _native_tensors: list[tuple[str, torch.Tensor]]
+
     def _attach_native(self, factory: Callable[[], Any]) -> None:
         """Builds the native model with ``factory`` (which may draw from libtorch's global RNG: the
         RNG is put back) and keeps it, its ``(name, tensor)`` handles and the factory, which
@@ -84,7 +89,8 @@ class NativeBacked(nn.Module):
                     "(tensor.contiguous()) or load_state_dict without assign=True"
                 )
             with torch.no_grad():
-                native.set_(param.detach())  # the Rust model now reads and writes the module's tensor
+                # The Rust model now reads and writes the module's tensor (torch's stub lacks set_(Tensor)).
+                native.set_(param.detach())  # type: ignore[call-overload]
 
 
 _NATIVE_KEYS = ("_native_factory", "_native_handle", "_native_tensors")
@@ -130,6 +136,8 @@ class NativeModel(NativeBacked):
     kind: ClassVar[str] = ""
     input_dtype: ClassVar[torch.dtype] = torch.float32
     objective_is_cross_entropy: ClassVar[bool] = True
+    #: The checked config passed to Rust (a subclass may declare a precise TypedDict).
+    _config: Mapping[str, Any]
 
     def __init__(self, config: Mapping[str, Any], seed: int = 0) -> None:
         super().__init__()
