@@ -237,12 +237,12 @@ def negative_variance_alphas(model: nn.Module, start: Any, end: Any, alphas: lis
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the sweep has already said which buffers it left alone
         names, _, b0, b1 = buffer_ends(model, start, end)
-    pairs = [
-        (x.detach().double().cpu(), y.detach().double().cpu())
+    lines = [
+        _linpath.Subspace.line(x.detach().double().cpu().reshape(-1), y.detach().double().cpu().reshape(-1))
         for n, x, y in zip(names, b0, b1, strict=True)
         if n.endswith("running_var")
     ]
-    return [a for a in alphas if any(bool((x + a * (y - x) < 0).any()) for x, y in pairs)]
+    return [a for a in alphas if any(bool((line.point([a]) < 0).any()) for line in lines)]
 
 
 def _drop_partial_metrics(values: dict[str, dict[str, list[float]]], n: int) -> None:
@@ -379,15 +379,15 @@ def check_point_range(geometry: Geometry, points: np.ndarray) -> None:
     """
     lows, highs = points.min(axis=0), points.max(axis=0)
     corners = np.array(np.meshgrid(*zip(lows, highs, strict=True), indexing="ij")).reshape(len(lows), -1).T
-    offset = 0
-    for name, p in zip(geometry.names, geometry.params, strict=True):
-        n = p.numel()
-        o, ds = geometry.origin[offset : offset + n], [d[offset : offset + n] for d in geometry.directions]
-        offset += n
-        limit = torch.finfo(p.dtype).max
-        for corner in corners:
-            point = o + sum(float(c) * d for c, d in zip(corner, ds, strict=True))
-            peak = float(point.abs().max()) if n else 0.0
+    subspace = geometry.subspaces()[0][0]
+    for corner in corners:
+        point = subspace.point(corner.tolist())  # the native core's point, in float64
+        offset = 0
+        for name, p in zip(geometry.names, geometry.params, strict=True):
+            n = p.numel()
+            peak = float(point[offset : offset + n].abs().max()) if n else 0.0
+            offset += n
+            limit = torch.finfo(p.dtype).max
             if not peak <= limit:
                 near = "alphas closer to [0, 1]" if len(corner) == 1 else "a grid closer to the origin"
                 raise ValueError(
