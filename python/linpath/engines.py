@@ -24,9 +24,10 @@ points in float32 and reports the largest deviation.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import math
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -39,7 +40,7 @@ from . import _linpath
 from ._guard import exclusive
 from ._validate import line_endpoints
 from .affine import AffineInputs
-from .data import Split
+from .data import Split, as_splits
 from .params import ModelState, float_buffers, named_parameters
 
 if TYPE_CHECKING:
@@ -532,6 +533,68 @@ def choose_engine(
             check_generic_objective(model)
         return MODULE
     return native
+
+
+#: The metrics every engine reports, by name (from the native core, the one list of them).
+METRICS: tuple[str, ...] = tuple(_linpath.METRICS)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What ``interpolate`` and ``surface`` were asked, checked: the splits, metrics, loss and engine."""
+
+    splits: Mapping[str, Split]
+    metrics: tuple[str, ...]
+    loss: LossFn | None
+    engine: Engine
+    precision: str
+
+    @property
+    def loss_fn(self) -> LossFn:
+        """The loss the module engine scores batches with."""
+        return DEFAULT_LOSS if self.loss is None else self.loss
+
+    def meta(self, model: nn.Module, params: list[torch.Tensor]) -> dict[str, Any]:
+        """The facts every result records about how it was computed."""
+        loss = self.loss
+        return {
+            "model": type(model).__name__,
+            "n_params": sum(p.numel() for p in params),
+            "examples": {name: s.size for name, s in self.splits.items()},
+            "metrics": list(self.metrics),
+            "loss": getattr(loss, "__name__", type(loss).__name__) if loss is not None else "cross_entropy",
+            "engine": self.engine.name,
+            "precision": self.precision,
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "linpath_version": _linpath.__version__,
+        }
+
+
+def check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
+    """``metrics`` as a tuple of known metric names (a single name or a generator is fine)."""
+    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)  # a generator is read once
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics:
+        raise ValueError(f"metrics must be a non-empty subset of {METRICS}, got {tuple(metrics)}")
+    return tuple(metrics)
+
+
+def request(
+    model: nn.Module,
+    data: Any,
+    *,
+    loss: LossFn | None,
+    metrics: Sequence[str],
+    batch_size: int | None,
+    engine: str,
+    precision: str,
+) -> Request:
+    """Checks the arguments ``interpolate`` and ``surface`` share and chooses the engine."""
+    metrics = check_metrics(metrics)
+    splits = as_splits(data, batch_size)
+    if loss is not None and not callable(loss):
+        raise TypeError(f"loss must be callable, got {type(loss).__name__}")
+    return Request(splits, metrics, loss, choose_engine(model, splits, loss, engine, precision), precision)
 
 
 def check_generic_objective(model: nn.Module) -> None:

@@ -5,20 +5,16 @@ linpath's own models (the MLP's first layer 1 + 2 times per batch; bf16 with its
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from torch import nn
 
-from . import _linpath
 from ._validate import subspace_vectors
-from .data import as_splits
-from .engines import DEFAULT_LOSS, Geometry, LossFn, choose_engine, precision_check
+from .engines import METRICS, Geometry, LossFn, precision_check, request
 from .params import ParamVector, float_buffers, named_parameters
 from .surfaces import Surface
-from .sweep import _check_metrics
 
 #: Default grid: 21 points on [-1, 1] along each direction.
 DEFAULT_GRID = np.linspace(-1.0, 1.0, 21)
@@ -92,7 +88,7 @@ def surface(
     *,
     grid: tuple[Any, Any] | None = None,
     loss: LossFn | None = None,
-    metrics: Sequence[str] = ("loss", "error"),
+    metrics: Sequence[str] = METRICS,
     batch_size: int | None = None,
     progress: bool | None = None,
     precision: str = "float32",
@@ -137,21 +133,22 @@ def surface(
     """
     names, params = named_parameters(model)
     xs, ys = _check_grid(grid)
-    metrics = _check_metrics(metrics)
-    splits = as_splits(data, batch_size)
-    if loss is not None and not callable(loss):
-        raise TypeError(f"loss must be callable, got {type(loss).__name__}")
-    chosen = choose_engine(model, splits, loss, engine, precision)
+    asked = request(
+        model, data, loss=loss, metrics=metrics, batch_size=batch_size, engine=engine, precision=precision
+    )
     geometry = plane_geometry(model, center, directions)
     points = np.stack(np.meshgrid(xs, ys, indexing="xy"), axis=-1).reshape(-1, 2)  # row-major: y outer
     passes = [(points, precision)]
     index = _check_points(len(xs), len(ys)) if precision == "bf16" else None
     if index is not None:
         passes.append((points[index], "float32"))
-    results = chosen.run(
-        model, geometry, splits, metrics, passes, progress, DEFAULT_LOSS if loss is None else loss
-    )
-    meta = _meta(model, params, splits, metrics, loss, chosen.name, precision, geometry)
+    results = asked.engine.run(model, geometry, asked.splits, asked.metrics, passes, progress, asked.loss_fn)
+    meta = {
+        **asked.meta(model, params),
+        "buffers_moved": geometry.buffers is not None,
+        "direction_norms": [float(d.norm()) for d in geometry.directions],
+        "axes": ["d1", "d2"],
+    }
     if index is not None:
         check = precision_check(results[1], np.arange(len(points), dtype=np.float64), index, results[0])
         check.pop("alphas")
@@ -170,29 +167,3 @@ def _check_points(nx: int, ny: int) -> np.ndarray:
     """Positions (in the row-major list of grid points) of the four corners and the centre."""
     rows, cols = [0, ny - 1, 0, ny - 1, ny // 2], [0, 0, nx - 1, nx - 1, nx // 2]
     return np.unique(np.asarray(rows) * nx + np.asarray(cols))
-
-
-def _meta(
-    model: nn.Module,
-    params: list[Any],
-    splits: Any,
-    metrics: tuple[str, ...],
-    loss: Any,
-    engine: str,
-    precision: str,
-    geometry: Geometry,
-) -> dict[str, Any]:
-    return {
-        "model": type(model).__name__,
-        "n_params": sum(p.numel() for p in params),
-        "examples": {name: s.size for name, s in splits.items()},
-        "metrics": list(metrics),
-        "loss": getattr(loss, "__name__", type(loss).__name__) if loss is not None else "cross_entropy",
-        "engine": engine,
-        "precision": precision,
-        "buffers_moved": geometry.buffers is not None,
-        "direction_norms": [float(d.norm()) for d in geometry.directions],
-        "axes": ["d1", "d2"],
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "linpath_version": _linpath.__version__,
-    }

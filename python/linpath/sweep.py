@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import math
 import os
@@ -19,20 +18,18 @@ from torch import nn
 
 from . import _linpath
 from ._io import atomic_write, open_regular
-from .data import Split, as_splits
+from .data import Split
 from .engines import (
-    DEFAULT_LOSS,
+    METRICS,
     LossFn,
     check_indices,
-    choose_engine,
     line_geometry,
     negative_variance_alphas,
     precision_check,
+    request,
 )
 from .params import named_parameters
 
-#: The metrics every engine reports, by name (from the native core, the one list of them).
-METRICS = tuple(_linpath.METRICS)
 SWEEP_FORMAT = "linpath.Sweep"
 SWEEP_FORMAT_VERSION = 1
 
@@ -445,14 +442,6 @@ def _check_alphas(alphas: Any) -> np.ndarray:
     return a
 
 
-def _check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
-    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)  # a generator is read once
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown or not metrics:
-        raise ValueError(f"metrics must be a non-empty subset of {METRICS}, got {tuple(metrics)}")
-    return tuple(metrics)
-
-
 def interpolate(
     model: nn.Module,
     start: Any,
@@ -515,34 +504,19 @@ def interpolate(
     """
     names, params = named_parameters(model)
     grid = _check_alphas(alphas)
-    metrics = _check_metrics(metrics)
-    splits = as_splits(data, batch_size)
-    if loss is not None and not callable(loss):
-        raise TypeError(f"loss must be callable, got {type(loss).__name__}")
-    chosen = choose_engine(model, splits, loss, engine, precision)
+    asked = request(
+        model, data, loss=loss, metrics=metrics, batch_size=batch_size, engine=engine, precision=precision
+    )
+    splits = asked.splits
     geometry = line_geometry(model, start, end)
     # A bf16 sweep is re-evaluated in float32 at a few α (in the same native pass when it can be).
     passes = [(grid[:, None], precision)]
     index = check_indices(grid) if precision == "bf16" else None
     if index is not None:
         passes.append((grid[index][:, None], "float32"))
-    loss_fn = DEFAULT_LOSS if loss is None else loss
-    results = chosen.run(model, geometry, splits, metrics, passes, progress, loss_fn)
-    buffers_interpolated = geometry.buffers is not None
-    engine = chosen.name
+    results = asked.engine.run(model, geometry, splits, asked.metrics, passes, progress, asked.loss_fn)
     values = results[0]
-    meta = {
-        "model": type(model).__name__,
-        "n_params": sum(p.numel() for p in params),
-        "examples": {name: s.size for name, s in splits.items()},
-        "metrics": list(metrics),
-        "loss": getattr(loss, "__name__", type(loss).__name__) if loss is not None else "cross_entropy",
-        "engine": engine,
-        "precision": precision,
-        "buffers_interpolated": buffers_interpolated,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "linpath_version": _linpath.__version__,
-    }
+    meta = {**asked.meta(model, params), "buffers_interpolated": geometry.buffers is not None}
     if index is not None:
         meta["precision_check"] = precision_check(results[1], grid, index, values)
     sweep = Sweep(grid, {s: {m: np.array(v) for m, v in mv.items()} for s, mv in values.items()}, meta)
