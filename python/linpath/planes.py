@@ -5,13 +5,13 @@ linpath's own models (the MLP's first layer 1 + 2 times per batch; bf16 with its
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from torch import nn
 
-from ._validate import subspace_vectors
+from ._validate import finite_vector, subspace_vectors
 from .engines import METRICS, Geometry, LossFn, precision_check, request
 from .params import ParamVector, float_buffers, named_parameters
 from .surfaces import Surface
@@ -70,14 +70,28 @@ def plane_geometry(model: nn.Module, center: Any, directions: Any) -> Geometry:
     origin, dirs = subspace_vectors(names, [tuple(p.shape) for p in params], center, directions, device)
     buffers = None
     if buffer_dirs is not None:
-        buf_names, bufs = float_buffers(model)
-        shapes = [tuple(b.shape) for b in bufs]
-        base = center if isinstance(center, nn.Module | dict) else model.state_dict()
-        if isinstance(base, nn.Module):
-            base = dict(base.named_buffers())
-        b0, bdirs = subspace_vectors(buf_names, shapes, base, buffer_dirs, device)
-        buffers = (bufs, b0, bdirs, None)
+        buffers = _buffer_plane(model, center, buffer_dirs, device)
     return Geometry(names, params, origin, dirs, buffers=buffers)
+
+
+def _buffer_plane(model: nn.Module, center: Any, buffer_dirs: list[Any], device: Any) -> Any:
+    """The float buffers' origin (the center's values, else the model's) and directions, checked for
+    layout and finite values only: their directions may be zero or parallel (``directions.random``
+    gives 1-D tensors a zero direction, or their own values), the plane is the parameters'."""
+    buf_names, bufs = float_buffers(model)
+    shapes = [tuple(b.shape) for b in bufs]
+    base = dict(model.named_buffers())
+    if isinstance(center, nn.Module):
+        base.update(center.named_buffers())
+    elif isinstance(center, Mapping):
+        base.update(center)
+    defines = "the plane through it"
+    b0 = finite_vector(base, buf_names, shapes, "the center's buffers", device, defines)
+    bdirs = [
+        finite_vector(d, buf_names, shapes, f"direction {k} (buffers)", device, defines)
+        for k, d in enumerate(buffer_dirs)
+    ]
+    return bufs, b0, bdirs, None
 
 
 def surface(

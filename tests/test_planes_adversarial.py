@@ -1,0 +1,54 @@
+"""Adversarial cases for planes (``linpath.surface``, ``linpath.directions``, ``linpath.Surface``):
+each test is a defect that was found by trying to break them, checked against a float64 reference
+written the slow obvious way."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import linpath
+from linpath import directions
+
+
+def _bn_model(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(3, 5), nn.BatchNorm1d(5), nn.Tanh(), nn.Linear(5, 3))
+    model.train()
+    model(torch.randn(32, 3) * 2 + 1)  # running statistics away from their defaults
+    return model
+
+
+@pytest.mark.parametrize("ignore", ["biasbn", None])
+def test_random_directions_with_buffers_give_a_surface_that_moves_the_statistics(ignore):
+    # directions.random(include_buffers=True) gives every 1-D buffer a zero direction (ignore="biasbn")
+    # or its own values (ignore=None): the same for both seeds. The plane is the parameters'; the
+    # buffers' part of the directions may be zero or parallel.
+    seed = int(torch.randint(1000, ()))
+    model = _bn_model(seed)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = torch.randn(24, 3), torch.randint(3, (24,))
+    dirs = [directions.random(model, seed=seed + k, include_buffers=True, ignore=ignore) for k in (0, 1)]
+    xs, ys = np.array([-0.5, 0.0, 0.25]), np.array([-0.25, 0.5])
+    s = linpath.surface(model, model, dirs, (x, y), grid=(xs, ys), progress=False)
+    assert s.meta["buffers_moved"]
+
+    twin = copy.deepcopy(model).double().eval()
+    tensors = list(twin.parameters()) + [twin[1].running_mean, twin[1].running_var]
+    start = [t.detach().clone() for t in tensors]
+    want = np.empty((len(ys), len(xs)))
+    with torch.no_grad():
+        for j, b in enumerate(ys):
+            for i, a in enumerate(xs):
+                offset = 0
+                for t, t0 in zip(tensors, start, strict=True):
+                    d = [v.tensor[offset : offset + t.numel()].double().view_as(t) for v in dirs]
+                    t.copy_(t0 + a * d[0] + b * d[1])
+                    offset += t.numel()
+                want[j, i] = nn.functional.cross_entropy(twin(x.double()), y).item()
+    np.testing.assert_allclose(s.values["data"]["loss"], want, rtol=1e-5)
+    assert model.training and all(torch.equal(state[k], v) for k, v in model.state_dict().items())
