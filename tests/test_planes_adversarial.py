@@ -52,3 +52,16 @@ def test_random_directions_with_buffers_give_a_surface_that_moves_the_statistics
                 want[j, i] = nn.functional.cross_entropy(twin(x.double()), y).item()
     np.testing.assert_allclose(s.values["data"]["loss"], want, rtol=1e-5)
     assert model.training and all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("edge", [1e308, np.finfo(np.float64).max])
+def test_surface_at_on_a_grid_wider_than_float64_interpolates_correctly(edge):
+    # The width of the cell [-edge, edge] overflows float64; the fraction across it must not.
+    z = np.random.default_rng().normal(size=(2, 2))
+    s = linpath.Surface([-edge, edge], [0.0, 1.0], {"d": {"loss": z}})
+    px = np.array([-edge, -edge / 2, 0.0, edge / 4, edge])
+    py = np.array([0.0, 0.25, 0.5, 1.0, 1.0])
+    t = (px / edge + 1) / 2  # the fraction across the cell, computed without overflow
+    want = (1 - t) * (1 - py) * z[0, 0] + t * (1 - py) * z[0, 1] + (1 - t) * py * z[1, 0] + t * py * z[1, 1]
+    np.testing.assert_allclose(s.at(px, py), want, rtol=1e-12, atol=1e-15)
+    assert s.at(edge, 1.0) == z[1, 1] and s.at(-edge, 0.0) == z[0, 0]

@@ -39,7 +39,8 @@ def _axis(values: Any, name: str) -> np.ndarray:
         raise ValueError(
             f"{name} must be finite, got NaN or infinite values at {np.flatnonzero(~np.isfinite(grid))}"
         )
-    steps = np.diff(grid)
+    with np.errstate(over="ignore"):  # a step wider than float64 holds is +inf: still increasing
+        steps = np.diff(grid)
     if (steps <= 0).any():
         i = int(np.flatnonzero(steps <= 0)[0])
         raise ValueError(
@@ -484,7 +485,11 @@ def _cell(grid: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if grid.size == 1:
         return np.zeros(p.shape, dtype=np.intp), np.zeros(p.shape)
     i = np.clip(np.searchsorted(grid, p, side="right") - 1, 0, grid.size - 2)
-    return i, (p - grid[i]) / (grid[i + 1] - grid[i])
+    low, high = grid[i], grid[i + 1]
+    # A cell wider than float64's largest number (e.g. [-1e308, 1e308]) is measured in halves.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # of the side not taken
+        width = high - low
+        return i, np.where(np.isfinite(width), (p - low) / width, (p / 2 - low / 2) / (high / 2 - low / 2))
 
 
 def bilinear(
