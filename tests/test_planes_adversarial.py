@@ -65,3 +65,30 @@ def test_surface_at_on_a_grid_wider_than_float64_interpolates_correctly(edge):
     want = (1 - t) * (1 - py) * z[0, 0] + t * (1 - py) * z[0, 1] + (1 - t) * py * z[1, 0] + t * py * z[1, 1]
     np.testing.assert_allclose(s.at(px, py), want, rtol=1e-12, atol=1e-15)
     assert s.at(edge, 1.0) == z[1, 1] and s.at(-edge, 0.0) == z[0, 0]
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e-300, 1e200])
+def test_a_surface_along_very_short_or_long_directions_projects_a_trajectory(scale):
+    # surface() takes directions of any non-zero size; projecting onto its plane must not refuse
+    # them as zero (their squared norm underflows) or too long (it overflows), nor lose the coords.
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    n = sum(p.numel() for p in model.parameters())
+    rng = np.random.default_rng()
+    units = rng.normal(size=(2, n))
+    center = torch.nn.utils.parameters_to_vector(model.parameters()).double().detach().numpy()
+    recorder = linpath.TrajectoryRecorder(model, dtype=torch.float64)
+    for step in range(4):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 0.1)
+        recorder.record(step=step)
+    x, y = torch.randn(8, 3), torch.randint(2, (8,))
+    grid = (np.array([-1.0, 1.0]) / scale,) * 2
+    s = linpath.surface(model, center, list(units * scale), (x, y), grid=grid, progress=False)
+    on = s.project(recorder)
+    # Reference: least squares on the unit-sized directions, in float64, then divided by the scale.
+    thetas = np.stack([c.numpy().astype(np.float64) for c in recorder.trajectory]) - center
+    coords = np.linalg.solve(units @ units.T, units @ thetas.T).T
+    residuals = np.linalg.norm(thetas - coords @ units, axis=1)
+    np.testing.assert_allclose(on.coords * scale, coords, rtol=1e-9)
+    np.testing.assert_allclose(on.residuals, residuals, rtol=1e-9)

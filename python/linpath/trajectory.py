@@ -391,7 +391,14 @@ def project_onto(
         for j, d in enumerate(_direction_list(directions))
     ]
     stacked = np.stack(rows) if rows else np.empty((0, trajectory.numel))
-    coords, residuals, displacements = _linpath.project_store_subspace(trajectory._store, theta0, stacked)
+    # Each direction rescaled by a power of two (exactly) to entries in [1, 2) at most, and the coords
+    # scaled back: very short or long directions (a surface along 1e-200·d) neither underflow nor
+    # overflow in their squared norms. A zero direction stays zero (and is refused as such).
+    scales = np.ldexp(1.0, np.frexp(np.abs(stacked).max(axis=1, initial=0.0))[1] - 1)
+    coords, residuals, displacements = _linpath.project_store_subspace(
+        trajectory._store, theta0, stacked / scales[:, None]
+    )
+    coords = coords / scales
     steps = trajectory.steps
     _warn_non_finite(~np.isfinite(residuals), steps, _SUBSPACE_NAN)
     return SubspaceProjection(coords, residuals, displacements, steps)
