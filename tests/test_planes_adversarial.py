@@ -92,3 +92,21 @@ def test_a_surface_along_very_short_or_long_directions_projects_a_trajectory(sca
     residuals = np.linalg.norm(thetas - coords @ units, axis=1)
     np.testing.assert_allclose(on.coords * scale, coords, rtol=1e-9)
     np.testing.assert_allclose(on.residuals, residuals, rtol=1e-9)
+
+
+@pytest.mark.parametrize("where", ["direction", "center", "vector"])
+def test_a_sparse_vector_is_refused_with_a_type_error(where):
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    n = sum(p.numel() for p in model.parameters())
+    dirs = [torch.randn(n, dtype=torch.float64) for _ in range(2)]
+    center: object = model
+    if where == "direction":
+        dirs[1] = dirs[1].to_sparse()
+    elif where == "center":
+        center = linpath.flatten(model).tensor.to_sparse()
+    else:
+        names, shapes = zip(*((k, tuple(p.shape)) for k, p in model.named_parameters()), strict=True)
+        dirs[0] = linpath.ParamVector(dirs[0].to_sparse(), names, shapes)
+    data = (torch.randn(5, 3), torch.randint(2, (5,)))
+    with pytest.raises(TypeError, match="layout torch.sparse_coo.*dense"):
+        linpath.surface(model, center, dirs, data, grid=([0.0, 1.0],) * 2, progress=False)

@@ -251,7 +251,7 @@ def as_vector(obj: Any, names: Sequence[str], shapes: Sequence[Shape], what: str
         return flatten(tensors).tensor
     if isinstance(obj, ParamVector):
         obj.check_layout(names, shapes, what)
-        return obj.tensor
+        return _strided(obj.tensor, what)
     if isinstance(obj, np.ndarray):
         obj = _from_numpy(obj, what)
     if isinstance(obj, torch.Tensor):
@@ -260,11 +260,18 @@ def as_vector(obj: Any, names: Sequence[str], shapes: Sequence[Shape], what: str
             raise TypeError(f"{what} has dtype {obj.dtype}; pass a floating-point vector")
         if obj.dim() != 1 or obj.numel() != numel:
             raise ValueError(f"{what} has shape {tuple(obj.shape)}; expected a 1-D vector of {numel} values")
-        return obj.detach()
+        return _strided(obj.detach(), what)
     raise TypeError(
         f"{what} is a {type(obj).__name__}; pass an nn.Module, a state_dict, a ParamVector, "
         "or a 1-D tensor or array"
     )
+
+
+def _strided(t: torch.Tensor, what: str) -> torch.Tensor:
+    """``t`` if it is an ordinary (strided) tensor; TypeError for a sparse or other layout."""
+    if t.layout != torch.strided:
+        raise TypeError(f"{what} is a tensor of layout {t.layout}; pass a dense one (e.g. t.to_dense())")
+    return t
 
 
 def _from_numpy(array: np.ndarray, what: str) -> torch.Tensor:
