@@ -110,3 +110,44 @@ def test_a_sparse_vector_is_refused_with_a_type_error(where):
     data = (torch.randn(5, 3), torch.randint(2, (5,)))
     with pytest.raises(TypeError, match="layout torch.sparse_coo.*dense"):
         linpath.surface(model, center, dirs, data, grid=([0.0, 1.0],) * 2, progress=False)
+
+
+class _FailsInBf16(nn.Module):
+    """A model whose outputs are NaN when its layers run in bfloat16 (a stand-in for a bf16 overflow)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.layer(x)
+        return torch.full_like(h, float("nan")) if h.dtype == torch.bfloat16 else h
+
+
+def test_a_bf16_surface_that_is_nan_where_float32_is_finite_fails_its_precision_check():
+    model = _FailsInBf16()
+    n = sum(p.numel() for p in model.parameters())
+    dirs = [torch.randn(n, dtype=torch.float64) for _ in range(2)]
+    data = (torch.randn(6, 3), torch.randint(3, (6,)))
+    with pytest.warns(UserWarning, match="bf16 sweep's loss deviates"):
+        grid = ([0.0, 1.0],) * 2
+        s = linpath.surface(model, model, dirs, data, grid=grid, precision="bf16", progress=False)
+    assert np.isnan(s.values["data"]["loss"]).all()
+    check = s.meta["precision_check"]
+    assert not check["ok"]
+    assert check["max_rel_loss_deviation"] == np.inf and check["max_abs_error_deviation"] == np.inf
+
+
+def test_the_precision_check_counts_values_that_agree_as_agreeing_and_others_as_not():
+    from linpath.engines import precision_check
+
+    grid, index = np.arange(3.0), np.array([0, 1, 2])
+    reference = {"s": {"loss": [np.nan, np.inf, 1.0], "error": [np.nan, 0.5, 0.25]}}
+    agree = {"s": {"loss": [np.nan, np.inf, 1.0], "error": [np.nan, 0.5, 0.25]}}
+    check = precision_check(reference, grid, index, agree)
+    assert check["ok"] and check["max_rel_loss_deviation"] == 0 and check["max_abs_error_deviation"] == 0
+    for loss, error in (([1.0, np.inf, 1.0], [np.nan] * 3), ([np.nan, 2.0, np.nan], [0.0, 0.5, np.nan])):
+        with pytest.warns(UserWarning, match="deviates"):
+            check = precision_check(reference, grid, index, {"s": {"loss": loss, "error": error}})
+        assert not check["ok"] and check["max_rel_loss_deviation"] == np.inf
+        assert check["max_abs_error_deviation"] == np.inf

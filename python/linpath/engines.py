@@ -616,6 +616,18 @@ def check_indices(grid: np.ndarray) -> np.ndarray:
     return np.unique(order[np.round(np.linspace(0, len(grid) - 1, 4)).astype(int)])
 
 
+def _deviation(values: np.ndarray, reference: np.ndarray, relative: bool) -> np.ndarray:
+    """|values − reference| (relative to |reference| if ``relative``): 0 where they are equal (also
+    both NaN, or the same infinity), +inf where only one is finite or NaN (never NaN, which ``max``
+    would skip)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        dev = np.abs(values - reference)
+        if relative:
+            dev = dev / np.maximum(np.abs(reference), 1e-30)
+    same = (values == reference) | (np.isnan(values) & np.isnan(reference))
+    return np.where(same, 0.0, np.where(np.isnan(dev), np.inf, dev))
+
+
 def precision_check(reference: Values, grid: np.ndarray, index: np.ndarray, values: Values) -> dict[str, Any]:
     """Compares a reduced-precision sweep with its float32 re-evaluation at ``grid[index]``.
 
@@ -632,11 +644,12 @@ def precision_check(reference: Values, grid: np.ndarray, index: np.ndarray, valu
     rel_loss, abs_error = 0.0, 0.0
     for split, mv in reference.items():
         if "loss" in mv:
-            ref = np.asarray(mv["loss"])
-            dev = np.abs(np.asarray(values[split]["loss"])[index] - ref) / np.maximum(np.abs(ref), 1e-30)
+            ref = np.asarray(mv["loss"], dtype=np.float64)
+            dev = _deviation(np.asarray(values[split]["loss"], dtype=np.float64)[index], ref, relative=True)
             rel_loss = max(rel_loss, float(dev.max()))
         if "error" in mv:
-            dev = np.abs(np.asarray(values[split]["error"])[index] - np.asarray(mv["error"]))
+            ref = np.asarray(mv["error"], dtype=np.float64)
+            dev = _deviation(np.asarray(values[split]["error"], dtype=np.float64)[index], ref, relative=False)
             abs_error = max(abs_error, float(dev.max()))
     check = {
         "precision": "bf16",
