@@ -151,3 +151,32 @@ def test_the_precision_check_counts_values_that_agree_as_agreeing_and_others_as_
             check = precision_check(reference, grid, index, {"s": {"loss": loss, "error": error}})
         assert not check["ok"] and check["max_rel_loss_deviation"] == np.inf
         assert check["max_abs_error_deviation"] == np.inf
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda z: {"values": z + 1j},
+        lambda z: {"values": torch.tensor(z) + 1j},
+        lambda z: {"origin": np.zeros(3) + 1j},
+        lambda z: {"directions": torch.eye(3, dtype=torch.complex128)[:2]},
+    ],
+)
+def test_a_surface_refuses_complex_numbers_instead_of_dropping_their_imaginary_parts(make):
+    z = np.random.default_rng().normal(size=(2, 2))
+    given = {"values": z, "origin": np.zeros(3), "directions": np.eye(3)[:2], **make(z)}
+    with pytest.raises(ValueError, match="real"):
+        linpath.Surface(
+            [0.0, 1.0],
+            [0.0, 1.0],
+            {"s": {"loss": given["values"]}},
+            origin=given["origin"],
+            directions=given["directions"],
+        )
+
+
+def test_a_surface_takes_values_as_tensors_of_any_float_dtype():
+    z = torch.randn(2, 3, dtype=torch.float64)
+    for dtype in (torch.float64, torch.float32, torch.bfloat16, torch.float16):
+        s = linpath.Surface([0.0, 1.0, 2.0], [0.0, 1.0], {"s": {"loss": z.to(dtype)}})
+        np.testing.assert_array_equal(s.values["s"]["loss"], z.to(dtype).double().numpy())

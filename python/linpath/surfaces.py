@@ -55,11 +55,15 @@ def _flat(vector: Any, name: str) -> np.ndarray:
     if hasattr(vector, "tensor") and isinstance(vector.tensor, torch.Tensor):  # a ParamVector
         vector = vector.tensor
     if isinstance(vector, torch.Tensor):
+        if vector.is_complex():
+            raise ValueError(f"{name} must be real numbers, got a complex tensor")
         vector = vector.detach().cpu().to(torch.float64).numpy()
     try:
+        if np.iscomplexobj(vector):  # np.array(..., float64) would drop the imaginary parts
+            raise ValueError("got complex values")
         return np.array(vector, dtype=np.float64)
     except (TypeError, ValueError, OverflowError) as e:
-        raise ValueError(f"{name} must be float64 numbers ({e})") from None
+        raise ValueError(f"{name} must be real float64 numbers ({e})") from None
 
 
 def _plane(origin: Any, directions: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -131,7 +135,7 @@ class Surface:
             raise TypeError(f"split and metric names must be strings, got {names!r}")
         shape = (len(self.ys), len(self.xs))
         self.values = {
-            s: {m: np.array(v, dtype=np.float64) for m, v in mv.items()} for s, mv in values.items()
+            s: {m: _flat(v, f"values[{s!r}][{m!r}]") for m, v in mv.items()} for s, mv in values.items()
         }
         for split, mv in self.values.items():
             for metric, v in mv.items():
