@@ -180,3 +180,40 @@ def test_a_surface_takes_values_as_tensors_of_any_float_dtype():
     for dtype in (torch.float64, torch.float32, torch.bfloat16, torch.float16):
         s = linpath.Surface([0.0, 1.0, 2.0], [0.0, 1.0], {"s": {"loss": z.to(dtype)}})
         np.testing.assert_array_equal(s.values["s"]["loss"], z.to(dtype).double().numpy())
+
+
+def _surface_and_trajectory():
+    torch.manual_seed(int(torch.randint(1000, ())))
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    recorder = linpath.TrajectoryRecorder(model)
+    for step in range(3):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+        recorder.record(step=step)
+    splits = {name: (torch.randn(8, 3), torch.randint(2, (8,))) for name in ("train", "test")}
+    dirs = [directions.random(model, seed=k) for k in (0, 1)]
+    s = linpath.surface(model, model, dirs, splits, grid=(np.linspace(-1, 1, 3),) * 2, progress=False)
+    return model, recorder, splits, s
+
+
+def test_project_with_the_dict_of_splits_the_surface_was_computed_on_uses_the_chosen_split():
+    model, recorder, splits, s = _surface_and_trajectory()
+    twin = copy.deepcopy(model).double().eval()
+    for split in ("train", "test"):
+        on = s.project(recorder, model=model, data=splits, split=split)
+        x, y = splits[split]
+        want = []
+        for checkpoint in recorder.trajectory:
+            torch.nn.utils.vector_to_parameters(checkpoint.tensor.double(), twin.parameters())
+            want.append(nn.functional.cross_entropy(twin(x.double()), y).item())
+        assert on.split == split
+        np.testing.assert_allclose(on.true, want, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"no split 'train'; it has \['valid'\]"):
+        s.project(recorder, model=model, data={"valid": splits["test"]}, split="train")
+
+
+def test_project_refuses_a_progress_that_is_not_callable_before_touching_the_model():
+    model, recorder, splits, s = _surface_and_trajectory()
+    with pytest.raises(TypeError, match="progress must be a callable"):
+        s.project(recorder, model=model, data=splits["train"], split="train", progress=True)

@@ -234,7 +234,8 @@ class Surface:
         Args:
             trajectory: A :class:`linpath.Trajectory` or :class:`linpath.TrajectoryRecorder`.
             model: A module with the trajectory's layout, to evaluate J at each checkpoint.
-            data: The ``(X, Y)`` pair of the split the surface was computed on.
+            data: The ``(X, Y)`` pair of the split the surface was computed on (or the dict of
+                splits it was computed on: then the ``split``'s).
             progress: An optional callable ``progress(done, total)`` for that evaluation.
             split: The split whose loss is read off the grid (the first by default).
 
@@ -256,8 +257,14 @@ class Surface:
             )
         if (model is None) != (data is None):
             raise ValueError("give both model and data to evaluate J at the checkpoints, or neither")
+        if progress is not None and not callable(progress):
+            raise TypeError(f"progress must be a callable progress(done, total) or None, got {progress!r}")
         split = self.splits[0] if split is None and self.values else split
         z = self.grid(split, "loss")
+        if isinstance(data, Mapping):  # the splits the surface was computed on: this one's data
+            if split not in data:
+                raise ValueError(f"data (a dict of splits) has no split {split!r}; it has {list(data)}")
+            data = data[split]
         projection = project_onto(trajectory, self.origin, self.directions)
         coords = projection.coords
         true = None if model is None else self._true_loss(model, trajectory, data, progress)
