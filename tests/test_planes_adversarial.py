@@ -217,3 +217,48 @@ def test_project_refuses_a_progress_that_is_not_callable_before_touching_the_mod
     model, recorder, splits, s = _surface_and_trajectory()
     with pytest.raises(TypeError, match="progress must be a callable"):
         s.project(recorder, model=model, data=splits["train"], split="train", progress=True)
+
+
+def _float64_surface(model: nn.Module, center, dirs, x, y, xs, ys) -> np.ndarray:
+    twin = copy.deepcopy(model).double().eval()
+    out = np.empty((len(ys), len(xs)))
+    with torch.no_grad():
+        for j, b in enumerate(ys):
+            for i, a in enumerate(xs):
+                torch.nn.utils.vector_to_parameters(center + a * dirs[0] + b * dirs[1], twin.parameters())
+                out[j, i] = nn.functional.cross_entropy(twin(x.double()), y).item()
+    return out
+
+
+@pytest.mark.parametrize("reach", [1e39, 1e299])
+@pytest.mark.parametrize("precision", ["float32", "bf16"])
+def test_native_surface_with_coordinates_beyond_float32_along_tiny_directions(reach, precision):
+    # θ(c) stays near θ0 (c·d ~ 0.1) but c itself does not fit in float32: the native MLP's first
+    # layer (z0 + c·dz) gave NaN there, where the true loss is finite.
+    from linpath.models import MLP
+
+    model = MLP((4, 6, 3), seed=int(torch.randint(1000, ())))
+    n = sum(p.numel() for p in model.parameters())
+    dirs = [torch.randn(n, dtype=torch.float64) * (0.1 / reach) for _ in range(2)]
+    x, y = torch.randn(30, 4), torch.randint(3, (30,))
+    xs, ys = np.array([-1.0, 0.0, 0.5]) * reach, np.array([-0.5, 1.0]) * reach
+    s = linpath.surface(model, model, dirs, (x, y), grid=(xs, ys), progress=False, precision=precision)
+    assert s.meta["engine"] == "native"
+    center = linpath.flatten(model).tensor.double()
+    want = _float64_surface(model.to_torch(), center, dirs, x, y, xs, ys)
+    np.testing.assert_allclose(s.values["data"]["loss"], want, rtol=1e-5 if precision == "float32" else 2e-2)
+
+
+def test_native_line_with_alphas_beyond_float32_is_not_nan():
+    # end − start rounds to (nearly) zero in float64, so every α is (nearly) the start; α = -2e39 gave NaN.
+    from linpath.models import MLP
+
+    model = MLP((4, 6, 3), seed=int(torch.randint(1000, ())))
+    x, y = torch.randn(30, 4), torch.randint(3, (30,))
+    start = linpath.flatten(model).tensor.double()
+    end = start + torch.randn_like(start) * 1e-30
+    alphas = [0.0, 1.0, 1e29, -2e39]
+    native = linpath.interpolate(model, start, end, (x, y), alphas=alphas, progress=False)
+    module = linpath.interpolate(model.to_torch(), start, end, (x, y), alphas=alphas, progress=False)
+    assert native.meta["engine"] == "native" and module.meta["engine"] == "module"
+    np.testing.assert_allclose(native.values["data"]["loss"], module.values["data"]["loss"], rtol=1e-5)
