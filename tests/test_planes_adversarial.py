@@ -262,3 +262,30 @@ def test_native_line_with_alphas_beyond_float32_is_not_nan():
     module = linpath.interpolate(model.to_torch(), start, end, (x, y), alphas=alphas, progress=False)
     assert native.meta["engine"] == "native" and module.meta["engine"] == "module"
     np.testing.assert_allclose(native.values["data"]["loss"], module.values["data"]["loss"], rtol=1e-5)
+
+
+def test_a_grid_that_takes_a_moved_buffer_beyond_its_dtype_is_refused_like_a_parameter():
+    model = _bn_model(int(torch.randint(1000, ())))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    dirs = [directions.random(model, seed=k, include_buffers=True, ignore=None) for k in (0, 1)]
+    # The buffers' directions are their own values (ignore=None); the parameters' are scaled down so
+    # that at x = 1e39 only the buffers go beyond float32.
+    n = sum(p.numel() for p in model.parameters())
+    scale = torch.cat([torch.full((n,), 1e-60, dtype=torch.float64), torch.ones(len(dirs[0]) - n)])
+    small = [linpath.ParamVector(d.tensor.double() * scale, d.names, d.shapes) for d in dirs]
+    data = (torch.randn(8, 3), torch.randint(3, (8,)))
+    with pytest.raises(
+        ValueError, match=r"takes buffer '1.running_(mean|var)' to .* beyond the range of its dtype"
+    ):
+        linpath.surface(model, model, small, data, grid=([0.0, 1e39], [0.0, 1.0]), progress=False)
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_line_that_takes_a_buffer_beyond_its_dtype_is_refused():
+    model = _bn_model(int(torch.randint(1000, ())))
+    end = copy.deepcopy(model)
+    with torch.no_grad():
+        end[1].running_var.mul_(1e30)
+    data = (torch.randn(8, 3), torch.randint(3, (8,)))
+    with pytest.raises(ValueError, match=r"alpha = 1e\+09 takes buffer '1.running_var'"):
+        linpath.interpolate(model, model, end, data, alphas=[0.0, 1.0, 1e9], progress=False)

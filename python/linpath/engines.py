@@ -293,6 +293,7 @@ class Geometry:
         directions: d_k, flat float64 (one for a line, two for a plane).
         end: θ1 for a line (its direction is θ1 − θ0, taken in the native core), else None.
         buffers: ``(tensors, origin, directions, end)`` of the buffers, or None.
+        buffer_names: The names of those buffers (for messages).
     """
 
     names: list[str]
@@ -301,6 +302,7 @@ class Geometry:
     directions: list[torch.Tensor]
     end: torch.Tensor | None = None
     buffers: tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor], torch.Tensor | None] | None = None
+    buffer_names: tuple[str, ...] = ()
 
     @property
     def dim(self) -> int:
@@ -336,7 +338,7 @@ def line_geometry(model: nn.Module, start: Any, end: Any) -> Geometry:
         start_bufs, end_bufs = (dict(zip(buf_names, b, strict=True)) for b in (b0, b1))
         flat0, flat1 = line_endpoints(buf_names, shapes, start_bufs, end_bufs, device)
         buffers = (bufs, flat0, [flat1 - flat0], flat1)
-    return Geometry(names, params, t0, [t1 - t0], end=t1, buffers=buffers)
+    return Geometry(names, params, t0, [t1 - t0], end=t1, buffers=buffers, buffer_names=tuple(buf_names))
 
 
 #: One pass: the points' coordinates ``[P, k]`` and the precision to evaluate them in.
@@ -374,28 +376,38 @@ def _point_label(coords: np.ndarray) -> str:
 
 
 def check_point_range(geometry: Geometry, points: np.ndarray) -> None:
-    """ValueError if some point takes a parameter beyond the largest value of its dtype.
+    """ValueError if some point takes a parameter (or a moved buffer) beyond its dtype's largest value.
 
     θ(c) is affine in c, so each parameter's extreme values over the points are at the corners of
     their bounding box; they are computed in float64 and compared with ``torch.finfo(dtype).max``.
     """
     lows, highs = points.min(axis=0), points.max(axis=0)
     corners = np.array(np.meshgrid(*zip(lows, highs, strict=True), indexing="ij")).reshape(len(lows), -1).T
-    subspace = geometry.subspaces()[0][0]
-    for corner in corners:
-        point = subspace.point(corner.tolist())  # the native core's point, in float64
-        offset = 0
-        for name, p in zip(geometry.names, geometry.params, strict=True):
-            n = p.numel()
-            peak = float(point[offset : offset + n].abs().max()) if n else 0.0
-            offset += n
-            limit = torch.finfo(p.dtype).max
-            if not peak <= limit:
+    labels = [("parameter", geometry.names), ("buffer", list(geometry.buffer_names))]
+    for (subspace, tensors), (kind, names) in zip(geometry.subspaces(), labels, strict=False):
+        for corner in corners:
+            beyond = _beyond_dtype(subspace.point(corner.tolist()), tensors)  # the native core's point
+            if beyond is not None:
+                k, peak, dtype = beyond
+                name = names[k] if k < len(names) else f"#{k}"
                 near = "alphas closer to [0, 1]" if len(corner) == 1 else "a grid closer to the origin"
                 raise ValueError(
-                    f"{_point_label(corner)} takes parameter {name!r} to {peak:.3g}, beyond the range of its "
-                    f"dtype {p.dtype} (largest {limit:.3g}); use {near}"
+                    f"{_point_label(corner)} takes {kind} {name!r} to {peak:.3g}, beyond the range of "
+                    f"its dtype {dtype} (largest {torch.finfo(dtype).max:.3g}); use {near}"
                 )
+
+
+def _beyond_dtype(point: torch.Tensor, tensors: list[torch.Tensor]) -> tuple[int, float, torch.dtype] | None:
+    """The first tensor whose slice of the float64 ``point`` exceeds its dtype's range: (index, the
+    largest magnitude, the dtype), or None."""
+    offset = 0
+    for k, t in enumerate(tensors):
+        n = t.numel()
+        peak = float(point[offset : offset + n].abs().max()) if n else 0.0
+        offset += n
+        if not peak <= torch.finfo(t.dtype).max:
+            return k, peak, t.dtype
+    return None
 
 
 class ModuleEngine(Engine):

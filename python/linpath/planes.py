@@ -68,10 +68,10 @@ def plane_geometry(model: nn.Module, center: Any, directions: Any) -> Geometry:
     else:
         buffer_dirs = None
     origin, dirs = subspace_vectors(names, [tuple(p.shape) for p in params], center, directions, device)
-    buffers = None
-    if buffer_dirs is not None:
-        buffers = _buffer_plane(model, center, buffer_dirs, device)
-    return Geometry(names, params, origin, dirs, buffers=buffers)
+    if buffer_dirs is None:
+        return Geometry(names, params, origin, dirs)
+    buffers = _buffer_plane(model, center, buffer_dirs, device)
+    return Geometry(names, params, origin, dirs, buffers=buffers, buffer_names=tuple(float_buffers(model)[0]))
 
 
 def _buffer_plane(model: nn.Module, center: Any, buffer_dirs: list[Any], device: Any) -> Any:
