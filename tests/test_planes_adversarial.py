@@ -289,3 +289,46 @@ def test_a_line_that_takes_a_buffer_beyond_its_dtype_is_refused():
     data = (torch.randn(8, 3), torch.randint(3, (8,)))
     with pytest.raises(ValueError, match=r"alpha = 1e\+09 takes buffer '1.running_var'"):
         linpath.interpolate(model, model, end, data, alphas=[0.0, 1.0, 1e9], progress=False)
+
+
+class _TwoLayers(nn.Module):
+    def __init__(self, reverse: bool = False) -> None:
+        super().__init__()
+        if reverse:  # the same layers, registered in the other order
+            self.second, self.first = nn.Linear(4, 3), nn.Linear(3, 4)
+        else:
+            self.first, self.second = nn.Linear(3, 4), nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(torch.tanh(self.first(x)))
+
+
+def test_project_refuses_a_trajectory_of_the_same_size_in_another_layout(tmp_path):
+    model, twin = _TwoLayers(), _TwoLayers(reverse=True)
+    twin.load_state_dict(model.state_dict())  # the very same point, its tensors in another order
+    data = (torch.randn(10, 3), torch.randint(3, (10,)))
+    dirs = [directions.random(model, seed=k) for k in (0, 1)]
+    s = linpath.surface(model, model, dirs, data, grid=(np.linspace(-1, 1, 3),) * 2, progress=False)
+    s.save(tmp_path / "s.npz")
+    own, other = linpath.TrajectoryRecorder(model), linpath.TrajectoryRecorder(twin)
+    own.record(step=0)
+    other.record(step=0)
+    for surface in (s, linpath.Surface.load(tmp_path / "s.npz")):
+        np.testing.assert_array_equal(surface.project(own).coords, [[0.0, 0.0]])
+        with pytest.raises(
+            ValueError, match="layout differs from the surface's: tensor 0 is named 'second.weight'"
+        ):
+            surface.project(other)
+
+
+@pytest.mark.parametrize("layout", ["abc", [1, 2], [["w", "x"]], [["w", None]]])
+def test_project_refuses_a_malformed_layout_in_the_meta_with_a_value_error(layout):
+    model = _TwoLayers()
+    n = sum(p.numel() for p in model.parameters())
+    plane = {"origin": np.zeros(n), "directions": np.eye(n)[:2]}
+    values = {"s": {"loss": np.zeros((2, 2))}}
+    s = linpath.Surface([0.0, 1.0], [0.0, 1.0], values, {"layout": layout}, **plane)
+    recorder = linpath.TrajectoryRecorder(model)
+    recorder.record(step=0)
+    with pytest.raises(ValueError, match=r"meta\['layout'\] is not a list of \[name, shape\] pairs"):
+        s.project(recorder)

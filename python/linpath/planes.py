@@ -162,6 +162,8 @@ def surface(
         "buffers_moved": geometry.buffers is not None,
         "direction_norms": [float(d.norm()) for d in geometry.directions],
         "axes": ["d1", "d2"],
+        # The plane's layout, so that Surface.project can refuse a trajectory of another one.
+        "layout": [[name, list(p.shape)] for name, p in zip(names, params, strict=True)],
     }
     if index is not None:
         check = precision_check(results[1], np.arange(len(points), dtype=np.float64), index, results[0])

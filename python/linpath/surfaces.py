@@ -265,6 +265,7 @@ class Surface:
             if split not in data:
                 raise ValueError(f"data (a dict of splits) has no split {split!r}; it has {list(data)}")
             data = data[split]
+        self._check_layout(trajectory)
         projection = project_onto(trajectory, self.origin, self.directions)
         coords = projection.coords
         true = None if model is None else self._true_loss(model, trajectory, data, progress)
@@ -274,6 +275,22 @@ class Surface:
             true=true,
             split=str(split),
         )
+
+    def _check_layout(self, trajectory: Any) -> None:
+        """ValueError if the surface knows its parameters' layout (``meta["layout"]``, which
+        :func:`linpath.surface` records) and the trajectory's differs: the flat plane alone would
+        take a trajectory of the same size in another order (e.g. layers registered differently)."""
+        from .params import check_same_layout
+
+        layout = self.meta.get("layout")
+        if layout is None or not hasattr(trajectory, "names"):
+            return  # not a Trajectory: project_onto says so
+        try:
+            names, shapes = [str(n) for n, _ in layout], [tuple(int(k) for k in s) for _, s in layout]
+        except (TypeError, ValueError):
+            raise ValueError("the surface's meta['layout'] is not a list of [name, shape] pairs") from None
+        what = "the trajectory's layout differs from the surface's"
+        check_same_layout(trajectory.names, trajectory.shapes, names, shapes, what)
 
     def _true_loss(self, model: torch.nn.Module, trajectory: Any, data: Any, progress: Any) -> np.ndarray:
         """J at each checkpoint (``evaluate_checkpoints``), if that is the loss of this surface."""
