@@ -160,7 +160,7 @@ def test_bad_directions_are_refused_and_the_model_is_untouched(change, error, ma
         (([], [0.0]), ValueError, "non-empty"),
         (([0.0, 1.0], [1.0, 0.0]), ValueError, "strictly increasing"),
         (([0.0, 0.0], [0.0, 1.0]), ValueError, "strictly increasing"),
-        (([0.0, float("nan")], [0.0]), ValueError, "NaN"),
+        (([0.0, float("nan")], [0.0]), ValueError, "finite"),
         (([0.0, 1.0],), TypeError, r"\(xs, ys\) pair"),
         ((["a"], [0.0]), TypeError, "real numbers"),
     ],

@@ -14,24 +14,20 @@ from torch import nn
 from ._validate import finite_vector, subspace_vectors
 from .engines import METRICS, Geometry, LossFn, precision_check, request
 from .params import ParamVector, float_buffers, named_parameters
-from .surfaces import Surface
+from .surfaces import Surface, _axis
 
 #: Default grid: 21 points on [-1, 1] along each direction.
 DEFAULT_GRID = np.linspace(-1.0, 1.0, 21)
 
 
 def _check_axis(values: Any, what: str) -> np.ndarray:
+    """A finite, strictly increasing, non-empty grid axis (the checks of :class:`Surface`); values that are
+    not numbers at all are a TypeError."""
     try:
-        a = np.asarray(values, dtype=np.float64)
+        np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as e:
         raise TypeError(f"{what} must be real numbers ({e})") from None
-    if a.ndim != 1 or a.size == 0:
-        raise ValueError(f"{what} must be a non-empty 1-D sequence of numbers, got shape {a.shape}")
-    if not np.isfinite(a).all():
-        raise ValueError(f"{what} contains NaN or infinite values; every coordinate must be finite")
-    if (np.diff(a) <= 0).any():
-        raise ValueError(f"{what} must be strictly increasing (sorted, no duplicates)")
-    return a
+    return _axis(values, what)
 
 
 def _check_grid(grid: Any) -> tuple[np.ndarray, np.ndarray]:
