@@ -69,6 +69,10 @@ pub fn check_alphas(alphas: &[f64]) -> Result<()> {
 pub struct Subspace {
     origin: Tensor,
     directions: Vec<Tensor>,
+    /// Whether fused fills run on rayon's threads. Not for activations: their points are computed
+    /// between libtorch ops, whose OpenMP threads are still spinning then, and the two pools fight
+    /// (a fill took 4x as long); a one-thread pass there is as fast as libtorch's own add.
+    parallel: bool,
 }
 
 impl Subspace {
@@ -92,7 +96,7 @@ impl Subspace {
             .enumerate()
             .map(|(k, d)| Self::direction(d, n, origin.device(), kind, k))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Subspace { origin, directions })
+        Ok(Subspace { origin, directions, parallel: true })
     }
 
     fn direction(d: &Tensor, n: usize, device: Device, kind: Kind, k: usize) -> Result<Tensor> {
@@ -128,7 +132,7 @@ impl Subspace {
         check_finite(&end, "end")?;
         let direction = end.f_sub(&start)?;
         check_finite(&direction, "end - start (the direction overflows)")?;
-        Ok(Subspace { origin: start, directions: vec![direction] })
+        Ok(Subspace { origin: start, directions: vec![direction], parallel: true })
     }
 
     /// The subspace of activations `origin + Σ c_k·directions[k]` (e.g. a layer's outputs z0 and
@@ -141,7 +145,11 @@ impl Subspace {
             ));
         }
         let view = |t: &Tensor| t.shallow_clone();
-        Ok(Subspace { origin: view(origin), directions: directions.iter().map(view).collect() })
+        Ok(Subspace {
+            origin: view(origin),
+            directions: directions.iter().map(view).collect(),
+            parallel: false,
+        })
     }
 
     /// Number of elements of a point.
@@ -193,6 +201,7 @@ impl Subspace {
         let cut =
             |v: &Tensor| -> Result<Tensor> { Ok(v.f_narrow(0, offset as i64, len as i64)?.f_view(shape)?) };
         Ok(Subspace {
+            parallel: self.parallel,
             origin: cut(&self.origin)?,
             directions: self.directions.iter().map(cut).collect::<Result<_>>()?,
         })
@@ -259,8 +268,12 @@ impl Subspace {
             // SAFETY: `t` is a contiguous CPU tensor of this element type with `n` elements; like
             // `copy_`, this writes its storage in place.
             match t.f_kind()? {
-                Kind::Float => fill(unsafe { as_slice_mut::<f32>(t) }, origin, &terms, S::to_f32),
-                _ => fill(unsafe { as_slice_mut::<f64>(t) }, origin, &terms, S::to_f64),
+                Kind::Float => {
+                    fill(unsafe { as_slice_mut::<f32>(t) }, origin, &terms, self.parallel, |v: S| v.to_f32())
+                }
+                _ => {
+                    fill(unsafe { as_slice_mut::<f64>(t) }, origin, &terms, self.parallel, |v: S| v.to_f64())
+                }
             }
             offset += n;
         }
@@ -313,14 +326,25 @@ unsafe fn as_slice_mut<T>(t: &Tensor) -> &mut [T] {
 }
 
 /// [`combine`] in parallel chunks.
-fn fill<S: Element, O: Send>(out: &mut [O], origin: &[S], terms: &[(&[S], S)], cast: fn(S) -> O) {
+fn fill<S: Element, O: Send>(
+    out: &mut [O],
+    origin: &[S],
+    terms: &[(&[S], S)],
+    parallel: bool,
+    cast: impl Fn(S) -> O + Sync,
+) {
     const CHUNK: usize = 1 << 15;
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(i, o)| {
+    let chunk = |(i, o): (usize, &mut [O])| {
         let start = i * CHUNK;
         let range = start..start + o.len();
         let local: Vec<(&[S], S)> = terms.iter().map(|(d, c)| (&d[range.clone()], *c)).collect();
-        combine(o, &origin[range], &local, cast);
-    });
+        combine(o, &origin[range], &local, &cast);
+    };
+    if parallel {
+        out.par_chunks_mut(CHUNK).enumerate().for_each(chunk);
+    } else {
+        out.chunks_mut(CHUNK).enumerate().for_each(chunk);
+    }
 }
 
 #[cfg(test)]
