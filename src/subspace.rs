@@ -271,6 +271,11 @@ impl Subspace {
                 Kind::Float => {
                     fill(unsafe { as_slice_mut::<f32>(t) }, origin, &terms, self.parallel, |v: S| v.to_f32())
                 }
+                Kind::BFloat16 => {
+                    fill(unsafe { as_slice_mut::<u16>(t) }, origin, &terms, self.parallel, |v: S| {
+                        bf16_bits(v.to_f32())
+                    })
+                }
                 _ => {
                     fill(unsafe { as_slice_mut::<f64>(t) }, origin, &terms, self.parallel, |v: S| v.to_f64())
                 }
@@ -310,6 +315,16 @@ impl Element for f32 {
     fn to_f64(self) -> f64 {
         self as f64
     }
+}
+
+/// The bfloat16 nearest to `v` (ties to even, as torch rounds), as its 16 bits.
+#[inline(always)]
+fn bf16_bits(v: f32) -> u16 {
+    if v.is_nan() {
+        return 0x7fc0;
+    }
+    let bits = v.to_bits();
+    ((bits + 0x7fff + ((bits >> 16) & 1)) >> 16) as u16
 }
 
 /// # Safety
@@ -404,6 +419,17 @@ mod tests {
         let whole = plane.point(&[0.7, -0.2]).unwrap();
         assert!(piece.point(&[0.7, -0.2]).unwrap().equal(&whole.narrow(0, 12, 24).view([4, 6])));
         assert!(plane.slice(50, 11, &[11]).is_err());
+    }
+
+    #[test]
+    fn bfloat16_targets_get_the_point_rounded_as_torch_rounds() {
+        tch::manual_seed(6);
+        let (o, d) = (Tensor::randn([5000], F64) * 1e3, Tensor::randn([5000], F64));
+        let plane = Subspace::new(&o, &[d.shallow_clone()], Kind::Double).unwrap();
+        let target = Tensor::zeros([5000], (Kind::BFloat16, Device::Cpu));
+        plane.write_point(&mut [target.shallow_clone()], &[0.37]).unwrap();
+        let want = (&o + &d * 0.37).to_kind(Kind::Float).to_kind(Kind::BFloat16);
+        assert!(target.equal(&want));
     }
 
     #[test]
