@@ -216,7 +216,7 @@ impl Subspace {
     }
 
     /// Writes θ(c) into `tensors` in place, each tensor taking its piece of the flat point in its
-    /// own dtype (see [`crate::flat::assign`]). Contiguous float32/float64 CPU targets of a float32
+    /// own dtype (see [`crate::flat::assign`]). Contiguous float32/float64/bfloat16 CPU targets of a float32
     /// or float64 CPU subspace take one fused pass ([`combine`], rounded once); others go through
     /// tensor ops in the subspace's kind.
     pub fn write_point(&self, tensors: &mut [Tensor], coords: &[f64]) -> Result<()> {
@@ -235,14 +235,15 @@ impl Subspace {
     /// The fused CPU path of [`write_point`](Self::write_point); false when it does not apply.
     fn write_direct(&self, tensors: &mut [Tensor], coords: &[f64]) -> Result<bool> {
         let cpu_contiguous = |t: &Tensor| t.device() == Device::Cpu && t.is_contiguous();
-        let floats = |t: &Tensor| matches!(t.f_kind(), Ok(Kind::Float | Kind::Double));
+        let storage = |t: &Tensor| matches!(t.f_kind(), Ok(Kind::Float | Kind::Double));
+        let target = |t: &Tensor| matches!(t.f_kind(), Ok(Kind::Float | Kind::Double | Kind::BFloat16));
         let own = std::iter::once(&self.origin).chain(&self.directions);
         let own_ok = own.clone().all(|t| cpu_contiguous(t) && t.f_kind().ok() == self.origin.f_kind().ok());
         let sizes_ok = tensors.iter().map(Tensor::numel).sum::<usize>() == self.numel();
         if !(own_ok
-            && floats(&self.origin)
+            && storage(&self.origin)
             && sizes_ok
-            && tensors.iter().all(|t| cpu_contiguous(t) && floats(t)))
+            && tensors.iter().all(|t| cpu_contiguous(t) && target(t)))
         {
             return Ok(false);
         }
@@ -430,6 +431,23 @@ mod tests {
         plane.write_point(&mut [target.shallow_clone()], &[0.37]).unwrap();
         let want = (&o + &d * 0.37).to_kind(Kind::Float).to_kind(Kind::BFloat16);
         assert!(target.equal(&want));
+        // Taken by the fused pass, not by the tensor-op fallback (which gives the same numbers).
+        assert!(plane.write_direct(&mut [target.shallow_clone()], &[0.37]).unwrap());
+    }
+
+    #[test]
+    fn the_fused_pass_takes_every_storage_kind_it_fills() {
+        let f32s =
+            Subspace::new(&Tensor::randn([70], F64), &[Tensor::randn([70], F64)], Kind::Float).unwrap();
+        for (kind, fused) in
+            [(Kind::Float, true), (Kind::Double, true), (Kind::BFloat16, true), (Kind::Half, false)]
+        {
+            let target = Tensor::zeros([70], (kind, Device::Cpu));
+            assert_eq!(f32s.write_direct(&mut [target.shallow_clone()], &[0.5]).unwrap(), fused, "{kind:?}");
+            f32s.write_point(&mut [target.shallow_clone()], &[0.5]).unwrap();
+            let want = f32s.point(&[0.5]).unwrap().to_kind(kind);
+            assert!(target.equal(&want), "{kind:?}");
+        }
     }
 
     #[test]
