@@ -24,7 +24,6 @@ points in float32 and reports the largest deviation.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
 import math
 import warnings
@@ -494,7 +493,6 @@ class NativeEngine(Engine):
         loss_fn: LossFn = DEFAULT_LOSS,
     ) -> list[Values]:
         check_point_range(geometry, np.concatenate([points for points, _ in passes]))
-        geometry, passes = _coords_within_float32(geometry, passes)
         native_passes = [(points.tolist(), precision) for points, precision in passes]
         per_split = sum(len(points) for points, _ in passes)
         results: list[Values] = [{} for _ in passes]
@@ -518,27 +516,6 @@ class NativeEngine(Engine):
                 for values, pass_values in zip(results, swept, strict=True):
                     values[name] = {m: v for m, v in pass_values if m in metrics}
         return results
-
-
-#: Coordinates beyond this size are scaled into the directions before a native sweep.
-NATIVE_COORD_LIMIT = 2.0**64
-
-
-def _coords_within_float32(geometry: Geometry, passes: list[PassSpec]) -> tuple[Geometry, list[PassSpec]]:
-    """The same points with coordinates of moderate size, for the native core (whose first-layer
-    products take the coordinates in float32: one beyond float32's range became inf, and inf·dz NaN).
-
-    Where some |c_k| exceeds :data:`NATIVE_COORD_LIMIT` (a grid of ±1e39 along directions of 1e-300),
-    each direction d_k becomes s_k·d_k and each coordinate c_k / s_k, with s_k a power of two (so
-    both are exact, and θ(c) is the same point); the line's end is then dropped for its direction.
-    """
-    peak = np.abs(np.concatenate([points for points, _ in passes])).max(axis=0)
-    if not (peak > NATIVE_COORD_LIMIT).any():
-        return geometry, passes
-    scales = np.ldexp(1.0, np.frexp(peak)[1])
-    directions = [d * float(s) for d, s in zip(geometry.directions, scales, strict=True)]
-    scaled = dataclasses.replace(geometry, directions=directions, end=None)
-    return scaled, [(points / scales, precision) for points, precision in passes]
 
 
 #: The engines by name.
