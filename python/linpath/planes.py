@@ -5,14 +5,14 @@ linpath's own models (the MLP's first layer 1 + 2 times per batch; bf16 with its
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from torch import nn
 
 from ._validate import finite_vector, subspace_vectors
-from .engines import METRICS, Geometry, LossFn, precision_check, request
+from .engines import Geometry, LossFn, precision_check, request
 from .params import ParamVector, float_buffers, named_parameters
 from .surfaces import Surface, _axis
 
@@ -98,7 +98,8 @@ def surface(
     *,
     grid: tuple[Any, Any] | None = None,
     loss: LossFn | None = None,
-    metrics: Sequence[str] = METRICS,
+    step: Callable[[nn.Module, Any], Any] | None = None,
+    metrics: Sequence[str] | None = None,
     batch_size: int | None = None,
     progress: bool | None = None,
     precision: str = "float32",
@@ -144,7 +145,14 @@ def surface(
     names, params = named_parameters(model)
     xs, ys = _check_grid(grid)
     asked = request(
-        model, data, loss=loss, metrics=metrics, batch_size=batch_size, engine=engine, precision=precision
+        model,
+        data,
+        loss=loss,
+        metrics=metrics,
+        batch_size=batch_size,
+        engine=engine,
+        precision=precision,
+        step=step,
     )
     geometry = plane_geometry(model, center, directions)
     points = np.stack(np.meshgrid(xs, ys, indexing="xy"), axis=-1).reshape(-1, 2)  # row-major: y outer

@@ -8,7 +8,7 @@ import math
 import os
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
 import numpy as np
@@ -20,7 +20,6 @@ from . import _linpath
 from ._io import atomic_write, open_regular
 from .data import Split
 from .engines import (
-    METRICS,
     LossFn,
     check_indices,
     line_geometry,
@@ -450,7 +449,8 @@ def interpolate(
     *,
     alphas: Sequence[float] | np.ndarray | None = None,
     loss: LossFn | None = None,
-    metrics: Sequence[str] = METRICS,
+    step: Callable[[nn.Module, Any], Any] | None = None,
+    metrics: Sequence[str] | None = None,
     batch_size: int | None = None,
     progress: bool | None = None,
     precision: str = "float32",
@@ -505,7 +505,14 @@ def interpolate(
     names, params = named_parameters(model)
     grid = _check_alphas(alphas)
     asked = request(
-        model, data, loss=loss, metrics=metrics, batch_size=batch_size, engine=engine, precision=precision
+        model,
+        data,
+        loss=loss,
+        metrics=metrics,
+        batch_size=batch_size,
+        engine=engine,
+        precision=precision,
+        step=step,
     )
     splits = asked.splits
     geometry = line_geometry(model, start, end)
