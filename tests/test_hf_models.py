@@ -215,3 +215,18 @@ def test_an_lm_step_may_return_its_own_count_and_metrics():
     sweep = linpath.interpolate(model, start, model, batches, alphas=ALPHAS, progress=False, step=step)
     assert set(sweep.values["data"]) == {"loss", "perplexity_sum"}
     _close(sweep.values["data"]["loss"][-1], _reference(model, batches, causal=True))
+
+
+def test_the_token_count_sees_through_a_compile_wrapper():
+    """A ``torch.compile`` wrapper (an ``_orig_mod`` holder) of a causal LM still shifts the labels."""
+    from linpath.batches import label_count
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self._orig_mod = inner
+
+    labels = torch.tensor([[5, 6, -100, -100], [-100, 7, 8, 9]])
+    gpt2, bert = _gpt2(0), _bert_mlm(0)
+    assert int(label_count(Wrapper(gpt2), labels)) == int(label_count(gpt2, labels)) == 4
+    assert int(label_count(Wrapper(bert), labels)) == 5

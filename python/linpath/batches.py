@@ -182,8 +182,8 @@ def own_loss(out: Any) -> torch.Tensor | None:
 def is_causal_lm(model: nn.Module) -> bool:
     """True for a Hugging Face causal language model (its loss compares position t's logits with
     the label at t + 1): listed in transformers' causal-LM mapping, or declaring that loss type."""
-    transformers = sys.modules.get("transformers")
-    if transformers is None or not type(model).__module__.startswith("transformers"):
+    model = _unwrapped(model)
+    if "transformers" not in sys.modules or not _from_transformers(model):
         return False
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
@@ -191,6 +191,16 @@ def is_causal_lm(model: nn.Module) -> bool:
         n for v in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values() for n in ((v,) if isinstance(v, str) else v)
     }
     return type(model).__name__ in names or getattr(model, "loss_type", None) == "ForCausalLM"
+
+
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The module a ``torch.compile`` wrapper holds (its ``_orig_mod``), else ``model``."""
+    inner = getattr(model, "_orig_mod", None)
+    return inner if isinstance(inner, nn.Module) else model
+
+
+def _from_transformers(model: nn.Module) -> bool:
+    return type(model).__module__.startswith("transformers.")
 
 
 def label_count(model: nn.Module, labels: torch.Tensor) -> Any:
@@ -204,7 +214,7 @@ def label_count(model: nn.Module, labels: torch.Tensor) -> Any:
     """
     if labels.is_floating_point() or labels.dim() == 0:
         return int(labels.shape[0]) if labels.dim() else 1
-    if labels.dim() >= 2 and not type(model).__module__.startswith("transformers"):
+    if labels.dim() >= 2 and not _from_transformers(_unwrapped(model)):
         raise ValueError(
             f"cannot tell how many of the labels (shape {tuple(labels.shape)}) the loss of "
             f"{type(model).__name__} averages over (shifted as in a causal LM, or not); pass "

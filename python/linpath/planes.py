@@ -122,11 +122,14 @@ def surface(
             or the ``directions`` of ``linpath.directions.plane_through(a, b, c)``). Directions made
             with ``include_buffers=True`` move the float buffers (BatchNorm statistics) too, from the
             center's (or else the model's) values.
-        data: An ``(X, Y)`` pair, a DataLoader or other re-iterable of batches, or a dict of splits.
+        data: An ``(X, Y)`` pair, a DataLoader or other re-iterable of batches of any shape (as for
+            :func:`linpath.interpolate`), or a dict of splits.
         grid: ``(xs, ys)``: the coordinates along d1 and d2, each strictly increasing and finite.
             Defaults to 21 points on [-1, 1] each.
-        loss: ``loss(output, target) -> scalar`` batch mean; defaults to cross-entropy.
-        metrics: Any of ``"loss"`` and ``"error"``.
+        loss: ``loss(output, target) -> scalar`` batch mean; defaults to cross-entropy on the logits.
+        step: ``step(model, batch)`` returning the batch's loss (a mean, ``(mean, count)`` or a dict of
+            named means), as for :func:`linpath.interpolate`; not together with ``loss``.
+        metrics: Any of ``"loss"`` and ``"error"`` (default both); with ``step``, the names it returns.
         batch_size: Batch size for ``(X, Y)`` pairs (default 1024).
         progress: Show a progress bar: True always, False never, None when the work takes over 2 s.
         precision: ``"float32"`` or ``"bf16"`` (then the grid's four corners and its centre point are
