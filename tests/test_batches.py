@@ -248,6 +248,11 @@ def test_ambiguous_outputs_say_what_to_pass(make_data):
             loss=lambda o, y: F.mse_loss(o.float(), y),
             progress=False,
         )
+    embed = DictModel("pair")  # (a loss, a [n, 10] tensor): no error rate next to a loss of one's own
+    custom = linpath.interpolate(
+        embed, embed, embed, data, loss=lambda o, y: o[1].pow(2).mean(), progress=False
+    )
+    assert list(custom.values["data"]) == ["loss"]
     fine = linpath.interpolate(
         model, model, model, data, loss=lambda o, y: F.cross_entropy(o[0], y), alphas=[0.0], progress=False
     )

@@ -362,19 +362,21 @@ def score(
     n = len(y)
     logits = find_logits(out, n)
     measured: BatchMeasure = {}
+    if loss_fn is DEFAULT_LOSS and logits is not None:
+        check_class_targets(logits, y, where.split)
     if "loss" in metrics and loss_fn is not None:
-        if loss_fn is DEFAULT_LOSS:
-            if logits is None:
-                raise ValueError(
-                    f"the model's output on {where.name} is {describe(out)}, and the default loss needs its "
-                    "logits (a tensor, a dict or ModelOutput with 'logits', or a tuple with exactly one "
-                    "tensor of one row per example); pass loss=lambda out, y: ... that takes this output, "
-                    "or step=fn(model, batch) returning the batch's loss"
-                )
-            check_class_targets(logits, y, where.split)
+        if loss_fn is DEFAULT_LOSS and logits is None:
+            raise ValueError(
+                f"the model's output on {where.name} is {describe(out)}, and the default loss needs its "
+                "logits (a tensor, a dict or ModelOutput with 'logits', or a tuple with exactly one "
+                "tensor of one row per example); pass loss=lambda out, y: ... that takes this output, "
+                "or step=fn(model, batch) returning the batch's loss"
+            )
         value = batch_loss(loss_fn, logits if loss_fn is DEFAULT_LOSS else out, y, where)
         measured["loss"] = weighted(value, n, "the loss")
-    if "error" in metrics and logits is not None and is_class_target(logits, y):
+    # Next to a loss of your own, a tuple's tensor is not known to be logits: no error rate from it.
+    named = loss_fn is DEFAULT_LOSS or loss_fn is None or not isinstance(out, tuple | list)
+    if "error" in metrics and named and logits is not None and is_class_target(logits, y):
         wrong = (logits.argmax(dim=1) != y).sum().to(torch.float64)
         # NaN or +inf scores have no meaningful argmax; -inf (a masked class) is fine.
         undefined = (torch.isnan(logits) | torch.isposinf(logits)).any()
