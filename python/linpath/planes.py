@@ -5,14 +5,14 @@ linpath's own models (the MLP's first layer 1 + 2 times per batch; bf16 with its
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from torch import nn
 
 from ._validate import finite_vector, subspace_vectors
-from .engines import METRICS, Geometry, LossFn, precision_check, request
+from .engines import Geometry, LossFn, precision_check, request
 from .params import ParamVector, float_buffers, named_parameters
 from .surfaces import Surface, _axis
 
@@ -98,7 +98,8 @@ def surface(
     *,
     grid: tuple[Any, Any] | None = None,
     loss: LossFn | None = None,
-    metrics: Sequence[str] = METRICS,
+    step: Callable[[nn.Module, Any], Any] | None = None,
+    metrics: Sequence[str] | None = None,
     batch_size: int | None = None,
     progress: bool | None = None,
     precision: str = "float32",
@@ -121,11 +122,14 @@ def surface(
             or the ``directions`` of ``linpath.directions.plane_through(a, b, c)``). Directions made
             with ``include_buffers=True`` move the float buffers (BatchNorm statistics) too, from the
             center's (or else the model's) values.
-        data: An ``(X, Y)`` pair, a DataLoader or other re-iterable of batches, or a dict of splits.
+        data: An ``(X, Y)`` pair, a DataLoader or other re-iterable of batches of any shape (as for
+            :func:`linpath.interpolate`), or a dict of splits.
         grid: ``(xs, ys)``: the coordinates along d1 and d2, each strictly increasing and finite.
             Defaults to 21 points on [-1, 1] each.
-        loss: ``loss(output, target) -> scalar`` batch mean; defaults to cross-entropy.
-        metrics: Any of ``"loss"`` and ``"error"``.
+        loss: ``loss(output, target) -> scalar`` batch mean; defaults to cross-entropy on the logits.
+        step: ``step(model, batch)`` returning the batch's loss (a mean, ``(mean, count)`` or a dict of
+            named means), as for :func:`linpath.interpolate`; not together with ``loss``.
+        metrics: Any of ``"loss"`` and ``"error"`` (default both); with ``step``, the names it returns.
         batch_size: Batch size for ``(X, Y)`` pairs (default 1024).
         progress: Show a progress bar: True always, False never, None when the work takes over 2 s.
         precision: ``"float32"`` or ``"bf16"`` (then the grid's four corners and its centre point are
@@ -144,7 +148,14 @@ def surface(
     names, params = named_parameters(model)
     xs, ys = _check_grid(grid)
     asked = request(
-        model, data, loss=loss, metrics=metrics, batch_size=batch_size, engine=engine, precision=precision
+        model,
+        data,
+        loss=loss,
+        metrics=metrics,
+        batch_size=batch_size,
+        engine=engine,
+        precision=precision,
+        step=step,
     )
     geometry = plane_geometry(model, center, directions)
     points = np.stack(np.meshgrid(xs, ys, indexing="xy"), axis=-1).reshape(-1, 2)  # row-major: y outer
