@@ -68,8 +68,9 @@ def endpoint(
     readings = _readings(table, names, prefix)
     if len(readings) == 1:
         r, q = readings[0]
-        if r == q:
+        if r == q and not isinstance(obj, Mapping):
             return obj  # the names as they are
+        # A new dict of exactly the names needed (a second reading of it finds only this one).
         return {n: table[q + n[len(r) :]] for n in (*names, *others) if q + n[len(r) :] in table}
     if not readings:
         raise ValueError(_no_reading(what, obj, table, names, prefix))
@@ -140,12 +141,16 @@ def _no_reading(what: str, obj: Any, table: Mapping[str, Any], names: Sequence[s
     q = "" if prefix == "auto" else prefix
     missing = [n for n in names if q + n not in table]
     kind = "a state_dict" if isinstance(obj, Mapping) else f"a {type(obj).__name__}"
-    how = "" if prefix == "auto" else f" with prefix={prefix!r}"
+    keys = [str(k) for k in list(table)[:3]]
+    if prefix != "auto":
+        return (
+            f"{what} ({kind}) lacks {len(missing)} of the parameters with prefix={prefix!r}, e.g. "
+            f"{[q + n for n in missing[:3]]}; its keys look like {keys}: pass the prefix they carry"
+        )
     return (
-        f"{what} ({kind}) lacks {len(missing)} of the parameters{how}, e.g. {missing[:3]}, while its "
-        f"keys look like {[str(k) for k in list(table)[:3]]}; where they differ from the model's names by "
-        f"a prefix that is not one of {list(WRAPPER_PREFIXES)} (tried), pass prefix= with the prefix to "
-        "strip (e.g. 'net.')"
+        f"{what} ({kind}) lacks {len(missing)} of the parameters, e.g. {missing[:3]}, while its keys look "
+        f"like {keys}; where they differ from the model's names by a prefix other than those of wrappers "
+        f"{list(WRAPPER_PREFIXES)} (tried), pass prefix= with the prefix to strip (e.g. 'net.')"
     )
 
 

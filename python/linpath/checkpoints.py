@@ -88,7 +88,7 @@ def _torch_load(path: Path) -> Any:
             f"(weights_only=True): {_first_line(e)}; save the model's state_dict alone "
             "(torch.save(model.state_dict(), path))"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, struct.error, UnicodeDecodeError) as e:
+    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, struct.error, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is truncated or damaged; torch.load failed: {_first_line(e)}") from None
 
 
