@@ -147,7 +147,14 @@ def test_hugging_face_trainer_records_a_trajectory(tmp_path):
     theta0 = linpath.flatten(model).numpy()
     g = torch.Generator().manual_seed(seed)
     rows = [{"input_ids": ids, "labels": ids} for ids in torch.randint(0, 40, (24, 12), generator=g)]
-    callback = linpath.callbacks.HFTrajectoryCallback(every_n_steps=2, sweep_data=None)
+    ids = torch.stack([r["input_ids"] for r in rows[:8]])
+
+    def next_token_loss(out, y):
+        return F.cross_entropy(out.logits[:, :-1].reshape(-1, 40), y[:, 1:].reshape(-1))
+
+    callback = linpath.callbacks.HFTrajectoryCallback(
+        every_n_steps=2, sweep_data=(ids, ids), alphas=[0.0, 1.0], sweep_kwargs={"loss": next_token_loss}
+    )
     args = transformers.TrainingArguments(
         output_dir=str(tmp_path / "out"),
         max_steps=5,
@@ -167,3 +174,15 @@ def test_hugging_face_trainer_records_a_trajectory(tmp_path):
     np.testing.assert_array_equal(trajectory[-1].numpy(), linpath.flatten(model).numpy())
     assert not np.array_equal(trajectory[1].numpy(), theta0)
     assert trajectory.names == [n for n, _ in model.named_parameters()]
+
+    trainer.evaluate(eval_dataset=rows[:8])  # on_evaluate: the line from θ0 to the trained model
+    [(step, sweep)] = callback.sweeps
+    model.eval()
+    with torch.no_grad():
+        own = float(model(input_ids=ids, labels=ids).loss)  # the model's own .loss at α = 1
+        model.load_state_dict(
+            dict(zip(trajectory.names, trajectory[0].to_state_dict().values(), strict=True)), strict=False
+        )
+        own0 = float(model(input_ids=ids, labels=ids).loss)
+    assert step == 5
+    np.testing.assert_allclose(sweep.values["data"]["loss"], [own0, own], rtol=1e-5)
