@@ -8,6 +8,20 @@ training ends, into a :class:`linpath.TrajectoryRecorder` (in memory, or streame
 given ``sweep_data``, evaluate the line from θ0 to the current parameters at each validation
 (:func:`linpath.interpolate`), kept in ``callback.sweeps``.
 
+Both take the same arguments (keyword-only after ``path``):
+
+- ``path``: a trajectory file to stream the checkpoints to, or None (default) to keep them in memory;
+  ``overwrite=`` / ``append=`` for an existing file, ``dtype=`` as for :class:`linpath.TrajectoryRecorder`.
+- ``every_n_steps``: record after every this many optimizer steps (default 100).
+- ``module``: the name of the submodule to record (``"model"`` for a LightningModule holding its network
+  as ``self.model``); None records the whole model.
+- ``sweep_data``, ``alphas``, ``sweep_kwargs``: data for a line sweep from θ0 to the current parameters
+  at each validation, its α grid (default 11 points on [0, 1]) and further :func:`linpath.interpolate`
+  arguments (``loss=`` ...).
+
+Only the main process records and sweeps (rank 0 of a distributed run). ``callback.trajectory`` is the
+recorded :class:`linpath.Trajectory`, ``callback.sweeps`` the ``[(step, Sweep), ...]``.
+
 Neither framework is a dependency of linpath: each class is created the first time it is used
 (``linpath.callbacks.TrajectoryCallback``), so importing linpath imports neither.
 """
@@ -149,7 +163,8 @@ def _lightning_callback() -> type:
         ``linpath/monotonicity_gap``."""
 
         def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-            self._start(pl_module, int(trainer.global_step))
+            if trainer.is_global_zero:
+                self._start(pl_module, int(trainer.global_step))
 
         def on_train_batch_end(
             self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
@@ -160,7 +175,7 @@ def _lightning_callback() -> type:
             self._record(int(trainer.global_step))
 
         def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-            if trainer.sanity_checking:
+            if trainer.sanity_checking or not trainer.is_global_zero:
                 return
             sweep = self._sweep(int(trainer.global_step))
             gap = None if sweep is None else _monotonicity_gap(sweep)
@@ -186,7 +201,8 @@ def _hf_callback() -> type:
         def on_train_begin(
             self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any
         ) -> None:
-            self._start(model, int(state.global_step))
+            if state.is_world_process_zero:
+                self._start(model, int(state.global_step))
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self._step(int(state.global_step))
