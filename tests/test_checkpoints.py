@@ -72,7 +72,8 @@ def test_torch_save_and_lightning_style_files_round_trip(tmp_path):
     torch.save(sd, tmp_path / "plain.pt")
     torch.save({"epoch": 1, "state_dict": sd, "hyper_parameters": {"lr": 0.1}}, tmp_path / "l.ckpt")
     torch.save({"model_state_dict": sd, "optimizer_state_dict": {}}, tmp_path / "custom.pt")
-    for name in ("plain.pt", "l.ckpt", "custom.pt"):
+    torch.save(sd, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)  # a bare pickle
+    for name in ("plain.pt", "l.ckpt", "custom.pt", "legacy.pt"):
         got = checkpoints.load(tmp_path / name)
         assert list(got) == list(sd)
         for k, v in sd.items():
