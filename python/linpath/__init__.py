@@ -24,7 +24,18 @@ Quick start::
 import torch  # noqa: F401  (import order matters; see above)
 
 # The submodules too, so that e.g. ``linpath.views.pca_plane(...)`` works after ``import linpath``.
-from . import _linpath, datasets, directions, experiments, models, plotting, surfaces, views
+from . import (
+    _linpath,
+    callbacks,
+    checkpoints,
+    datasets,
+    directions,
+    experiments,
+    models,
+    plotting,
+    surfaces,
+    views,
+)
 from .params import ParamVector, assign, flatten
 from .planes import surface
 from .surfaces import Surface
@@ -44,6 +55,8 @@ __all__ = [
     "TrajectoryRecorder",
     "__version__",
     "assign",
+    "callbacks",
+    "checkpoints",
     "datasets",
     "directions",
     "experiments",

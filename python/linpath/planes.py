@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ._validate import finite_vector, subspace_vectors
+from ._validate import finite_vector, model_endpoint, subspace_vectors
 from .engines import Geometry, LossFn, precision_check, request
 from .params import ParamVector, float_buffers, named_parameters
 from .surfaces import Surface, _axis
@@ -104,6 +104,7 @@ def surface(
     progress: bool | None = None,
     precision: str = "float32",
     engine: str = "auto",
+    prefix: str = "auto",
 ) -> Surface:
     """Evaluates the objective on the plane θ(a, b) = θ0 + a·d1 + b·d2.
 
@@ -115,8 +116,9 @@ def surface(
 
     Args:
         model: The ``nn.Module`` to evaluate.
-        center: θ0 (the grid's (0, 0)): an ``nn.Module``, a state_dict, a :class:`ParamVector`, or a
-            flat vector in the order of ``model.named_parameters()``.
+        center: θ0 (the grid's (0, 0)): an ``nn.Module``, a state_dict, a :class:`ParamVector`, a
+            flat vector in the order of ``model.named_parameters()``, or the path of a checkpoint
+            (see :func:`linpath.checkpoints.load`).
         directions: Two directions d1, d2 in the same forms (e.g. ``linpath.directions.random(model,
             seed=0)`` and ``seed=1``, the rows of ``linpath.directions.pca(trajectory).directions``,
             or the ``directions`` of ``linpath.directions.plane_through(a, b, c)``). Directions made
@@ -135,6 +137,8 @@ def surface(
         precision: ``"float32"`` or ``"bf16"`` (then the grid's four corners and its centre point are
             re-evaluated in float32: ``surface.meta["precision_check"]``).
         engine: ``"auto"``, ``"native"`` or ``"module"``.
+        prefix: How the names of the center and of directions given as state_dicts (or paths) map
+            to the model's, as for :func:`linpath.interpolate`.
 
     Returns:
         A :class:`Surface` with ``values[split][metric]`` of shape ``(len(ys), len(xs))`` and the plane
@@ -146,6 +150,7 @@ def surface(
             unsorted grid, data the model cannot evaluate, or an engine or precision that does not apply.
     """
     names, params = named_parameters(model)
+    center, directions = _resolved(model, center, directions, prefix)
     xs, ys = _check_grid(grid)
     asked = request(
         model,
@@ -184,6 +189,14 @@ def surface(
     origin = geometry.origin.cpu().numpy()
     dirs = np.stack([d.cpu().numpy() for d in geometry.directions])
     return Surface(xs, ys, values, meta, origin=origin, directions=dirs)
+
+
+def _resolved(model: nn.Module, center: Any, directions: Any, prefix: str) -> tuple[Any, Any]:
+    """The center and the directions with paths read and names matched to the model's."""
+    center = model_endpoint(model, center, "center", prefix)
+    if isinstance(directions, Sequence) and not isinstance(directions, str | bytes):
+        directions = [model_endpoint(model, d, f"direction {k}", prefix) for k, d in enumerate(directions)]
+    return center, directions
 
 
 def _check_points(nx: int, ny: int) -> np.ndarray:

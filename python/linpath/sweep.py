@@ -18,6 +18,7 @@ from torch import nn
 
 from . import _linpath
 from ._io import atomic_write, open_regular
+from ._validate import model_endpoint
 from .data import Split
 from .engines import (
     LossFn,
@@ -455,6 +456,7 @@ def interpolate(
     progress: bool | None = None,
     precision: str = "float32",
     engine: str = "auto",
+    prefix: str = "auto",
 ) -> Sweep:
     """Evaluates the objective along the line θ(α) = θ0 + α·(θ1 − θ0).
 
@@ -473,8 +475,10 @@ def interpolate(
 
     Args:
         model: The ``nn.Module`` to evaluate.
-        start: θ0 (α = 0): an ``nn.Module``, a state_dict, a :class:`ParamVector`, or a 1-D
-            tensor or array in the order of ``model.named_parameters()``.
+        start: θ0 (α = 0): an ``nn.Module``, a state_dict, a :class:`ParamVector`, a 1-D
+            tensor or array in the order of ``model.named_parameters()``, or the path of a
+            checkpoint (``torch.save`` state_dict, Lightning ``.ckpt``, safetensors file, Hugging
+            Face model directory; read by :func:`linpath.checkpoints.load`).
         end: θ1 (α = 1), in any of the same forms.
         data: An ``(X, Y)`` pair of tensors (staged on the model's device once per sweep), a
             DataLoader or other re-iterable of batches, or a dict of such splits, e.g.
@@ -510,6 +514,11 @@ def interpolate(
             grid and two interior α in float32; the result is ``sweep.precision_check``, with a
             warning when the loss deviates by more than 2%.
         engine: ``"auto"`` (native when possible), ``"native"`` or ``"module"``.
+        prefix: How the endpoints' names map to the model's: ``"auto"`` (default) takes their names
+            as they are or without the prefixes wrappers add (``module.``, ``_orig_mod.``,
+            ``model.``), when exactly one of these readings finds every parameter (two are an
+            error that lists both); a string (``""`` too) is the prefix to strip from their keys.
+            The ``_orig_mod.`` of a model compiled with ``torch.compile`` is matched either way.
 
     Returns:
         A :class:`Sweep` with ``values[split][metric]`` for every α.
@@ -523,6 +532,7 @@ def interpolate(
             precision that does not apply.
     """
     names, params = named_parameters(model)
+    start, end = (model_endpoint(model, obj, what, prefix) for obj, what in ((start, "start"), (end, "end")))
     grid = _check_alphas(alphas)
     asked = request(
         model,

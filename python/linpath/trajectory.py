@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from torch import nn
 from . import _linpath
 from ._checks import I64_END, integer
 from ._guard import check_free
+from ._io import temp_path
 from ._validate import finite_vector, line_endpoints
 from .params import ParamVector, check_same_layout, dtype_name, named_parameters
 
@@ -140,11 +142,20 @@ class TrajectoryRecorder:
     Args:
         model: The module whose ``named_parameters()`` are recorded.
         path: A new file to stream checkpoints to (append-only; needs no RAM for a long run), or
-            None to keep them in memory. An existing path is never overwritten, nor a symbolic link
-            followed (one at ``path`` counts as existing). The file is written in format version 2,
-            with a checksum for every checkpoint.
+            None to keep them in memory. An existing path is an error unless ``overwrite`` or
+            ``append`` says what to do; a symbolic link is never followed (one at ``path`` counts
+            as existing). The file is written in format version 2, with a checksum for every
+            checkpoint.
         dtype: Stored element type, float32 or float64. Defaults to float64 for float64 models and
-            float32 otherwise.
+            float32 otherwise (with ``append``, the file's).
+        overwrite: Replace an existing trajectory file at ``path``: a new, empty trajectory takes its
+            place in one step (the old file stays whole until then).
+        append: Add the checkpoints to the trajectory file at ``path`` (a version-2 file of the
+            model's names and shapes, complete); a missing file is created.
+
+    Raises:
+        ValueError: For an existing ``path`` without ``overwrite`` or ``append``, both of them, or a
+            file to append to of another layout or dtype.
     """
 
     def __init__(
@@ -153,11 +164,19 @@ class TrajectoryRecorder:
         path: str | os.PathLike[str] | None = None,
         *,
         dtype: torch.dtype | None = None,
+        overwrite: bool = False,
+        append: bool = False,
     ) -> None:
         self._model = model
         self._names, params = named_parameters(model)
         self._shapes = [tuple(p.shape) for p in params]
         shapes = [list(s) for s in self._shapes]
+        if overwrite and append:
+            raise ValueError("pass overwrite=True or append=True, not both")
+        if append and path is not None and os.path.lexists(path):
+            self._store = self._appending(path, dtype)
+            self._dtype = self._store.dtype
+            return
         if dtype is None:
             dtype = torch.float64 if all(p.dtype == torch.float64 for p in params) else torch.float32
         if dtype not in (torch.float32, torch.float64):
@@ -165,8 +184,42 @@ class TrajectoryRecorder:
         self._dtype = dtype_name(dtype)
         if path is None:
             self._store = _linpath.TrajectoryStore.in_memory(self._names, shapes, self._dtype)
+        elif overwrite and os.path.lexists(path):
+            self._store = self._replacing(path)
         else:
+            _refuse_existing(path)
             self._store = _linpath.TrajectoryStore.create(os.fspath(path), self._names, shapes, self._dtype)
+
+    def _appending(self, path: str | os.PathLike[str], dtype: torch.dtype | None) -> Any:
+        """The existing trajectory file at ``path``, open for appending, checked against the model."""
+        store = _linpath.TrajectoryStore.open(os.fspath(path), False, True)
+        shapes = [tuple(s) for s in store.shapes]
+        check_same_layout(store.names, shapes, self._names, self._shapes, f"the trajectory file {path}")
+        if dtype is not None and dtype_name(dtype) != store.dtype:
+            raise ValueError(
+                f"the trajectory file {path} stores {store.dtype} values, not {dtype_name(dtype)}"
+            )
+        return store
+
+    def _replacing(self, path: str | os.PathLike[str]) -> Any:
+        """A new, empty trajectory file that has replaced ``path`` in one step."""
+        mode = os.lstat(path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            raise ValueError(
+                f"{os.fspath(path)} is not a regular file (a directory, device or pipe); overwrite=True "
+                "replaces only a file"
+            )
+        partial = temp_path(path)
+        store = _linpath.TrajectoryStore.create(
+            os.fspath(partial), self._names, [list(s) for s in self._shapes], self._dtype
+        )
+        del store  # closed before the rename; reopened by the name it then has
+        try:
+            os.replace(partial, path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        return _linpath.TrajectoryStore.open(os.fspath(path), False, True)
 
     def record(self, step: int | None = None) -> int:
         """Appends the model's current parameters as a checkpoint.
@@ -195,6 +248,14 @@ class TrajectoryRecorder:
 
     def __len__(self) -> int:
         return len(self._store)
+
+
+def _refuse_existing(path: str | os.PathLike[str]) -> None:
+    if os.path.lexists(path):
+        raise ValueError(
+            f"{os.fspath(path)} already exists; choose a new path, pass overwrite=True to replace it or "
+            "append=True to add to the trajectory in it, or open it with Trajectory.open"
+        )
 
 
 @dataclass(frozen=True)
