@@ -98,35 +98,52 @@ def evaluate(
     any output of the split is NaN or +inf: the argmax of such outputs means nothing. With
     ``affine`` (during a module sweep), input layers of ``(X, Y)`` batches come from its cache.
     """
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    wrong = torch.zeros((), dtype=torch.int64, device=device)
-    undefined = torch.zeros((), dtype=torch.bool, device=device)
-    count, error_ok = 0, "error" in metrics
+    tally = BatchTally(split.name, loss_fn, metrics, device)
     for i, (x, y) in enumerate(split.batches(device)):
-        n = len(y)
-        if n == 0:
+        if len(y) == 0:
             continue
-        out = _forward(model, split, i, x, affine)
-        if loss_fn is DEFAULT_LOSS:
-            _check_class_targets(out, y, split.name)
-        if "loss" in metrics:
-            value = _batch_loss(loss_fn, out, y, split.name)
+        tally.add(_forward(model, split, i, x, affine), y)
+    return tally.result()
+
+
+class BatchTally:
+    """The float64 sums behind :func:`evaluate`'s metrics on one split at one point, added batch by
+    batch in the order the batches come (a batch-outer sweep keeps one per point and gets the same
+    numbers as the point-outer loop, see :mod:`linpath.batch_outer`)."""
+
+    def __init__(self, split: str, loss_fn: LossFn, metrics: tuple[str, ...], device: torch.device) -> None:
+        self.split, self.loss_fn, self.metrics = split, loss_fn, metrics
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.wrong = torch.zeros((), dtype=torch.int64, device=device)
+        self.undefined = torch.zeros((), dtype=torch.bool, device=device)
+        self.count, self.error_ok = 0, "error" in metrics
+
+    def add(self, out: Any, y: torch.Tensor) -> None:
+        """Adds the model's outputs ``out`` on a non-empty batch with targets ``y``."""
+        n = len(y)
+        if self.loss_fn is DEFAULT_LOSS:
+            _check_class_targets(out, y, self.split)
+        if "loss" in self.metrics:
+            value = _batch_loss(self.loss_fn, out, y, self.split)
             if not isinstance(value, torch.Tensor) or value.numel() != 1 or not value.is_floating_point():
                 raise ValueError("the loss must return a real floating-point scalar tensor (the batch mean)")
-            loss_sum += value.detach().to(torch.float64).reshape(()) * n
-        if error_ok and _is_class_target(out, y):
-            wrong += (out.argmax(dim=1) != y).sum()
+            self.loss_sum += value.detach().to(torch.float64).reshape(()) * n
+        if self.error_ok and _is_class_target(out, y):
+            self.wrong += (out.argmax(dim=1) != y).sum()
             # NaN or +inf scores have no meaningful argmax; -inf (a masked class) is fine.
-            undefined |= (torch.isnan(out) | torch.isposinf(out)).any()
+            self.undefined |= (torch.isnan(out) | torch.isposinf(out)).any()
         else:
-            error_ok = False
-        count += n
-    if count == 0:
-        raise ValueError(f"split {split.name!r} yielded no examples")
-    result = {"loss": loss_sum.item() / count} if "loss" in metrics else {}
-    if error_ok:
-        result["error"] = math.nan if undefined.item() else wrong.item() / count
-    return result
+            self.error_ok = False
+        self.count += n
+
+    def result(self) -> dict[str, float]:
+        """The mean loss and the error rate over the batches added (ValueError if none held examples)."""
+        if self.count == 0:
+            raise ValueError(f"split {self.split!r} yielded no examples")
+        result = {"loss": self.loss_sum.item() / self.count} if "loss" in self.metrics else {}
+        if self.error_ok:
+            result["error"] = math.nan if self.undefined.item() else self.wrong.item() / self.count
+        return result
 
 
 def _batch_loss(loss_fn: LossFn, out: Any, y: torch.Tensor, split: str) -> Any:
@@ -261,7 +278,9 @@ def _drop_partial_metrics(values: dict[str, dict[str, list[float]]], n: int) -> 
             )
 
 
-def progress_bar(total: int, progress: bool | None, desc: str = "linpath sweep", unit: str = "α") -> tqdm:
+def progress_bar(
+    total: int | None, progress: bool | None, desc: str = "linpath sweep", unit: str = "α"
+) -> tqdm:
     """A tqdm bar: shown always (True), never (False), or once the work takes over 2 s (None)."""
     return tqdm(
         total=total,
@@ -364,8 +383,10 @@ class Engine:
         passes: list[PassSpec],
         progress: bool | None,
         loss_fn: LossFn = DEFAULT_LOSS,
+        order: str = "auto",
     ) -> list[Values]:
-        """One :data:`Values` per pass (``{split: {metric: [value per point]}}``)."""
+        """One :data:`Values` per pass (``{split: {metric: [value per point]}}``); ``order`` is the
+        checked loop order (see :mod:`linpath.batch_outer`; engines that read no DataLoader ignore it)."""
         raise NotImplementedError
 
 
@@ -424,16 +445,29 @@ class ModuleEngine(Engine):
         passes: list[PassSpec],
         progress: bool | None,
         loss_fn: LossFn = DEFAULT_LOSS,
+        order: str = "auto",
     ) -> list[Values]:
+        from .batch_outer import batch_outer_splits, sweep_batches  # it builds on this module
+
         results = []
         for points, precision in passes:
             check_point_range(geometry, points)
+            outer = batch_outer_splits(splits, order, len(points))
+            inner = {name: split for name, split in splits.items() if name not in outer}
             # Input layers from z0 + Σ c·dz (see linpath.affine); float32 only, when points repeat batches.
-            affine = AffineInputs(model, geometry) if precision == "float32" and len(points) > 2 else None
+            cached = precision == "float32" and len(points) > 2 and bool(inner)
+            affine = AffineInputs(model, geometry) if cached else None
             tensors = list(geometry.params) + float_buffers(model)[1]
             with exclusive(tensors, "sweep the model", "sweeping"):
                 how = (loss_fn, metrics, precision)
-                values = _module_points(model, geometry, splits, points, how, affine, progress)
+                values = (
+                    _module_points(model, geometry, inner, points, how, affine, progress) if inner else {}
+                )
+                if outer:
+                    values |= sweep_batches(
+                        model, geometry, {n: splits[n] for n in outer}, points, how, progress
+                    )
+            values = {name: values[name] for name in splits}  # in the splits' order
             _drop_partial_metrics(values, len(points))
             results.append(values)
         return results
@@ -492,6 +526,7 @@ class NativeEngine(Engine):
         passes: list[PassSpec],
         progress: bool | None,
         loss_fn: LossFn = DEFAULT_LOSS,
+        order: str = "auto",
     ) -> list[Values]:
         check_point_range(geometry, np.concatenate([points for points, _ in passes]))
         geometry, passes = _coords_within_float32(geometry, passes)
@@ -583,6 +618,8 @@ class Request:
     loss: LossFn | None
     engine: Engine
     precision: str
+    #: The loop order over points and batches (see :mod:`linpath.batch_outer`).
+    order: str = "auto"
 
     @property
     def loss_fn(self) -> LossFn:
@@ -600,6 +637,7 @@ class Request:
             "loss": getattr(loss, "__name__", type(loss).__name__) if loss is not None else "cross_entropy",
             "engine": self.engine.name,
             "precision": self.precision,
+            "order": self.order,
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "linpath_version": _linpath.__version__,
         }
@@ -623,13 +661,18 @@ def request(
     batch_size: int | None,
     engine: str,
     precision: str,
+    order: str = "auto",
 ) -> Request:
     """Checks the arguments ``interpolate`` and ``surface`` share and chooses the engine."""
+    from .batch_outer import check_order  # it builds on this module
+
     metrics = check_metrics(metrics)
     splits = as_splits(data, batch_size)
     if loss is not None and not callable(loss):
         raise TypeError(f"loss must be callable, got {type(loss).__name__}")
-    return Request(splits, metrics, loss, choose_engine(model, splits, loss, engine, precision), precision)
+    order = check_order(order, splits)
+    chosen = choose_engine(model, splits, loss, engine, precision)
+    return Request(splits, metrics, loss, chosen, precision, order)
 
 
 def check_generic_objective(model: nn.Module) -> None:

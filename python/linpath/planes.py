@@ -103,6 +103,7 @@ def surface(
     progress: bool | None = None,
     precision: str = "float32",
     engine: str = "auto",
+    order: str = "auto",
 ) -> Surface:
     """Evaluates the objective on the plane θ(a, b) = θ0 + a·d1 + b·d2.
 
@@ -131,6 +132,9 @@ def surface(
         precision: ``"float32"`` or ``"bf16"`` (then the grid's four corners and its centre point are
             re-evaluated in float32: ``surface.meta["precision_check"]``).
         engine: ``"auto"``, ``"native"`` or ``"module"``.
+        order: ``"auto"``, ``"points"`` or ``"batches"``: whether each batch of a DataLoader is read
+            once and evaluated at every point (see :func:`linpath.interpolate` and
+            :mod:`linpath.batch_outer`).
 
     Returns:
         A :class:`Surface` with ``values[split][metric]`` of shape ``(len(ys), len(xs))`` and the plane
@@ -144,7 +148,14 @@ def surface(
     names, params = named_parameters(model)
     xs, ys = _check_grid(grid)
     asked = request(
-        model, data, loss=loss, metrics=metrics, batch_size=batch_size, engine=engine, precision=precision
+        model,
+        data,
+        loss=loss,
+        metrics=metrics,
+        batch_size=batch_size,
+        engine=engine,
+        precision=precision,
+        order=order,
     )
     geometry = plane_geometry(model, center, directions)
     points = np.stack(np.meshgrid(xs, ys, indexing="xy"), axis=-1).reshape(-1, 2)  # row-major: y outer
@@ -152,7 +163,9 @@ def surface(
     index = _check_points(len(xs), len(ys)) if precision == "bf16" else None
     if index is not None:
         passes.append((points[index], "float32"))
-    results = asked.engine.run(model, geometry, asked.splits, asked.metrics, passes, progress, asked.loss_fn)
+    results = asked.engine.run(
+        model, geometry, asked.splits, asked.metrics, passes, progress, asked.loss_fn, order=asked.order
+    )
     meta = {
         **asked.meta(model, params),
         "buffers_moved": geometry.buffers is not None,

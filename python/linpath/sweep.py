@@ -455,6 +455,7 @@ def interpolate(
     progress: bool | None = None,
     precision: str = "float32",
     engine: str = "auto",
+    order: str = "auto",
 ) -> Sweep:
     """Evaluates the objective along the line θ(α) = θ0 + α·(θ1 − θ0).
 
@@ -492,6 +493,12 @@ def interpolate(
             grid and two interior α in float32; the result is ``sweep.precision_check``, with a
             warning when the loss deviates by more than 2%.
         engine: ``"auto"`` (native when possible), ``"native"`` or ``"module"``.
+        order: How the module engine loops over points and batches: ``"points"`` reads every split
+            again at each α; ``"batches"`` reads each batch of a DataLoader once and evaluates it at
+            every α before the next (for data that is expensive to load: same values, the loader
+            read once; see :mod:`linpath.batch_outer`); ``"auto"`` (default) does that for every
+            split that is not an ``(X, Y)`` pair or a list of batches in memory. With a shuffling
+            DataLoader, batch-outer evaluates every α on the same batches.
 
     Returns:
         A :class:`Sweep` with ``values[split][metric]`` for every α.
@@ -505,7 +512,14 @@ def interpolate(
     names, params = named_parameters(model)
     grid = _check_alphas(alphas)
     asked = request(
-        model, data, loss=loss, metrics=metrics, batch_size=batch_size, engine=engine, precision=precision
+        model,
+        data,
+        loss=loss,
+        metrics=metrics,
+        batch_size=batch_size,
+        engine=engine,
+        precision=precision,
+        order=order,
     )
     splits = asked.splits
     geometry = line_geometry(model, start, end)
@@ -514,7 +528,9 @@ def interpolate(
     index = check_indices(grid) if precision == "bf16" else None
     if index is not None:
         passes.append((grid[index][:, None], "float32"))
-    results = asked.engine.run(model, geometry, splits, asked.metrics, passes, progress, asked.loss_fn)
+    results = asked.engine.run(
+        model, geometry, splits, asked.metrics, passes, progress, asked.loss_fn, order=asked.order
+    )
     values = results[0]
     meta = {**asked.meta(model, params), "buffers_interpolated": geometry.buffers is not None}
     if index is not None:
