@@ -10,7 +10,8 @@ its data allow it; any other module gets the module engine.
 
 * The **module engine** works on any ``nn.Module``: for each point it writes θ(c) into the model's
   own parameters (native ``Subspace``) and runs the model in eval mode under ``torch.no_grad()``;
-  layers reading the raw inputs come from z0 + Σ c_k·dz_k (:mod:`linpath.affine`).
+  layers reading the raw inputs come from z0 + Σ c_k·dz_k (:mod:`linpath.affine`). A DataLoader
+  is read batch-outer: each batch once, evaluated at every point (:mod:`linpath.batch_outer`).
 * The **native engine** runs linpath's Rust-backed models in Rust with the GIL released, on their
   own deterministic objective. The MLP computes its first layer 1 + k times per batch instead of
   once per point and never touches its parameters; the others (the MP-DBM's multi-prediction loss
