@@ -54,13 +54,14 @@ test-rust: $(VENV)/.installed
 test-python: dev
 	$(BIN)/python -m pytest -q
 
-bench: dev ## Benchmarks side by side with the peers (sweep, projection, training) -> results/bench/
+bench: dev ## Benchmarks side by side with the peers (sweep, projection, training, loader) -> results/bench/
 	@# loss-landscapes is a peer, needed only here.
 	$(BIN)/python -m pip install --quiet --no-deps loss-landscapes==3.0.6
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/surface.py
 	$(BIN)/python bench/project.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/loader.py
 
 lint: dev ## rustfmt, clippy -D warnings (with and without the Python layer), ruff, stubtest, mypy
 	cargo fmt --check

@@ -147,10 +147,12 @@ def test_dataloader_batches_are_not_cached(make_mlp, make_data, monkeypatch):
     x, y = make_data(120, 7)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=40)
     start, end = make_mlp(0), make_mlp(1)
-    result = sweep(make_mlp(0), start, end, loader)
+    result = sweep(make_mlp(0), start, end, loader, order="points")
     ref = slow_reference(make_mlp(0), start, end, x, y)
     np.testing.assert_allclose(result.values["data"]["loss"], ref[:, 0], rtol=1e-5)
     assert built[0].hits == 0
+    sweep(make_mlp(0), start, end, loader)  # batch-outer (order="auto"): no cache at all
+    assert len(built) == 1
 
 
 def test_forward_is_restored_after_a_sweep_and_after_an_exception(make_mlp, make_data):

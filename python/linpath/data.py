@@ -83,6 +83,12 @@ class Split:
         return self._pair is not None
 
     @property
+    def source(self) -> Iterable[Any] | None:
+        """The re-iterable of batches this split reads (a DataLoader, a list of batches), or None
+        for an ``(X, Y)`` pair."""
+        return self._iterable
+
+    @property
     def size(self) -> int | None:
         """Number of examples, when known without iterating."""
         return len(self._pair[0]) if self._pair is not None else None

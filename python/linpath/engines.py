@@ -10,7 +10,8 @@ its data allow it; any other module gets the module engine.
 
 * The **module engine** works on any ``nn.Module``: for each point it writes θ(c) into the model's
   own parameters (native ``Subspace``) and runs the model in eval mode under ``torch.no_grad()``;
-  layers reading the raw inputs come from z0 + Σ c_k·dz_k (:mod:`linpath.affine`).
+  layers reading the raw inputs come from z0 + Σ c_k·dz_k (:mod:`linpath.affine`). A DataLoader
+  is read batch-outer: each batch once, evaluated at every point (:mod:`linpath.batch_outer`).
 * The **native engine** runs linpath's Rust-backed models in Rust with the GIL released, on their
   own deterministic objective. The MLP computes its first layer 1 + k times per batch instead of
   once per point and never touches its parameters; the others (the MP-DBM's multi-prediction loss
@@ -70,21 +71,40 @@ def evaluate(
     ``affine`` (during a module sweep), input layers of ``(X, Y)`` batches come from its cache.
     ``metrics`` empty (with a step): every metric the step returns.
     """
-    totals = Totals()
-    dtype = input_dtype(model)
-    for i, batch in enumerate(split.batches(device, dtype)):
-        where = Where(split.name, i, split.is_pair)
-        totals.add(measure_batch(model, batch, loss_fn, metrics, where, affine))
-    step = isinstance(loss_fn, Step)
-    result = totals.result(split.name, step)
-    if not metrics:
-        return result
-    missing = [m for m in metrics if m not in result and step and m != "error"]
-    if missing:
-        raise ValueError(
-            f"metrics {missing} were asked for, but the step returned {list(result)} on split {split.name!r}"
-        )
-    return {m: result[m] for m in metrics if m in result}
+    tally = BatchTally(split, loss_fn, metrics)
+    for i, batch in enumerate(split.batches(device, input_dtype(model))):
+        tally.add(model, batch, i, affine)
+    return tally.result()
+
+
+class BatchTally:
+    """The sums behind :func:`evaluate`'s metrics on one split at one point, added batch by batch in
+    the order the batches come (a batch-outer sweep keeps one per point and gets the same numbers as
+    the point-outer loop, see :mod:`linpath.batch_outer`)."""
+
+    def __init__(self, split: Split, loss_fn: LossFn, metrics: tuple[str, ...]) -> None:
+        self.split, self.loss_fn, self.metrics = split, loss_fn, metrics
+        self.totals = Totals()
+
+    def add(self, model: nn.Module, batch: Any, index: int, affine: AffineInputs | None = None) -> None:
+        """Measures ``model`` (at the point being evaluated) on batch ``index`` of the split."""
+        where = Where(self.split.name, index, self.split.is_pair)
+        self.totals.add(measure_batch(model, batch, self.loss_fn, self.metrics, where, affine))
+
+    def result(self) -> dict[str, float]:
+        """The metrics over the batches added (ValueError if none held examples, or if a step did not
+        return a metric asked for)."""
+        step = isinstance(self.loss_fn, Step)
+        result = self.totals.result(self.split.name, step)
+        if not self.metrics:
+            return result
+        missing = [m for m in self.metrics if m not in result and step and m != "error"]
+        if missing:
+            raise ValueError(
+                f"metrics {missing} were asked for, but the step returned {list(result)} on split "
+                f"{self.split.name!r}"
+            )
+        return {m: result[m] for m in self.metrics if m in result}
 
 
 def evaluate_pair(
@@ -187,7 +207,9 @@ def _drop_partial_metrics(values: dict[str, dict[str, list[float]]], n: int) -> 
             )
 
 
-def progress_bar(total: int, progress: bool | None, desc: str = "linpath sweep", unit: str = "α") -> tqdm:
+def progress_bar(
+    total: int | None, progress: bool | None, desc: str = "linpath sweep", unit: str = "α"
+) -> tqdm:
     """A tqdm bar: shown always (True), never (False), or once the work takes over 2 s (None)."""
     return tqdm(
         total=total,
@@ -290,8 +312,10 @@ class Engine:
         passes: list[PassSpec],
         progress: bool | None,
         loss_fn: LossFn = DEFAULT_LOSS,
+        order: str = "auto",
     ) -> list[Values]:
-        """One :data:`Values` per pass (``{split: {metric: [value per point]}}``)."""
+        """One :data:`Values` per pass (``{split: {metric: [value per point]}}``); ``order`` is the
+        checked loop order (see :mod:`linpath.batch_outer`; engines that read no DataLoader ignore it)."""
         raise NotImplementedError
 
 
@@ -350,16 +374,29 @@ class ModuleEngine(Engine):
         passes: list[PassSpec],
         progress: bool | None,
         loss_fn: LossFn = DEFAULT_LOSS,
+        order: str = "auto",
     ) -> list[Values]:
+        from .batch_outer import batch_outer_splits, sweep_batches  # it builds on this module
+
         results = []
         for points, precision in passes:
             check_point_range(geometry, points)
+            outer = batch_outer_splits(splits, order, len(points))
+            inner = {name: split for name, split in splits.items() if name not in outer}
             # Input layers from z0 + Σ c·dz (see linpath.affine); float32 only, when points repeat batches.
-            affine = AffineInputs(model, geometry) if precision == "float32" and len(points) > 2 else None
+            cached = precision == "float32" and len(points) > 2 and bool(inner)
+            affine = AffineInputs(model, geometry) if cached else None
             tensors = list(geometry.params) + float_buffers(model)[1]
             with exclusive(tensors, "sweep the model", "sweeping"):
                 how = (loss_fn, metrics, precision)
-                values = _module_points(model, geometry, splits, points, how, affine, progress)
+                values = (
+                    _module_points(model, geometry, inner, points, how, affine, progress) if inner else {}
+                )
+                if outer:
+                    values |= sweep_batches(
+                        model, geometry, {n: splits[n] for n in outer}, points, how, progress
+                    )
+            values = {name: values[name] for name in splits}  # in the splits' order
             _drop_partial_metrics(values, len(points))
             results.append(values)
         return results
@@ -418,6 +455,7 @@ class NativeEngine(Engine):
         passes: list[PassSpec],
         progress: bool | None,
         loss_fn: LossFn = DEFAULT_LOSS,
+        order: str = "auto",
     ) -> list[Values]:
         check_point_range(geometry, np.concatenate([points for points, _ in passes]))
         native_passes = [(points.tolist(), precision) for points, precision in passes]
@@ -489,6 +527,8 @@ class Request:
     engine: Engine
     precision: str
     step: Step | None = None
+    #: The loop order over points and batches (see :mod:`linpath.batch_outer`).
+    order: str = "auto"
 
     @property
     def loss_fn(self) -> LossFn:
@@ -509,6 +549,7 @@ class Request:
             "loss": f"step:{self.step.__name__}" if self.step is not None else name,
             "engine": self.engine.name,
             "precision": self.precision,
+            "order": self.order,
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "linpath_version": _linpath.__version__,
         }
@@ -541,9 +582,12 @@ def request(
     engine: str,
     precision: str,
     step: Callable[[nn.Module, Any], Any] | None = None,
+    order: str = "auto",
 ) -> Request:
     """Checks the arguments ``interpolate`` and ``surface`` share and chooses the engine (the module
     engine for a ``step``)."""
+    from .batch_outer import check_order  # it builds on this module
+
     if step is not None and loss is not None:
         raise ValueError(
             "pass either loss= (scores the model's output) or step= (scores a whole batch), not both"
@@ -557,11 +601,12 @@ def request(
     splits = as_splits(data, batch_size)
     if loss is not None and not callable(loss):
         raise TypeError(f"loss must be callable, got {type(loss).__name__}")
+    order = check_order(order, splits)
     check_model(model, stepper)
     chosen = MODULE if stepper is not None else choose_engine(model, splits, loss, engine, precision)
     if stepper is not None and precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    return Request(splits, checked, loss, chosen, precision, stepper)
+    return Request(splits, checked, loss, chosen, precision, stepper, order)
 
 
 def check_generic_objective(model: nn.Module) -> None:

@@ -105,6 +105,7 @@ def surface(
     precision: str = "float32",
     engine: str = "auto",
     prefix: str = "auto",
+    order: str = "auto",
 ) -> Surface:
     """Evaluates the objective on the plane θ(a, b) = θ0 + a·d1 + b·d2.
 
@@ -139,6 +140,9 @@ def surface(
         engine: ``"auto"``, ``"native"`` or ``"module"``.
         prefix: How the names of the center and of directions given as state_dicts (or paths) map
             to the model's, as for :func:`linpath.interpolate`.
+        order: ``"auto"``, ``"points"`` or ``"batches"``: whether each batch of a DataLoader is read
+            once and evaluated at every point (see :func:`linpath.interpolate` and
+            :mod:`linpath.batch_outer`).
 
     Returns:
         A :class:`Surface` with ``values[split][metric]`` of shape ``(len(ys), len(xs))`` and the plane
@@ -161,6 +165,7 @@ def surface(
         engine=engine,
         precision=precision,
         step=step,
+        order=order,
     )
     geometry = plane_geometry(model, center, directions)
     points = np.stack(np.meshgrid(xs, ys, indexing="xy"), axis=-1).reshape(-1, 2)  # row-major: y outer
@@ -168,7 +173,9 @@ def surface(
     index = _check_points(len(xs), len(ys)) if precision == "bf16" else None
     if index is not None:
         passes.append((points[index], "float32"))
-    results = asked.engine.run(model, geometry, asked.splits, asked.metrics, passes, progress, asked.loss_fn)
+    results = asked.engine.run(
+        model, geometry, asked.splits, asked.metrics, passes, progress, asked.loss_fn, order=asked.order
+    )
     meta = {
         **asked.meta(model, params),
         "buffers_moved": geometry.buffers is not None,

@@ -457,6 +457,7 @@ def interpolate(
     precision: str = "float32",
     engine: str = "auto",
     prefix: str = "auto",
+    order: str = "auto",
 ) -> Sweep:
     """Evaluates the objective along the line θ(α) = θ0 + α·(θ1 − θ0).
 
@@ -519,6 +520,12 @@ def interpolate(
             ``model.``), when exactly one of these readings finds every parameter (two are an
             error that lists both); a string (``""`` too) is the prefix to strip from their keys.
             The ``_orig_mod.`` of a model compiled with ``torch.compile`` is matched either way.
+        order: How the module engine loops over points and batches: ``"points"`` reads every split
+            again at each α; ``"batches"`` reads each batch of a DataLoader once and evaluates it at
+            every α before the next (for data that is expensive to load: same values, the loader
+            read once; see :mod:`linpath.batch_outer`); ``"auto"`` (default) does that for every
+            split that is not an ``(X, Y)`` pair or a list of batches in memory. With a shuffling
+            DataLoader, batch-outer evaluates every α on the same batches.
 
     Returns:
         A :class:`Sweep` with ``values[split][metric]`` for every α.
@@ -543,6 +550,7 @@ def interpolate(
         engine=engine,
         precision=precision,
         step=step,
+        order=order,
     )
     splits = asked.splits
     geometry = line_geometry(model, start, end)
@@ -551,7 +559,9 @@ def interpolate(
     index = check_indices(grid) if precision == "bf16" else None
     if index is not None:
         passes.append((grid[index][:, None], "float32"))
-    results = asked.engine.run(model, geometry, splits, asked.metrics, passes, progress, asked.loss_fn)
+    results = asked.engine.run(
+        model, geometry, splits, asked.metrics, passes, progress, asked.loss_fn, order=asked.order
+    )
     values = results[0]
     meta = {**asked.meta(model, params), "buffers_interpolated": geometry.buffers is not None}
     if index is not None:
