@@ -318,3 +318,27 @@ def test_resnet18_cifar10_line_under_each_policy(resnet_case, policy):
     ref = reference(model, s0, s1, splits, LINE[keep], policy, batches)
     for name in splits:
         np.testing.assert_allclose(sweep.values[name]["loss"][keep], ref[name], rtol=1e-5)
+
+
+def test_surface_leaves_negative_variance_points_unevaluated(make_bn_mlp, make_data):
+    model, other = make_bn_mlp(0, 0.0), make_bn_mlp(1, 1.0)
+
+    def direction(module, var):  # parameters of ``module``, then buffers: running_var moved by ``var``
+        params = dict(module.named_parameters())
+        bufs = {"1.running_mean": torch.zeros(32), "1.running_var": torch.full((32,), var)}
+        return linpath.flatten({**params, **bufs})
+
+    dirs = [direction(other, -1.0), direction(make_bn_mlp(2, -1.0), 0.0)]
+    grid = ([-1.0, 0.0, 5.0], [0.0, 1.0])
+    data = make_data(64, 6)
+    with pytest.warns(RuntimeWarning, match="negative at"):
+        surf = linpath.surface(model, model, dirs, data, grid=grid, progress=False)
+    var = model[1].running_var.double()
+    for iy, b in enumerate(grid[1]):
+        for ix, a in enumerate(grid[0]):
+            bad = bool((var - a < 0).any())  # by hand: the interpolated variance at (a, b)
+            assert np.isnan(surf.values["data"]["loss"][iy, ix]) == bad
+            assert ([a, b] in surf.meta["buffers"]["invalid_points"]) == bad
+    assert surf.meta["buffers_moved"] is True
+    current = linpath.surface(model, model, dirs, data, grid=grid, buffers="current", progress=False)
+    assert np.isfinite(current.values["data"]["loss"]).all() and current.meta["buffers_moved"] is False
