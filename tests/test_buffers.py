@@ -342,3 +342,25 @@ def test_surface_leaves_negative_variance_points_unevaluated(make_bn_mlp, make_d
     assert surf.meta["buffers_moved"] is True
     current = linpath.surface(model, model, dirs, data, grid=grid, buffers="current", progress=False)
     assert np.isfinite(current.values["data"]["loss"]).all() and current.meta["buffers_moved"] is False
+
+
+def test_recompute_runs_the_batches_as_the_step_does(make_bn_mlp, make_data):
+    model, start, end = make_bn_mlp(0, 0.0), make_bn_mlp(1, 2.0), make_bn_mlp(2, -1.0)
+    x, y = make_data(96, 7)
+    calls = []
+
+    def step(m, batch):
+        calls.append(m.training)
+        return F.cross_entropy(m(batch[0]), batch[1])
+
+    sweep = linpath.interpolate(
+        model, start, end, {"train": (x, y)}, alphas=[0.3], step=step, batch_size=32, buffers="recompute"
+    )
+    assert calls == [True] * 3 + [False] * 3  # three batches in train mode, then the evaluation
+    want = copy.deepcopy(model)
+    want.load_state_dict(point_state(model, start.state_dict(), end.state_dict(), 0.3, "recompute"))
+    update_bn([x[:32], x[32:64], x[64:]], want)
+    want.eval()
+    with torch.no_grad():
+        expected = float(F.cross_entropy(want(x), y))
+    assert sweep.values["train"]["loss"][0] == pytest.approx(expected, rel=1e-5)

@@ -133,6 +133,7 @@ def test_missing_or_damaged_cifar10_gives_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):
         ds.cifar10(tmp_path)
     monkeypatch.setenv("LINPATH_CIFAR10", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # no download cache either
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(ds, "_checkout_root", lambda: tmp_path / "checkout")
     with pytest.raises(FileNotFoundError, match="LINPATH_CIFAR10"):

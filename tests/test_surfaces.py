@@ -411,6 +411,11 @@ def test_project_refusals(rng):
     )
     with pytest.raises(ValueError, match="give both model and data"):
         s.project(recorder, model=model)
+    errors_only = Surface(
+        GOOD_X, GOOD_Y, {"t": {"error": np.zeros((2, 3))}}, origin=s.origin, directions=s.directions
+    )
+    with pytest.raises(ValueError, match=r"no loss on split 't' \(only \['error'\]\)"):
+        errors_only.project(recorder)
     s.meta["loss"] = "mse_loss"
     with pytest.raises(ValueError, match="computed with the loss 'mse_loss'"):
         s.project(recorder, model=model, data=(torch.zeros(2, 3, dtype=torch.float64), torch.zeros(2).long()))
@@ -475,6 +480,11 @@ def test_plot_refusals(rng):
         s.plot(log=True, split="vä lid")
     with pytest.raises(ValueError, match="at least 2 grid points"):
         Surface([0.0], [0.0, 1.0], {"t": {"loss": [[1.0], [2.0]]}}).plot()
+    for bad in ([np.nan, 1.0], [2.0, 1.0], [], 0, -3):
+        with pytest.raises(ValueError, match="levels must be"):
+            s.plot(levels=bad)
+    with pytest.raises(TypeError, match="levels must be a number of levels or a sequence"):
+        s.plot(levels="many")
     s.meta["points"] = {"a": [1.0]}
     with pytest.raises(ValueError, match=r'meta\["points"\] must map names to \[x, y\] pairs'):
         s.plot()

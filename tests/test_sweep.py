@@ -387,7 +387,7 @@ def _bad_endpoint(kind, model):
         ("int_numpy", TypeError, "start is a NumPy array of dtype int64"),
         ("nan", ValueError, "start contains NaN or infinite values"),
         ("inf_numpy", ValueError, "start contains NaN or infinite values"),
-        ("str", TypeError, "start is a str"),
+        ("str", FileNotFoundError, "start is the path 'not a model', where there is no file"),
     ],
 )
 def test_bad_start(kind, exc, match, endpoints, splits):

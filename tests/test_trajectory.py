@@ -889,3 +889,20 @@ def test_buffer_recording_refusals(tmp_path):
     with pytest.raises(FileExistsError, match="run.lpt.buffers"):
         linpath.TrajectoryRecorder(nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2)), tmp_path / "run.lpt")
     assert not (tmp_path / "run.lpt").exists()
+
+
+def test_buffers_follow_overwrite_and_append(tmp_path):
+    path = tmp_path / "run.lpt"
+    model, _, states = _bn_training_run(path, 5)
+    side = tmp_path / "run.lpt.buffers"
+    again = linpath.TrajectoryRecorder(model, path, append=True)
+    again.record(10)
+    traj = linpath.Trajectory.open(path)
+    assert len(traj) == 5 and lpt_format.read(side.read_bytes())[1].tolist() == [0, 1, 2, 3, 10]
+    assert torch.equal(traj[-1].buffers["1.running_var"], model[1].running_var)
+    with pytest.raises(ValueError, match="append them too"):
+        linpath.TrajectoryRecorder(model, path, append=True, buffers=False)
+    linpath.TrajectoryRecorder(model, path, overwrite=True, buffers=False).record(0)
+    assert not side.exists() and linpath.Trajectory.open(path).buffer_names == []
+    with pytest.raises(ValueError, match="recorded without buffers"):
+        linpath.TrajectoryRecorder(model, path, append=True)

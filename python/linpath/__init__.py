@@ -17,12 +17,25 @@ Quick start::
     linpath.project(traj, traj[0], traj[-1]).plot()
 """
 
-# torch must be imported before the native module: the extension links libtorch from the torch
-# wheel and has no RPATH of its own, so torch's shared libraries have to be loaded first.
+# torch is imported before the native module. An installed wheel's extension finds libtorch on
+# its own (its RPATH is $ORIGIN/../torch/lib, the torch package beside it in site-packages), but a
+# build copied into the source tree (python/linpath/, `make dev`) has no torch beside it and loads
+# only once torch's shared libraries are loaded; importing torch first is harmless for the wheel.
 import torch  # noqa: F401  (import order matters; see above)
 
 # The submodules too, so that e.g. ``linpath.views.pca_plane(...)`` works after ``import linpath``.
-from . import _linpath, datasets, directions, experiments, models, plotting, surfaces, views
+from . import (
+    _linpath,
+    callbacks,
+    checkpoints,
+    datasets,
+    directions,
+    experiments,
+    models,
+    plotting,
+    surfaces,
+    views,
+)
 from .params import ParamVector, assign, flatten
 from .planes import surface
 from .surfaces import Surface
@@ -42,6 +55,8 @@ __all__ = [
     "TrajectoryRecorder",
     "__version__",
     "assign",
+    "callbacks",
+    "checkpoints",
     "datasets",
     "directions",
     "experiments",

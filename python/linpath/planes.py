@@ -5,15 +5,15 @@ linpath's own models (the MLP's first layer 1 + 2 times per batch; bf16 with its
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from torch import nn
 
-from ._validate import finite_vector, subspace_vectors
+from ._validate import finite_vector, model_endpoint, subspace_vectors
 from .buffers import Interpolate, buffer_policy, check_engine
-from .engines import METRICS, Geometry, LossFn, precision_check, request
+from .engines import Geometry, LossFn, precision_check, request
 from .params import ParamVector, float_buffers, named_parameters
 from .surfaces import Surface, _axis
 
@@ -100,7 +100,8 @@ def surface(
     *,
     grid: tuple[Any, Any] | None = None,
     loss: LossFn | None = None,
-    metrics: Sequence[str] = METRICS,
+    step: Callable[[nn.Module, Any], Any] | None = None,
+    metrics: Sequence[str] | None = None,
     batch_size: int | None = None,
     progress: bool | None = None,
     precision: str = "float32",
@@ -108,6 +109,7 @@ def surface(
     buffers: str = "interpolate",
     recompute_batches: int | None = None,
     recompute_split: str | None = None,
+    prefix: str = "auto",
 ) -> Surface:
     """Evaluates the objective on the plane θ(a, b) = θ0 + a·d1 + b·d2.
 
@@ -119,18 +121,22 @@ def surface(
 
     Args:
         model: The ``nn.Module`` to evaluate.
-        center: θ0 (the grid's (0, 0)): an ``nn.Module``, a state_dict, a :class:`ParamVector`, or a
-            flat vector in the order of ``model.named_parameters()``.
+        center: θ0 (the grid's (0, 0)): an ``nn.Module``, a state_dict, a :class:`ParamVector`, a
+            flat vector in the order of ``model.named_parameters()``, or the path of a checkpoint
+            (see :func:`linpath.checkpoints.load`).
         directions: Two directions d1, d2 in the same forms (e.g. ``linpath.directions.random(model,
             seed=0)`` and ``seed=1``, the rows of ``linpath.directions.pca(trajectory).directions``,
             or the ``directions`` of ``linpath.directions.plane_through(a, b, c)``). Directions made
             with ``include_buffers=True`` move the float buffers (BatchNorm statistics) too, from the
             center's (or else the model's) values.
-        data: An ``(X, Y)`` pair, a DataLoader or other re-iterable of batches, or a dict of splits.
+        data: An ``(X, Y)`` pair, a DataLoader or other re-iterable of batches of any shape (as for
+            :func:`linpath.interpolate`), or a dict of splits.
         grid: ``(xs, ys)``: the coordinates along d1 and d2, each strictly increasing and finite.
             Defaults to 21 points on [-1, 1] each.
-        loss: ``loss(output, target) -> scalar`` batch mean; defaults to cross-entropy.
-        metrics: Any of ``"loss"`` and ``"error"``.
+        loss: ``loss(output, target) -> scalar`` batch mean; defaults to cross-entropy on the logits.
+        step: ``step(model, batch)`` returning the batch's loss (a mean, ``(mean, count)`` or a dict of
+            named means), as for :func:`linpath.interpolate`; not together with ``loss``.
+        metrics: Any of ``"loss"`` and ``"error"`` (default both); with ``step``, the names it returns.
         batch_size: Batch size for ``(X, Y)`` pairs (default 1024).
         progress: Show a progress bar: True always, False never, None when the work takes over 2 s.
         precision: ``"float32"`` or ``"bf16"`` (then the grid's four corners and its centre point are
@@ -143,6 +149,8 @@ def surface(
         recompute_batches: For ``"recompute"``: batches per point (default: all of an ``(X, Y)``
             pair, 10 of a DataLoader).
         recompute_split: For ``"recompute"``: the split to estimate from (default ``"train"``).
+        prefix: How the names of the center and of directions given as state_dicts (or paths) map
+            to the model's, as for :func:`linpath.interpolate`.
 
     Returns:
         A :class:`Surface` with ``values[split][metric]`` of shape ``(len(ys), len(xs))`` and the plane
@@ -154,11 +162,21 @@ def surface(
             unsorted grid, data the model cannot evaluate, or an engine or precision that does not apply.
     """
     names, params = named_parameters(model)
+    center, directions = _resolved(model, center, directions, prefix)
     xs, ys = _check_grid(grid)
     asked = request(
-        model, data, loss=loss, metrics=metrics, batch_size=batch_size, engine=engine, precision=precision
+        model,
+        data,
+        loss=loss,
+        metrics=metrics,
+        batch_size=batch_size,
+        engine=engine,
+        precision=precision,
+        step=step,
     )
-    policy = buffer_policy(buffers, model, asked.splits, recompute_batches, recompute_split)
+    policy = buffer_policy(
+        buffers, model, asked.splits, recompute_batches, recompute_split, (asked.loss_fn, asked.metrics)
+    )
     check_engine(policy, model, asked.engine.name)
     geometry = plane_geometry(model, center, directions, with_buffers=policy.moves_buffers)
     points = np.stack(np.meshgrid(xs, ys, indexing="xy"), axis=-1).reshape(-1, 2)  # row-major: y outer
@@ -192,6 +210,14 @@ def surface(
     origin = geometry.origin.cpu().numpy()
     dirs = np.stack([d.cpu().numpy() for d in geometry.directions])
     return Surface(xs, ys, values, meta, origin=origin, directions=dirs)
+
+
+def _resolved(model: nn.Module, center: Any, directions: Any, prefix: str) -> tuple[Any, Any]:
+    """The center and the directions with paths read and names matched to the model's."""
+    center = model_endpoint(model, center, "center", prefix)
+    if isinstance(directions, Sequence) and not isinstance(directions, str | bytes):
+        directions = [model_endpoint(model, d, f"direction {k}", prefix) for k, d in enumerate(directions)]
+    return center, directions
 
 
 def _check_points(nx: int, ny: int) -> np.ndarray:

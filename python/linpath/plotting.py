@@ -261,6 +261,7 @@ def plot_surface(
     """
     if kind not in SURFACE_KINDS:
         raise ValueError(f"unknown kind {kind!r}; use one of {SURFACE_KINDS}")
+    _check_levels(levels)
     if len(surface.xs) < 2 or len(surface.ys) < 2:
         raise ValueError(
             f"a plot needs at least 2 grid points along x and y, got {len(surface.xs)}x{len(surface.ys)}"
@@ -303,6 +304,22 @@ def _surface_field(
     if not np.isfinite(z).any():
         raise ValueError(f"{metric} on split {split or surface.splits[0]!r} has no finite value to draw")
     return np.ma.masked_invalid(z), label
+
+
+def _check_levels(levels: Any) -> None:
+    """ValueError unless ``levels`` is a positive number of levels or strictly increasing finite values."""
+    if isinstance(levels, int | np.integer) and not isinstance(levels, bool):
+        if levels < 1:
+            raise ValueError(f"levels must be a positive number of contour levels, got {levels}")
+        return
+    try:
+        values = np.asarray(levels, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"levels must be a number of levels or a sequence of values, got {levels!r}"
+        ) from None
+    if values.ndim != 1 or len(values) == 0 or not np.isfinite(values).all() or (np.diff(values) <= 0).any():
+        raise ValueError(f"levels must be finite values in strictly increasing order, got {levels!r}")
 
 
 def _draw_field(ax: Any, kind: str, xs: np.ndarray, ys: np.ndarray, z: np.ma.MaskedArray, levels: Any) -> Any:

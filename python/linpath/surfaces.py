@@ -260,6 +260,11 @@ class Surface:
         if progress is not None and not callable(progress):
             raise TypeError(f"progress must be a callable progress(done, total) or None, got {progress!r}")
         split = self.splits[0] if split is None and self.values else split
+        if split in self.values and "loss" not in self.values[split]:
+            raise ValueError(
+                f"this surface has no loss on split {split!r} (only {list(self.values[split])}): the "
+                "trajectory is drawn on the loss; compute the surface with metrics including 'loss'"
+            )
         z = self.grid(split, "loss")
         if isinstance(data, Mapping):  # the splits the surface was computed on: this one's data
             if split not in data:

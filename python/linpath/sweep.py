@@ -8,7 +8,7 @@ import math
 import os
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
 import numpy as np
@@ -18,10 +18,10 @@ from torch import nn
 
 from . import _linpath
 from ._io import atomic_write, open_regular
+from ._validate import model_endpoint
 from .buffers import buffer_policy, check_engine
 from .data import Split
 from .engines import (
-    METRICS,
     LossFn,
     check_indices,
     line_geometry,
@@ -451,7 +451,8 @@ def interpolate(
     *,
     alphas: Sequence[float] | np.ndarray | None = None,
     loss: LossFn | None = None,
-    metrics: Sequence[str] = METRICS,
+    step: Callable[[nn.Module, Any], Any] | None = None,
+    metrics: Sequence[str] | None = None,
     batch_size: int | None = None,
     progress: bool | None = None,
     precision: str = "float32",
@@ -459,6 +460,7 @@ def interpolate(
     buffers: str = "interpolate",
     recompute_batches: int | None = None,
     recompute_split: str | None = None,
+    prefix: str = "auto",
 ) -> Sweep:
     """Evaluates the objective along the line θ(α) = θ0 + α·(θ1 − θ0).
 
@@ -477,17 +479,37 @@ def interpolate(
 
     Args:
         model: The ``nn.Module`` to evaluate.
-        start: θ0 (α = 0): an ``nn.Module``, a state_dict, a :class:`ParamVector`, or a 1-D
-            tensor or array in the order of ``model.named_parameters()``.
+        start: θ0 (α = 0): an ``nn.Module``, a state_dict, a :class:`ParamVector`, a 1-D
+            tensor or array in the order of ``model.named_parameters()``, or the path of a
+            checkpoint (``torch.save`` state_dict, Lightning ``.ckpt``, safetensors file, Hugging
+            Face model directory; read by :func:`linpath.checkpoints.load`).
         end: θ1 (α = 1), in any of the same forms.
-        data: An ``(X, Y)`` pair of tensors, a DataLoader or other re-iterable of ``(x, y)``
-            batches, or a dict of such splits, e.g. ``{"train": ..., "valid": ...}``.
+        data: An ``(X, Y)`` pair of tensors (staged on the model's device once per sweep), a
+            DataLoader or other re-iterable of batches, or a dict of such splits, e.g.
+            ``{"train": ..., "valid": ...}``. Batches are ``(x, y)`` pairs (``model(x)``), dicts
+            (Hugging Face style: ``model(**batch)``, ``labels`` included; a model output carrying
+            ``.loss`` is used as the batch's loss, weighted by its label tokens that are not -100,
+            from the second position on for causal LMs), or, with ``step``, anything (tuples of
+            three or more, custom objects). Tensors inside them (nested too) are moved to the
+            model's device once per batch; floating inputs are cast to the parameters' dtype
+            when that is bfloat16 or float16. See :mod:`linpath.batches`.
         alphas: The α grid, any finite values (below 0 and above 1 extrapolate). Defaults to
             51 points on [0, 1].
         loss: ``loss(output, target) -> scalar`` returning the batch *mean*; defaults to
-            cross-entropy. Batch means are combined weighted by batch size.
+            cross-entropy on the output's logits (a tensor, a dict or ``ModelOutput`` with
+            ``logits``, or a tuple with exactly one tensor of one row per example; any other
+            output is a ValueError that says to pass ``loss=`` or ``step=``). A loss you pass
+            gets the output as it came out. Batch means are combined weighted by batch size.
+        step: ``step(model, batch)`` returning the batch's loss, for batches or objectives the
+            default path does not cover, e.g. ``step=lambda m, b: m(**b).loss``: a scalar (the
+            batch mean over the batch's examples, or for a dict with integer ``labels`` over its
+            label tokens, counted as above), a ``(mean, count)`` pair, or a dict of named scalar
+            means with an optional ``"count"`` (every name becomes a metric in
+            ``sweep.values``). Runs under the same eval mode and ``torch.no_grad()`` on the module
+            engine; not together with ``loss``.
         metrics: Any of ``"loss"`` and ``"error"`` (fraction of argmax != target; skipped for a
-            split whose targets are not class indices).
+            split whose targets are not class indices); by default both. With ``step``, the
+            names it returns (by default all of them).
         batch_size: Batch size for ``(X, Y)`` pairs (default 1024). DataLoaders keep their own.
         progress: Show a progress bar: True always, False never, None (default) when the sweep
             takes more than two seconds.
@@ -506,24 +528,41 @@ def interpolate(
             10 of a DataLoader).
         recompute_split: For ``"recompute"``: the split to estimate from (default ``"train"`` if the
             data has one, else the first).
+        prefix: How the endpoints' names map to the model's: ``"auto"`` (default) takes their names
+            as they are or without the prefixes wrappers add (``module.``, ``_orig_mod.``,
+            ``model.``), when exactly one of these readings finds every parameter (two are an
+            error that lists both); a string (``""`` too) is the prefix to strip from their keys.
+            The ``_orig_mod.`` of a model compiled with ``torch.compile`` is matched either way.
 
     Returns:
         A :class:`Sweep` with ``values[split][metric]`` for every α; ``meta["buffers"]`` records the
         policy (and, for ``"interpolate"``, the points left unevaluated).
 
     Raises:
-        TypeError: For a model that is not an ``nn.Module``, endpoints or data of the wrong type.
+        TypeError: For a model that is not an ``nn.Module`` (or has no ``forward`` and no
+            ``step`` is given), endpoints or data of the wrong type.
         ValueError: For an empty or non-finite α grid, endpoints whose layout differs from the
-            model's, NaN or infinite endpoints, data the model cannot evaluate, or an engine or
+            model's, NaN or infinite endpoints, data the model cannot evaluate, an output the
+            loss cannot take, a model on the meta device or on several devices, or an engine or
             precision that does not apply.
     """
     names, params = named_parameters(model)
+    start, end = (model_endpoint(model, obj, what, prefix) for obj, what in ((start, "start"), (end, "end")))
     grid = _check_alphas(alphas)
     asked = request(
-        model, data, loss=loss, metrics=metrics, batch_size=batch_size, engine=engine, precision=precision
+        model,
+        data,
+        loss=loss,
+        metrics=metrics,
+        batch_size=batch_size,
+        engine=engine,
+        precision=precision,
+        step=step,
     )
     splits = asked.splits
-    policy = buffer_policy(buffers, model, splits, recompute_batches, recompute_split)
+    policy = buffer_policy(
+        buffers, model, splits, recompute_batches, recompute_split, (asked.loss_fn, asked.metrics)
+    )
     check_engine(policy, model, asked.engine.name)
     geometry = line_geometry(model, start, end, with_buffers=policy.moves_buffers)
     # A bf16 sweep is re-evaluated in float32 at a few α (in the same native pass when it can be).

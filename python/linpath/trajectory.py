@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from torch import nn
 from . import _linpath
 from ._checks import I64_END, integer
 from ._guard import check_free
+from ._io import temp_path
 from ._validate import finite_vector, line_endpoints
 from .params import ParamVector, check_same_layout, dtype_name, float_buffers, named_parameters
 
@@ -44,6 +46,17 @@ class Checkpoint(ParamVector):
     def __init__(self, vector: ParamVector, buffers: dict[str, torch.Tensor]) -> None:
         super().__init__(vector.tensor, vector.names, vector.shapes)
         self.buffers = buffers
+
+
+def _want_buffers(buffers: bool | None, has: bool, model: nn.Module) -> bool:
+    """Whether to record buffers: ``buffers``, or (None) whether the model has float buffers."""
+    if buffers is None:
+        return has
+    if not isinstance(buffers, bool):
+        raise TypeError(f"buffers must be True, False or None, got {buffers!r}")
+    if buffers and not has:
+        raise ValueError(f"buffers=True but the model ({type(model).__name__}) has no floating-point buffers")
+    return buffers
 
 
 class Trajectory:
@@ -183,15 +196,24 @@ class TrajectoryRecorder:
     Args:
         model: The module whose ``named_parameters()`` are recorded.
         path: A new file to stream checkpoints to (append-only; needs no RAM for a long run), or
-            None to keep them in memory. An existing path is never overwritten, nor a symbolic link
-            followed (one at ``path`` counts as existing). The file is written in format version 2,
-            with a checksum for every checkpoint.
+            None to keep them in memory. An existing path is an error unless ``overwrite`` or
+            ``append`` says what to do; a symbolic link is never followed (one at ``path`` counts
+            as existing). The file is written in format version 2, with a checksum for every
+            checkpoint.
         dtype: Stored element type, float32 or float64. Defaults to float64 for float64 models and
-            float32 otherwise.
+            float32 otherwise (with ``append``, the file's).
         buffers: Also record the model's floating-point buffers (BatchNorm statistics) with each
             checkpoint; defaults to True when the model has any. They go to a file of their own,
             ``path`` + ``".buffers"`` (the parameters' file keeps its format), and come back with
             each checkpoint (:class:`Checkpoint`); :func:`project` ignores them.
+        overwrite: Replace an existing trajectory file at ``path``: a new, empty trajectory takes its
+            place in one step (the old file stays whole until then).
+        append: Add the checkpoints to the trajectory file at ``path`` (a version-2 file of the
+            model's names and shapes, complete); a missing file is created.
+
+    Raises:
+        ValueError: For an existing ``path`` without ``overwrite`` or ``append``, both of them, or a
+            file to append to of another layout or dtype.
     """
 
     def __init__(
@@ -201,29 +223,36 @@ class TrajectoryRecorder:
         *,
         dtype: torch.dtype | None = None,
         buffers: bool | None = None,
+        overwrite: bool = False,
+        append: bool = False,
     ) -> None:
         self._model = model
         self._names, params = named_parameters(model)
         self._shapes = [tuple(p.shape) for p in params]
         shapes = [list(s) for s in self._shapes]
+        if overwrite and append:
+            raise ValueError("pass overwrite=True or append=True, not both")
+        self._buffer_names, bufs = float_buffers(model)
+        self._buffer_shapes = [tuple(b.shape) for b in bufs]
+        buffers = _want_buffers(buffers, bool(bufs), model)
+        if append and path is not None and os.path.lexists(path):
+            self._store = self._appending(path, dtype)
+            self._dtype = self._store.dtype
+            self._buffer_store = self._appending_buffers(path, buffers)
+            return
         if dtype is None:
             dtype = torch.float64 if all(p.dtype == torch.float64 for p in params) else torch.float32
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"trajectories are stored as torch.float32 or torch.float64, not {dtype}")
         self._dtype = dtype_name(dtype)
-        self._buffer_names, bufs = float_buffers(model)
-        self._buffer_shapes = [tuple(b.shape) for b in bufs]
-        if buffers is None:
-            buffers = bool(bufs)
-        if not isinstance(buffers, bool):
-            raise TypeError(f"buffers must be True, False or None, got {buffers!r}")
-        if buffers and not bufs:
-            raise ValueError(
-                f"buffers=True but the model ({type(model).__name__}) has no floating-point buffers"
-            )
         if path is None:
             self._store = _linpath.TrajectoryStore.in_memory(self._names, shapes, self._dtype)
+        elif overwrite and os.path.lexists(path):
+            self._store = self._replacing(path)
+            if os.path.lexists(buffers_path(path)):  # the replaced trajectory's buffers
+                os.unlink(buffers_path(path))
         else:
+            _refuse_existing(path)
             if buffers and os.path.lexists(buffers_path(path)):
                 raise FileExistsError(f"{buffers_path(path)} exists; choose a new path for the trajectory")
             self._store = _linpath.TrajectoryStore.create(os.fspath(path), self._names, shapes, self._dtype)
@@ -235,6 +264,60 @@ class TrajectoryRecorder:
         if path is None:
             return _linpath.TrajectoryStore.in_memory(self._buffer_names, shapes, self._dtype)
         return _linpath.TrajectoryStore.create(buffers_path(path), self._buffer_names, shapes, self._dtype)
+
+    def _appending_buffers(self, path: str | os.PathLike[str], buffers: bool) -> Any:
+        """The buffers' file beside the trajectory file ``path`` being appended to, open for appending
+        (a new one if the trajectory is still empty), or None; it must hold as many checkpoints."""
+        side, count = buffers_path(path), len(self._store)
+        if not os.path.lexists(side):
+            if buffers and count:
+                raise ValueError(
+                    f"{os.fspath(path)} was recorded without buffers; pass buffers=False to append to it"
+                )
+            return self._buffers_store(path) if buffers else None
+        if not buffers:
+            raise ValueError(
+                f"{side} records the buffers of {os.fspath(path)}: append them too (buffers=True)"
+            )
+        store = _linpath.TrajectoryStore.open(side, False, True)
+        layout = [tuple(s) for s in store.shapes]
+        check_same_layout(
+            store.names, layout, self._buffer_names, self._buffer_shapes, f"the buffers file {side}"
+        )
+        if len(store) != count:
+            raise ValueError(f"{side} holds {len(store)} checkpoints but {os.fspath(path)} holds {count}")
+        return store
+
+    def _appending(self, path: str | os.PathLike[str], dtype: torch.dtype | None) -> Any:
+        """The existing trajectory file at ``path``, open for appending, checked against the model."""
+        store = _linpath.TrajectoryStore.open(os.fspath(path), False, True)
+        shapes = [tuple(s) for s in store.shapes]
+        check_same_layout(store.names, shapes, self._names, self._shapes, f"the trajectory file {path}")
+        if dtype is not None and dtype_name(dtype) != store.dtype:
+            raise ValueError(
+                f"the trajectory file {path} stores {store.dtype} values, not {dtype_name(dtype)}"
+            )
+        return store
+
+    def _replacing(self, path: str | os.PathLike[str]) -> Any:
+        """A new, empty trajectory file that has replaced ``path`` in one step."""
+        mode = os.lstat(path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            raise ValueError(
+                f"{os.fspath(path)} is not a regular file (a directory, device or pipe); overwrite=True "
+                "replaces only a file"
+            )
+        partial = temp_path(path)
+        store = _linpath.TrajectoryStore.create(
+            os.fspath(partial), self._names, [list(s) for s in self._shapes], self._dtype
+        )
+        del store  # closed before the rename; reopened by the name it then has
+        try:
+            os.replace(partial, path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        return _linpath.TrajectoryStore.open(os.fspath(path), False, True)
 
     def record(self, step: int | None = None) -> int:
         """Appends the model's current parameters as a checkpoint.
@@ -275,6 +358,14 @@ class TrajectoryRecorder:
 
     def __len__(self) -> int:
         return len(self._store)
+
+
+def _refuse_existing(path: str | os.PathLike[str]) -> None:
+    if os.path.lexists(path):
+        raise ValueError(
+            f"{os.fspath(path)} already exists; choose a new path, pass overwrite=True to replace it or "
+            "append=True to add to the trajectory in it, or open it with Trajectory.open"
+        )
 
 
 @dataclass(frozen=True)

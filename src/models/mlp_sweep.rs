@@ -194,6 +194,10 @@ fn buffers_for<'a>(
     Ok(&cache[cache.len() - 1].1)
 }
 
+/// Coordinates beyond this size are moved into the directions first (exactly, by powers of two):
+/// the first layer's kernels take them in float32, where 1e39 is inf and inf·dz NaN.
+const COORD_LIMIT: f64 = 18_446_744_073_709_551_616.0; // 2^64
+
 /// Bytes of first-layer outputs (float32, origin and directions) cached per block.
 const BLOCK_BYTES: i64 = 256 << 20;
 
@@ -252,6 +256,15 @@ fn sweep_in_blocks(
     on_point: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<Vec<Vec<Measure>>> {
     check_passes(sub, passes)?;
+    let all_points: Vec<&[Vec<f64>]> = passes.iter().map(|p| p.points).collect();
+    if let Some((moderate, scales)) = sub.with_moderate_coordinates(&all_points, COORD_LIMIT)? {
+        let scale = |c: &Vec<f64>| -> Vec<f64> { c.iter().zip(&scales).map(|(c, s)| c / s).collect() };
+        let points: Vec<Vec<Vec<f64>>> =
+            passes.iter().map(|p| p.points.iter().map(scale).collect()).collect();
+        let passes: Vec<Pass> =
+            points.iter().zip(passes).map(|(points, p)| Pass { points, precision: p.precision }).collect();
+        return sweep_in_blocks(config, &moderate, (x, y), &passes, (batch_size, budget), on_point);
+    }
     if batch_size < 1 {
         return Err(Error::InvalidArgument(format!("batch_size must be positive, got {batch_size}")));
     }
@@ -451,6 +464,28 @@ mod tests {
         assert!(got.loss[0].is_finite() && got.error[0].is_finite());
         assert!(!got.loss[1].is_finite(), "{:?}", got.loss);
         assert!(got.error[1].is_nan(), "{:?}", got.error);
+    }
+
+    #[test]
+    fn coordinates_beyond_float32_along_tiny_directions_are_not_nan() {
+        tch::manual_seed(11);
+        let cfg = MlpConfig { sizes: vec![4, 6, 5, 3], ..MlpConfig::default() };
+        let numel = 4 * 6 + 6 + 6 * 5 + 5 + 5 * 3 + 3;
+        let origin = Tensor::randn([numel], (Kind::Double, Device::Cpu));
+        let reach = 1e39;
+        let d = Tensor::randn([numel], (Kind::Double, Device::Cpu)) * (0.1 / reach);
+        let x = Tensor::randn([30, 4], (Kind::Float, Device::Cpu));
+        let y = Tensor::randint(3, [30], (Kind::Int64, Device::Cpu));
+        let line = Subspace::new(&origin, &[d.shallow_clone()], Kind::Double).unwrap();
+        let points = vec![vec![-reach], vec![0.0], vec![0.5 * reach]];
+        let pass = Pass { points: &points, precision: Precision::F32 };
+        let got = sweep_mlp_passes(&cfg, &line, (&x, &y), &[pass], 16, &mut |_, _| true).unwrap();
+        for (point, measure) in points.iter().zip(&got[0]) {
+            let theta = &origin + &d * point[0];
+            let (loss, _) = reference(&cfg, &theta, &theta, &x, &y, 0.0);
+            let (got_loss, _) = measure.rates();
+            assert!((got_loss - loss).abs() <= 1e-5 * loss.abs(), "{point:?}: {got_loss} vs {loss}");
+        }
     }
 
     #[test]
