@@ -797,3 +797,112 @@ def test_a_recorder_follows_parameters_replaced_after_it_was_made():
     with pytest.raises(ValueError, match="the model now: tensor 'weight' has shape"):
         recorder.record(2)
     assert len(recorder) == 2
+
+
+# --- floating-point buffers (BatchNorm statistics) recorded with the checkpoints -----------------------
+
+
+def _bn_training_run(recorder_path, seed, **kw):
+    """A BatchNorm MLP trained a few SGD steps on fresh random data, recorded at every step; returns
+    (model, recorder, the state_dicts copied at each record)."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    recorder = linpath.TrajectoryRecorder(model, recorder_path, **kw)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    states = []
+    for step in range(4):
+        recorder.record(step)
+        states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        x = torch.randn(16, 6, generator=gen) * 2 + 1
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), torch.randint(0, 3, (16,), generator=gen)).backward()
+        opt.step()
+    return model, recorder, states
+
+
+@pytest.mark.parametrize("on_disk", [False, True], ids=["memory", "file"])
+def test_buffers_are_recorded_by_default(tmp_path, on_disk):
+    path = tmp_path / "run.lpt" if on_disk else None
+    _, recorder, states = _bn_training_run(path, int(np.random.default_rng().integers(1 << 30)))
+    traj = linpath.Trajectory.open(path) if on_disk else recorder.trajectory
+    assert traj.buffer_names == ["1.running_mean", "1.running_var"]
+    for checkpoint, state in zip(traj, states, strict=True):
+        assert isinstance(checkpoint, linpath.trajectory.Checkpoint)
+        assert sorted(checkpoint.buffers) == traj.buffer_names  # num_batches_tracked is an integer
+        for name, value in checkpoint.buffers.items():
+            assert torch.equal(value, state[name])
+        for name, value in checkpoint.to_state_dict().items():
+            assert torch.equal(value, state[name])
+    if on_disk:  # both files are ordinary trajectory files (the independent reader checks them)
+        header, steps, values, version = lpt_format.read(path.read_bytes())
+        assert header["names"] == traj.names and version == 2 and steps.tolist() == [0, 1, 2, 3]
+        header, steps, values, _ = lpt_format.read((tmp_path / "run.lpt.buffers").read_bytes())
+        assert header["names"] == traj.buffer_names and steps.tolist() == [0, 1, 2, 3]
+        want = [torch.cat([state[n].reshape(-1) for n in traj.buffer_names]).numpy() for state in states]
+        np.testing.assert_array_equal(values, np.stack(want))
+
+
+def test_without_buffers_the_file_reads_as_before(tmp_path):
+    path = tmp_path / "run.lpt"
+    _bn_training_run(path, 1, buffers=False)
+    assert not (tmp_path / "run.lpt.buffers").exists()
+    traj = linpath.Trajectory.open(path)
+    assert traj.buffer_names == [] and type(traj[0]) is linpath.ParamVector
+
+
+def test_project_ignores_the_buffers(tmp_path):
+    _, with_buffers, _ = _bn_training_run(None, 2)
+    _, without, _ = _bn_training_run(None, 2, buffers=False)
+    a = linpath.project(with_buffers, with_buffers.trajectory[0], with_buffers.trajectory[-1])
+    b = linpath.project(without, without.trajectory[0], without.trajectory[-1])
+    np.testing.assert_array_equal(a.coordinate, b.coordinate)
+    np.testing.assert_array_equal(a.residual, b.residual)
+
+
+def test_interpolate_between_checkpoints_uses_their_buffers(tmp_path):
+    model, _, states = _bn_training_run(tmp_path / "run.lpt", 3)
+    traj = linpath.Trajectory.open(tmp_path / "run.lpt")
+    gen = torch.Generator().manual_seed(4)
+    data = (torch.randn(40, 6, generator=gen) + 1, torch.randint(0, 3, (40,), generator=gen))
+    alphas = [-0.25, 0.0, 0.5, 1.0]
+    got = linpath.interpolate(model, traj[0], traj[-1], data, alphas=alphas, progress=False)
+    assert got.meta["buffers_interpolated"] is True
+    ref = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    for k, a in enumerate(alphas):  # by hand: load_state_dict of the interpolated state
+        ref.load_state_dict(
+            {
+                n: ((1 - a) * v.double() + a * states[-1][n].double()).float() if v.is_floating_point() else v
+                for n, v in states[0].items()
+            }
+        )
+        ref.eval()
+        with torch.no_grad():
+            want = float(nn.functional.cross_entropy(ref(data[0]), data[1]))
+        assert got.values["data"]["loss"][k] == pytest.approx(want, rel=1e-5)
+
+
+def test_buffer_recording_refusals(tmp_path):
+    with pytest.raises(ValueError, match="no floating-point buffers"):
+        linpath.TrajectoryRecorder(nn.Linear(3, 2), buffers=True)
+    (tmp_path / "run.lpt.buffers").write_bytes(b"")
+    with pytest.raises(FileExistsError, match="run.lpt.buffers"):
+        linpath.TrajectoryRecorder(nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2)), tmp_path / "run.lpt")
+    assert not (tmp_path / "run.lpt").exists()
+
+
+def test_buffers_follow_overwrite_and_append(tmp_path):
+    path = tmp_path / "run.lpt"
+    model, _, states = _bn_training_run(path, 5)
+    side = tmp_path / "run.lpt.buffers"
+    again = linpath.TrajectoryRecorder(model, path, append=True)
+    again.record(10)
+    traj = linpath.Trajectory.open(path)
+    assert len(traj) == 5 and lpt_format.read(side.read_bytes())[1].tolist() == [0, 1, 2, 3, 10]
+    assert torch.equal(traj[-1].buffers["1.running_var"], model[1].running_var)
+    with pytest.raises(ValueError, match="append them too"):
+        linpath.TrajectoryRecorder(model, path, append=True, buffers=False)
+    linpath.TrajectoryRecorder(model, path, overwrite=True, buffers=False).record(0)
+    assert not side.exists() and linpath.Trajectory.open(path).buffer_names == []
+    with pytest.raises(ValueError, match="recorded without buffers"):
+        linpath.TrajectoryRecorder(model, path, append=True)

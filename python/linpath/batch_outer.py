@@ -31,6 +31,7 @@ consistent one (differences between points come from the parameters alone).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +40,7 @@ import torch
 from torch import nn
 
 from .batches import input_dtype
+from .buffers import BufferPolicy
 from .data import Split
 from .engines import BatchTally, Geometry, LossFn, Values, _autocast, progress_bar
 from .params import ModelState
@@ -97,6 +99,7 @@ def sweep_batches(
     points: np.ndarray,
     how: tuple[LossFn, tuple[str, ...], str],
     progress: bool | None,
+    policy: BufferPolicy,
 ) -> Values:
     """Evaluates every split at every point, batch-outer (see the module docstring); the model is
     put back as it was afterwards, also on error or Ctrl-C.
@@ -108,6 +111,7 @@ def sweep_batches(
         points: The points' coordinates ``[P, k]``.
         how: ``(loss_fn, metrics, precision)``.
         progress: Show a progress bar over batches × points (see :func:`linpath.engines.progress_bar`).
+        policy: The buffer policy (one that does not recompute): a point it refuses is NaN.
 
     Returns:
         ``{split: {metric: [value per point]}}``, as the point-outer loop returns it.
@@ -121,8 +125,8 @@ def sweep_batches(
         subspaces = geometry.subspaces()
         with progress_bar(total, progress, unit="batch·pt") as bar, torch.no_grad():
             for name, split in splits.items():
-                tallies = _split_tallies(model, subspaces, split, coords, how, bar)
-                values[name] = _collect([tally.result() for tally in tallies])
+                tallies = _split_tallies(model, subspaces, split, coords, how, bar, policy)
+                values[name] = _collect([_result(tally, how[1]) for tally in tallies])
     finally:
         state.restore()
     return values
@@ -135,20 +139,33 @@ def _split_tallies(
     coords: list[list[float]],
     how: tuple[LossFn, tuple[str, ...], str],
     bar: Any,
-) -> list[BatchTally]:
+    policy: BufferPolicy,
+) -> list[BatchTally | None]:
     """One pass over ``split``: each batch evaluated at every point (written into the model from
-    ``subspaces``, see :meth:`Geometry.subspaces`); the sums of each point."""
+    ``subspaces``, see :meth:`Geometry.subspaces`); the sums of each point (None for a point the
+    buffer ``policy`` refuses)."""
     loss_fn, metrics, precision = how
     device = subspaces[0][1][0].device
-    tallies = [BatchTally(split, loss_fn, metrics) for _ in coords]
+    tallies: list[BatchTally | None] = [BatchTally(split, loss_fn, metrics) for _ in coords]
     for i, batch in enumerate(split.batches(device, input_dtype(model))):
-        for c, tally in zip(coords, tallies, strict=True):
+        for k, c in enumerate(coords):
             for subspace, targets in subspaces:
                 subspace.write(targets, c)
-            with _autocast(precision, device):
-                tally.add(model, batch, i)
+            tally = tallies[k]
+            if tally is not None and not policy.at_point(model, c):
+                tallies[k] = tally = None
+            if tally is not None:
+                with _autocast(precision, device):
+                    tally.add(model, batch, i)
             bar.update(1)
     return tallies
+
+
+def _result(tally: BatchTally | None, metrics: tuple[str, ...]) -> dict[str, float]:
+    """A point's metrics; NaN for each (a step's: its loss) where the point was not evaluated."""
+    if tally is None:
+        return {metric: math.nan for metric in metrics or ("loss",)}
+    return tally.result()
 
 
 def _total(splits: Mapping[str, Split], n_points: int) -> int | None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from ._guard import exclusive
 from ._validate import line_endpoints
 from .affine import AffineInputs
 from .batches import DEFAULT_LOSS, LossFn, Step, Totals, Where, check_model, input_dtype, measure_batch
+from .buffers import BufferPolicy, Interpolate
 from .data import Split, as_splits
 from .params import ModelState, float_buffers, named_parameters
 
@@ -142,6 +144,9 @@ def _carried(obj: Any) -> Mapping[str, Any]:
     entries; nothing for a vector."""
     if isinstance(obj, nn.Module):
         return dict(obj.named_buffers())
+    carried = getattr(obj, "buffers", None)  # a trajectory's checkpoint with its recorded buffers
+    if isinstance(carried, Mapping):
+        return carried
     return obj if isinstance(obj, Mapping) else {}
 
 
@@ -273,14 +278,14 @@ def _native_subspace(origin: torch.Tensor, directions: list[torch.Tensor], end: 
     return _linpath.Subspace(move(origin), [move(d) for d in directions])
 
 
-def line_geometry(model: nn.Module, start: Any, end: Any) -> Geometry:
+def line_geometry(model: nn.Module, start: Any, end: Any, with_buffers: bool = True) -> Geometry:
     """The :class:`Geometry` of the line from ``start`` to ``end`` (checked, see linpath._validate),
-    with the float buffers both endpoints carry."""
+    with the float buffers both endpoints carry (none when ``with_buffers`` is False)."""
     names, params = named_parameters(model)
     device = params[0].device
     t0, t1 = line_endpoints(names, [tuple(p.shape) for p in params], start, end, device)
     buffers = None
-    buf_names, bufs, b0, b1 = buffer_ends(model, start, end)
+    buf_names, bufs, b0, b1 = buffer_ends(model, start, end) if with_buffers else ([], [], [], [])
     if bufs:
         shapes = [tuple(b.shape) for b in bufs]
         start_bufs, end_bufs = (dict(zip(buf_names, b, strict=True)) for b in (b0, b1))
@@ -313,9 +318,12 @@ class Engine:
         progress: bool | None,
         loss_fn: LossFn = DEFAULT_LOSS,
         order: str = "auto",
+        policy: BufferPolicy | None = None,
     ) -> list[Values]:
         """One :data:`Values` per pass (``{split: {metric: [value per point]}}``); ``order`` is the
-        checked loop order (see :mod:`linpath.batch_outer`; engines that read no DataLoader ignore it)."""
+        checked loop order (see :mod:`linpath.batch_outer`; engines that read no DataLoader ignore it);
+        ``policy`` sets the buffers at each point (:mod:`linpath.buffers`; default: interpolated with
+        the point)."""
         raise NotImplementedError
 
 
@@ -375,13 +383,15 @@ class ModuleEngine(Engine):
         progress: bool | None,
         loss_fn: LossFn = DEFAULT_LOSS,
         order: str = "auto",
+        policy: BufferPolicy | None = None,
     ) -> list[Values]:
         from .batch_outer import batch_outer_splits, sweep_batches  # it builds on this module
 
         results = []
+        policy = Interpolate() if policy is None else policy
         for points, precision in passes:
             check_point_range(geometry, points)
-            outer = batch_outer_splits(splits, order, len(points))
+            outer = batch_outer_splits(splits, order, len(points), recompute=policy.recomputes)
             inner = {name: split for name, split in splits.items() if name not in outer}
             # Input layers from z0 + Σ c·dz (see linpath.affine); float32 only, when points repeat batches.
             cached = precision == "float32" and len(points) > 2 and bool(inner)
@@ -390,11 +400,13 @@ class ModuleEngine(Engine):
             with exclusive(tensors, "sweep the model", "sweeping"):
                 how = (loss_fn, metrics, precision)
                 values = (
-                    _module_points(model, geometry, inner, points, how, affine, progress) if inner else {}
+                    _module_points(model, geometry, inner, points, how, affine, progress, policy)
+                    if inner
+                    else {}
                 )
                 if outer:
                     values |= sweep_batches(
-                        model, geometry, {n: splits[n] for n in outer}, points, how, progress
+                        model, geometry, {n: splits[n] for n in outer}, points, how, progress, policy
                     )
             values = {name: values[name] for name in splits}  # in the splits' order
             _drop_partial_metrics(values, len(points))
@@ -410,9 +422,11 @@ def _module_points(
     how: tuple[LossFn, tuple[str, ...], str],
     affine: AffineInputs | None,
     progress: bool | None,
+    policy: BufferPolicy,
 ) -> Values:
-    """Writes each point into the model and evaluates every split there; the model is put back as
-    it was afterwards, also on error or Ctrl-C."""
+    """Writes each point into the model, sets its buffers by ``policy`` and evaluates every split
+    there (NaN where the policy refuses the point); the model is put back as it was afterwards,
+    also on error or Ctrl-C."""
     loss_fn, metrics, precision = how
     device = geometry.params[0].device
     subspaces = geometry.subspaces()
@@ -430,6 +444,10 @@ def _module_points(
                     subspace.write(targets, coords)
                 if affine is not None:
                     affine.coords = tuple(coords)
+                if not policy.at_point(model, coords):
+                    _append_nan(values, metrics)
+                    bar.update(1)
+                    continue
                 for name, split in splits.items():
                     with _autocast(precision, device):
                         measured = evaluate(model, split, loss_fn, metrics, device, affine)
@@ -439,6 +457,13 @@ def _module_points(
     finally:
         state.restore()
     return values
+
+
+def _append_nan(values: Values, metrics: tuple[str, ...]) -> None:
+    """NaN for every metric of every split: a point that was not evaluated."""
+    for mv in values.values():
+        for metric in metrics or ("loss",):  # a step's own metrics (none asked for): its loss
+            mv.setdefault(metric, []).append(math.nan)
 
 
 class NativeEngine(Engine):
@@ -456,6 +481,7 @@ class NativeEngine(Engine):
         progress: bool | None,
         loss_fn: LossFn = DEFAULT_LOSS,
         order: str = "auto",
+        policy: BufferPolicy | None = None,
     ) -> list[Values]:
         check_point_range(geometry, np.concatenate([points for points, _ in passes]))
         native_passes = [(points.tolist(), precision) for points, precision in passes]

@@ -339,7 +339,9 @@ def interrupts_deferred() -> Iterator[None]:
 
 class ModelState:
     """A snapshot of everything a sweep touches: parameters and buffers (their values, the tensor
-    objects each module holds, ``requires_grad``) and the train/eval mode of every submodule."""
+    objects each module holds, ``requires_grad``; integer buffers such as ``num_batches_tracked``
+    too), the train/eval mode of every submodule, and the ``momentum`` of the modules that keep
+    running statistics (``buffers="recompute"`` sets it to None)."""
 
     def __init__(self, model: nn.Module) -> None:
         self._slots: list[tuple[dict[str, Any], str, torch.Tensor, bool]] = []
@@ -352,6 +354,11 @@ class ModelState:
                             self._slots.append((table, key, t, t.requires_grad))
                             self._saved.setdefault(id(t), t.detach().clone())
         self._modes = [(m, m.training) for m in model.modules()]
+        self._momenta = [
+            (m, m.momentum)
+            for m in model.modules()
+            if callable(getattr(m, "reset_running_stats", None)) and hasattr(m, "momentum")
+        ]
 
     def restore(self) -> None:
         """Puts the model back exactly as it was when the snapshot was taken.
@@ -380,3 +387,5 @@ class ModelState:
                 original.requires_grad_(requires_grad)
         for m, training in self._modes:
             m.training = training
+        for m, momentum in self._momenta:
+            m.momentum = momentum

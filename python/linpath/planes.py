@@ -12,6 +12,7 @@ import numpy as np
 from torch import nn
 
 from ._validate import finite_vector, model_endpoint, subspace_vectors
+from .buffers import Interpolate, buffer_policy, check_engine
 from .engines import Geometry, LossFn, precision_check, request
 from .params import ParamVector, float_buffers, named_parameters
 from .surfaces import Surface, _axis
@@ -55,8 +56,9 @@ def _split_buffers(model: nn.Module, directions: Any) -> tuple[Any, list[Any] | 
     return head, tail
 
 
-def plane_geometry(model: nn.Module, center: Any, directions: Any) -> Geometry:
-    """The checked :class:`Geometry` of the plane through ``center`` along ``directions``."""
+def plane_geometry(model: nn.Module, center: Any, directions: Any, with_buffers: bool = True) -> Geometry:
+    """The checked :class:`Geometry` of the plane through ``center`` along ``directions`` (buffer
+    parts of the directions are dropped when ``with_buffers`` is False)."""
     names, params = named_parameters(model)
     device = params[0].device
     if isinstance(directions, Sequence) and not isinstance(directions, str | bytes):
@@ -64,7 +66,7 @@ def plane_geometry(model: nn.Module, center: Any, directions: Any) -> Geometry:
     else:
         buffer_dirs = None
     origin, dirs = subspace_vectors(names, [tuple(p.shape) for p in params], center, directions, device)
-    if buffer_dirs is None:
+    if buffer_dirs is None or not with_buffers:
         return Geometry(names, params, origin, dirs)
     buffers = _buffer_plane(model, center, buffer_dirs, device)
     return Geometry(names, params, origin, dirs, buffers=buffers, buffer_names=tuple(float_buffers(model)[0]))
@@ -104,6 +106,9 @@ def surface(
     progress: bool | None = None,
     precision: str = "float32",
     engine: str = "auto",
+    buffers: str = "interpolate",
+    recompute_batches: int | None = None,
+    recompute_split: str | None = None,
     prefix: str = "auto",
     order: str = "auto",
 ) -> Surface:
@@ -138,6 +143,13 @@ def surface(
         precision: ``"float32"`` or ``"bf16"`` (then the grid's four corners and its centre point are
             re-evaluated in float32: ``surface.meta["precision_check"]``).
         engine: ``"auto"``, ``"native"`` or ``"module"``.
+        buffers: The float buffers at each point (:mod:`linpath.buffers`): ``"interpolate"``
+            (default) moves them along directions made with ``include_buffers=True`` and leaves
+            points where a running variance turns negative unevaluated (NaN, with a warning);
+            ``"current"`` keeps the model's own; ``"recompute"`` re-estimates them at each point.
+        recompute_batches: For ``"recompute"``: batches per point (default: all of an ``(X, Y)``
+            pair, 10 of a DataLoader).
+        recompute_split: For ``"recompute"``: the split to estimate from (default ``"train"``).
         prefix: How the names of the center and of directions given as state_dicts (or paths) map
             to the model's, as for :func:`linpath.interpolate`.
         order: ``"auto"``, ``"points"`` or ``"batches"``: whether each batch of a DataLoader is read
@@ -167,18 +179,33 @@ def surface(
         step=step,
         order=order,
     )
-    geometry = plane_geometry(model, center, directions)
+    policy = buffer_policy(
+        buffers, model, asked.splits, recompute_batches, recompute_split, (asked.loss_fn, asked.metrics)
+    )
+    check_engine(policy, model, asked.engine.name)
+    geometry = plane_geometry(model, center, directions, with_buffers=policy.moves_buffers)
     points = np.stack(np.meshgrid(xs, ys, indexing="xy"), axis=-1).reshape(-1, 2)  # row-major: y outer
     passes = [(points, precision)]
     index = _check_points(len(xs), len(ys)) if precision == "bf16" else None
     if index is not None:
         passes.append((points[index], "float32"))
     results = asked.engine.run(
-        model, geometry, asked.splits, asked.metrics, passes, progress, asked.loss_fn, order=asked.order
+        model,
+        geometry,
+        asked.splits,
+        asked.metrics,
+        passes,
+        progress,
+        asked.loss_fn,
+        order=asked.order,
+        policy=policy,
     )
+    if isinstance(policy, Interpolate):
+        policy.warn_invalid()
     meta = {
         **asked.meta(model, params),
         "buffers_moved": geometry.buffers is not None,
+        "buffers": policy.meta(),
         "direction_norms": [float(d.norm()) for d in geometry.directions],
         "axes": ["d1", "d2"],
         # The plane's layout, so that Surface.project can refuse a trajectory of another one.

@@ -19,6 +19,7 @@ from torch import nn
 from . import _linpath
 from ._io import atomic_write, open_regular
 from ._validate import model_endpoint
+from .buffers import buffer_policy, check_engine
 from .data import Split
 from .engines import (
     LossFn,
@@ -456,6 +457,9 @@ def interpolate(
     progress: bool | None = None,
     precision: str = "float32",
     engine: str = "auto",
+    buffers: str = "interpolate",
+    recompute_batches: int | None = None,
+    recompute_split: str | None = None,
     prefix: str = "auto",
     order: str = "auto",
 ) -> Sweep:
@@ -515,6 +519,16 @@ def interpolate(
             grid and two interior α in float32; the result is ``sweep.precision_check``, with a
             warning when the loss deviates by more than 2%.
         engine: ``"auto"`` (native when possible), ``"native"`` or ``"module"``.
+        buffers: What the float buffers (BatchNorm running statistics) are at each α (see
+            :mod:`linpath.buffers`): ``"interpolate"`` (default) moves them with the parameters when
+            both ends carry them, and leaves α where an interpolated running variance is negative
+            unevaluated (NaN, with a warning: outside [0, 1] the line leaves the valid variances);
+            ``"current"`` keeps the model's own; ``"recompute"`` re-estimates them at each α from
+            ``recompute_batches`` batches of ``recompute_split`` in train mode.
+        recompute_batches: For ``"recompute"``: batches per α (default: all of an ``(X, Y)`` pair,
+            10 of a DataLoader).
+        recompute_split: For ``"recompute"``: the split to estimate from (default ``"train"`` if the
+            data has one, else the first).
         prefix: How the endpoints' names map to the model's: ``"auto"`` (default) takes their names
             as they are or without the prefixes wrappers add (``module.``, ``_orig_mod.``,
             ``model.``), when exactly one of these readings finds every parameter (two are an
@@ -528,7 +542,8 @@ def interpolate(
             DataLoader, batch-outer evaluates every α on the same batches.
 
     Returns:
-        A :class:`Sweep` with ``values[split][metric]`` for every α.
+        A :class:`Sweep` with ``values[split][metric]`` for every α; ``meta["buffers"]`` records the
+        policy (and, for ``"interpolate"``, the points left unevaluated).
 
     Raises:
         TypeError: For a model that is not an ``nn.Module`` (or has no ``forward`` and no
@@ -553,23 +568,38 @@ def interpolate(
         order=order,
     )
     splits = asked.splits
-    geometry = line_geometry(model, start, end)
+    policy = buffer_policy(
+        buffers, model, splits, recompute_batches, recompute_split, (asked.loss_fn, asked.metrics)
+    )
+    check_engine(policy, model, asked.engine.name)
+    geometry = line_geometry(model, start, end, with_buffers=policy.moves_buffers)
     # A bf16 sweep is re-evaluated in float32 at a few α (in the same native pass when it can be).
     passes = [(grid[:, None], precision)]
     index = check_indices(grid) if precision == "bf16" else None
     if index is not None:
         passes.append((grid[index][:, None], "float32"))
     results = asked.engine.run(
-        model, geometry, splits, asked.metrics, passes, progress, asked.loss_fn, order=asked.order
+        model,
+        geometry,
+        splits,
+        asked.metrics,
+        passes,
+        progress,
+        asked.loss_fn,
+        order=asked.order,
+        policy=policy,
     )
     values = results[0]
     meta = {**asked.meta(model, params), "buffers_interpolated": geometry.buffers is not None}
+    meta["buffers"] = policy.meta()
     if index is not None:
         meta["precision_check"] = precision_check(results[1], grid, index, values)
     sweep = Sweep(grid, {s: {m: np.array(v) for m, v in mv.items()} for s, mv in values.items()}, meta)
     sweep.meta["nonfinite"] = found = _nonfinite_of(sweep)
     if found:
-        _warn_nonfinite(found, _likely_cause(found, model, start, end, splits))
+        moved = policy.moves_buffers  # only then can interpolated variances be the cause
+        cause = _likely_cause(found, model, start if moved else None, end if moved else None, splits)
+        _warn_nonfinite(found, cause)
     return sweep
 
 
@@ -605,9 +635,9 @@ def _likely_cause(
     if negative:
         return (
             f"BatchNorm running variances interpolated from start and end are negative at alpha = "
-            f"{alpha_list(negative)} (outside [0, 1] the line leaves the valid variances); keep alpha in "
-            "[0, 1] for such models, or pass start and end without buffers (parameter vectors) to use the "
-            "model's own statistics at every alpha"
+            f"{alpha_list(negative)} (outside [0, 1] the line leaves the valid variances), so the model was "
+            "not evaluated there; pass buffers='recompute' to re-estimate the statistics at each alpha, "
+            "buffers='current' to keep the model's own, or keep alpha in [0, 1]"
         )
     dirty = [name for name in found if splits[name].has_nonfinite_inputs()]
     if dirty:

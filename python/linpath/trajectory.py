@@ -20,9 +20,43 @@ from ._checks import I64_END, integer
 from ._guard import check_free
 from ._io import temp_path
 from ._validate import finite_vector, line_endpoints
-from .params import ParamVector, check_same_layout, dtype_name, named_parameters
+from .params import ParamVector, check_same_layout, dtype_name, float_buffers, named_parameters
 
 _STORE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: The floating-point buffers of a trajectory file ``run.lpt`` are in ``run.lpt`` + this suffix, a
+#: trajectory file of its own (same format), so that the parameters' file is unchanged.
+BUFFERS_SUFFIX = ".buffers"
+
+
+def buffers_path(path: str | os.PathLike[str]) -> str:
+    """The file that holds the buffers recorded beside the trajectory file ``path``."""
+    return os.fspath(path) + BUFFERS_SUFFIX
+
+
+class Checkpoint(ParamVector):
+    """A trajectory's checkpoint: its parameters (a :class:`ParamVector`) and the floating-point
+    buffers recorded with them (``buffers``: name -> tensor, e.g. BatchNorm statistics).
+
+    ``linpath.interpolate(model, trajectory[0], trajectory[-1], data)`` interpolates those buffers
+    along with the parameters (``buffers="interpolate"``), as it does between two modules.
+    """
+
+    __slots__ = ("buffers",)
+
+    def __init__(self, vector: ParamVector, buffers: dict[str, torch.Tensor]) -> None:
+        super().__init__(vector.tensor, vector.names, vector.shapes)
+        self.buffers = buffers
+
+
+def _want_buffers(buffers: bool | None, has: bool, model: nn.Module) -> bool:
+    """Whether to record buffers: ``buffers``, or (None) whether the model has float buffers."""
+    if buffers is None:
+        return has
+    if not isinstance(buffers, bool):
+        raise TypeError(f"buffers must be True, False or None, got {buffers!r}")
+    if buffers and not has:
+        raise ValueError(f"buffers=True but the model ({type(model).__name__}) has no floating-point buffers")
+    return buffers
 
 
 class Trajectory:
@@ -38,8 +72,11 @@ class Trajectory:
     :attr:`format_version`).
     """
 
-    def __init__(self, store: _linpath.TrajectoryStore) -> None:
+    def __init__(
+        self, store: _linpath.TrajectoryStore, buffer_store: _linpath.TrajectoryStore | None = None
+    ) -> None:
         self._store = store
+        self._buffer_store = buffer_store
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, allow_partial: bool = False) -> Trajectory:
@@ -55,19 +92,36 @@ class Trajectory:
                 checkpoint damaged later is reported when it is read).
             OSError: If it cannot be read.
         """
-        return cls(_linpath.TrajectoryStore.open(os.fspath(path), allow_partial, False))
+        store = _linpath.TrajectoryStore.open(os.fspath(path), allow_partial, False)
+        side = buffers_path(path)
+        buffer_store = (
+            _linpath.TrajectoryStore.open(side, allow_partial, False) if os.path.lexists(side) else None
+        )
+        return cls(store, buffer_store)
 
     def __len__(self) -> int:
         return len(self._store)
 
     def __getitem__(self, index: int) -> ParamVector:
+        """Checkpoint ``index``: a :class:`Checkpoint` (parameters and buffers) where buffers were
+        recorded for it, else a :class:`ParamVector`."""
         if not isinstance(index, int | np.integer) or isinstance(index, bool):
             raise TypeError(f"trajectory indices must be integers, not {type(index).__name__}")
         n = len(self)
         i = int(index) + n if index < 0 else int(index)
         if not 0 <= i < n:
             raise IndexError(f"checkpoint {index} out of range for a trajectory of {n}")
-        return ParamVector(self._store.get(i), self.names, self.shapes)
+        vector = ParamVector(self._store.get(i), self.names, self.shapes)
+        side = self._buffer_store
+        if side is None or i >= len(side):  # a file cut short may hold fewer buffer records
+            return vector
+        buffers = ParamVector(side.get(i), side.names, [tuple(s) for s in side.shapes]).to_state_dict()
+        return Checkpoint(vector, buffers)
+
+    @property
+    def buffer_names(self) -> list[str]:
+        """Names of the floating-point buffers recorded with the checkpoints (empty if none were)."""
+        return [] if self._buffer_store is None else self._buffer_store.names
 
     def __iter__(self) -> Iterator[ParamVector]:
         for i in range(len(self)):
@@ -148,6 +202,10 @@ class TrajectoryRecorder:
             checkpoint.
         dtype: Stored element type, float32 or float64. Defaults to float64 for float64 models and
             float32 otherwise (with ``append``, the file's).
+        buffers: Also record the model's floating-point buffers (BatchNorm statistics) with each
+            checkpoint; defaults to True when the model has any. They go to a file of their own,
+            ``path`` + ``".buffers"`` (the parameters' file keeps its format), and come back with
+            each checkpoint (:class:`Checkpoint`); :func:`project` ignores them.
         overwrite: Replace an existing trajectory file at ``path``: a new, empty trajectory takes its
             place in one step (the old file stays whole until then).
         append: Add the checkpoints to the trajectory file at ``path`` (a version-2 file of the
@@ -164,6 +222,7 @@ class TrajectoryRecorder:
         path: str | os.PathLike[str] | None = None,
         *,
         dtype: torch.dtype | None = None,
+        buffers: bool | None = None,
         overwrite: bool = False,
         append: bool = False,
     ) -> None:
@@ -173,9 +232,13 @@ class TrajectoryRecorder:
         shapes = [list(s) for s in self._shapes]
         if overwrite and append:
             raise ValueError("pass overwrite=True or append=True, not both")
+        self._buffer_names, bufs = float_buffers(model)
+        self._buffer_shapes = [tuple(b.shape) for b in bufs]
+        buffers = _want_buffers(buffers, bool(bufs), model)
         if append and path is not None and os.path.lexists(path):
             self._store = self._appending(path, dtype)
             self._dtype = self._store.dtype
+            self._buffer_store = self._appending_buffers(path, buffers)
             return
         if dtype is None:
             dtype = torch.float64 if all(p.dtype == torch.float64 for p in params) else torch.float32
@@ -186,9 +249,44 @@ class TrajectoryRecorder:
             self._store = _linpath.TrajectoryStore.in_memory(self._names, shapes, self._dtype)
         elif overwrite and os.path.lexists(path):
             self._store = self._replacing(path)
+            if os.path.lexists(buffers_path(path)):  # the replaced trajectory's buffers
+                os.unlink(buffers_path(path))
         else:
             _refuse_existing(path)
+            if buffers and os.path.lexists(buffers_path(path)):
+                raise FileExistsError(f"{buffers_path(path)} exists; choose a new path for the trajectory")
             self._store = _linpath.TrajectoryStore.create(os.fspath(path), self._names, shapes, self._dtype)
+        self._buffer_store = self._buffers_store(path) if buffers else None
+
+    def _buffers_store(self, path: str | os.PathLike[str] | None) -> _linpath.TrajectoryStore:
+        """The store the buffers are recorded in (in memory, or the file beside ``path``)."""
+        shapes = [list(s) for s in self._buffer_shapes]
+        if path is None:
+            return _linpath.TrajectoryStore.in_memory(self._buffer_names, shapes, self._dtype)
+        return _linpath.TrajectoryStore.create(buffers_path(path), self._buffer_names, shapes, self._dtype)
+
+    def _appending_buffers(self, path: str | os.PathLike[str], buffers: bool) -> Any:
+        """The buffers' file beside the trajectory file ``path`` being appended to, open for appending
+        (a new one if the trajectory is still empty), or None; it must hold as many checkpoints."""
+        side, count = buffers_path(path), len(self._store)
+        if not os.path.lexists(side):
+            if buffers and count:
+                raise ValueError(
+                    f"{os.fspath(path)} was recorded without buffers; pass buffers=False to append to it"
+                )
+            return self._buffers_store(path) if buffers else None
+        if not buffers:
+            raise ValueError(
+                f"{side} records the buffers of {os.fspath(path)}: append them too (buffers=True)"
+            )
+        store = _linpath.TrajectoryStore.open(side, False, True)
+        layout = [tuple(s) for s in store.shapes]
+        check_same_layout(
+            store.names, layout, self._buffer_names, self._buffer_shapes, f"the buffers file {side}"
+        )
+        if len(store) != count:
+            raise ValueError(f"{side} holds {len(store)} checkpoints but {os.fspath(path)} holds {count}")
+        return store
 
     def _appending(self, path: str | os.PathLike[str], dtype: torch.dtype | None) -> Any:
         """The existing trajectory file at ``path``, open for appending, checked against the model."""
@@ -238,13 +336,25 @@ class TrajectoryRecorder:
         check_free(params, "record the model's parameters")
         with torch.no_grad():
             vec = _linpath.flatten_tensors(params, self._dtype)
+            buffers = self._buffer_vector()
         self._store.append(step, vec)
+        if buffers is not None and self._buffer_store is not None:
+            self._buffer_store.append(step, buffers)
         return step
+
+    def _buffer_vector(self) -> torch.Tensor | None:
+        """The model's float buffers now, flat, checked against the recorded layout (None if not recorded)."""
+        if self._buffer_store is None:
+            return None
+        names, bufs = float_buffers(self._model)
+        layout = [tuple(b.shape) for b in bufs]
+        check_same_layout(names, layout, self._buffer_names, self._buffer_shapes, "the model's buffers now")
+        return _linpath.flatten_tensors(bufs, self._dtype)
 
     @property
     def trajectory(self) -> Trajectory:
         """The checkpoints recorded so far (a live view: later records show up in it)."""
-        return Trajectory(self._store)
+        return Trajectory(self._store, self._buffer_store)
 
     def __len__(self) -> int:
         return len(self._store)
