@@ -147,6 +147,27 @@ def test_interpolate_leaves_negative_variances_unevaluated(make_bn_mlp, make_dat
             assert np.isfinite(s.values["data"]["loss"]).all()
 
 
+def test_batch_outer_also_leaves_negative_variances_unevaluated(make_bn_mlp, make_data):
+    # The batch-outer loop (a DataLoader, order="batches") asks the policy at each point as the
+    # point-outer loop does: the point with a variance just below zero is NaN in both, never finite.
+    model = make_bn_mlp(0, 0.0)
+    start, end = copy.deepcopy(model), copy.deepcopy(model)
+    start[1].running_var.fill_(5e-6)
+    end[1].running_var.fill_(1e-6)
+    x, y = make_data(64, 3)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    got = {}
+    for order in ("points", "batches"):
+        with pytest.warns(RuntimeWarning, match=r"negative at alpha = 1\.5"):
+            sweep = linpath.interpolate(
+                model, start, end, loader, alphas=[0.0, 1.0, 1.5], order=order, progress=False
+            )
+        assert sweep.meta["order"] == order and sweep.meta["buffers"]["invalid_points"] == [[1.5]]
+        got[order] = sweep.values["data"]["loss"]
+    assert np.isnan(got["batches"][2]) and np.isfinite(got["batches"][:2]).all()
+    np.testing.assert_array_equal(got["points"], got["batches"])
+
+
 def test_current_ignores_the_ends_buffers_without_warning(make_bn_mlp, make_data):
     model, start, end = make_bn_mlp(0, 0.0), make_bn_mlp(1, 2.0), make_bn_mlp(2, -1.0)
     data = make_data(64, 2)
