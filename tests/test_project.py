@@ -556,7 +556,8 @@ def test_integer_endpoints_are_type_errors(small_traj):
         linpath.project(traj, ints, theta1)
     with pytest.raises(TypeError, match="floating-point"):
         linpath.project(traj, theta0, torch.from_numpy(ints))
-    with pytest.raises(TypeError):
+    # A string is the path of a checkpoint (issue 12): one that names no file says so.
+    with pytest.raises(FileNotFoundError, match="no file or directory"):
         linpath.project(traj, "start", theta1)
 
 

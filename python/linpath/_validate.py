@@ -73,6 +73,8 @@ def endpoint(
         # A new dict of exactly the names needed (a second reading of it finds only this one).
         return {n: table[q + n[len(r) :]] for n in (*names, *others) if q + n[len(r) :] in table}
     if not readings:
+        if prefix == "auto" and not isinstance(obj, Mapping) and not _wrapped(table, names):
+            return obj  # a module with no wrapper prefix in sight: the layout check says what differs
         raise ValueError(_no_reading(what, obj, table, names, prefix))
     shown = "; ".join(f"{names[0]!r} <- {q + names[0][len(r) :]!r}" for r, q in readings)
     raise ValueError(
@@ -107,6 +109,11 @@ def _named_table(obj: Any, names: Sequence[str]) -> Mapping[str, Any] | None:
     if isinstance(obj, ParamVector) and obj._named and obj.names != list(names):
         return obj.to_state_dict()
     return None
+
+
+def _wrapped(table: Mapping[str, Any], names: Sequence[str]) -> bool:
+    """True when some key of ``table`` or some model name starts with a wrapper prefix."""
+    return any(_chains(k) for k in table) or any(_chains(n) for n in names)
 
 
 def _chains(name: str) -> list[str]:
