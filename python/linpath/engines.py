@@ -25,6 +25,7 @@ points in float32 and reports the largest deviation.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import math
 import warnings
@@ -42,7 +43,7 @@ from ._guard import exclusive
 from ._validate import line_endpoints
 from .affine import AffineInputs
 from .batches import DEFAULT_LOSS, LossFn, Step, Totals, Where, check_model, input_dtype, measure_batch
-from .buffers import BufferPolicy, Interpolate
+from .buffers import BufferPolicy, Interpolate, buffer_policy, check_engine
 from .data import Split, as_splits
 from .params import ModelState, float_buffers, named_parameters
 
@@ -555,6 +556,8 @@ class Request:
     step: Step | None = None
     #: The loop order over points and batches (see :mod:`linpath.batch_outer`).
     order: str = "auto"
+    #: How the float buffers are set at each point (see :mod:`linpath.buffers`).
+    policy: BufferPolicy = dataclasses.field(default_factory=Interpolate)
 
     @property
     def loss_fn(self) -> LossFn:
@@ -609,9 +612,11 @@ def request(
     precision: str,
     step: Callable[[nn.Module, Any], Any] | None = None,
     order: str = "auto",
+    buffers: tuple[str, int | None, str | None] = ("interpolate", None, None),
 ) -> Request:
-    """Checks the arguments ``interpolate`` and ``surface`` share and chooses the engine (the module
-    engine for a ``step``)."""
+    """Checks the arguments ``interpolate`` and ``surface`` share, chooses the engine (the module
+    engine for a ``step``) and builds the buffer policy from ``buffers`` = (policy name,
+    recompute_batches, recompute_split)."""
     from .batch_outer import check_order  # it builds on this module
 
     if step is not None and loss is not None:
@@ -632,7 +637,10 @@ def request(
     chosen = MODULE if stepper is not None else choose_engine(model, splits, loss, engine, precision)
     if stepper is not None and precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    return Request(splits, checked, loss, chosen, precision, stepper, order)
+    asked = Request(splits, checked, loss, chosen, precision, stepper, order)
+    policy = buffer_policy(buffers[0], model, splits, buffers[1], buffers[2], (asked.loss_fn, checked))
+    check_engine(policy, model, chosen.name)
+    return dataclasses.replace(asked, policy=policy)
 
 
 def check_generic_objective(model: nn.Module) -> None:

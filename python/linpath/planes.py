@@ -12,7 +12,7 @@ import numpy as np
 from torch import nn
 
 from ._validate import finite_vector, model_endpoint, subspace_vectors
-from .buffers import Interpolate, buffer_policy, check_engine
+from .buffers import Interpolate
 from .engines import Geometry, LossFn, precision_check, request
 from .params import ParamVector, float_buffers, named_parameters
 from .surfaces import Surface, _axis
@@ -178,11 +178,9 @@ def surface(
         precision=precision,
         step=step,
         order=order,
+        buffers=(buffers, recompute_batches, recompute_split),
     )
-    policy = buffer_policy(
-        buffers, model, asked.splits, recompute_batches, recompute_split, (asked.loss_fn, asked.metrics)
-    )
-    check_engine(policy, model, asked.engine.name)
+    policy = asked.policy
     geometry = plane_geometry(model, center, directions, with_buffers=policy.moves_buffers)
     points = np.stack(np.meshgrid(xs, ys, indexing="xy"), axis=-1).reshape(-1, 2)  # row-major: y outer
     passes = [(points, precision)]

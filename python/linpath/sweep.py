@@ -19,7 +19,6 @@ from torch import nn
 from . import _linpath
 from ._io import atomic_write, open_regular
 from ._validate import model_endpoint
-from .buffers import buffer_policy, check_engine
 from .data import Split
 from .engines import (
     LossFn,
@@ -566,12 +565,10 @@ def interpolate(
         precision=precision,
         step=step,
         order=order,
+        buffers=(buffers, recompute_batches, recompute_split),
     )
     splits = asked.splits
-    policy = buffer_policy(
-        buffers, model, splits, recompute_batches, recompute_split, (asked.loss_fn, asked.metrics)
-    )
-    check_engine(policy, model, asked.engine.name)
+    policy = asked.policy
     geometry = line_geometry(model, start, end, with_buffers=policy.moves_buffers)
     # A bf16 sweep is re-evaluated in float32 at a few α (in the same native pass when it can be).
     passes = [(grid[:, None], precision)]
