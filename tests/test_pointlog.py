@@ -3,12 +3,19 @@ garbage tails, refused settings, part files of several ranks, finish."""
 
 import json
 import os
+import signal
 import struct
+import subprocess
+import sys
+import threading
+import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import linpath
 from linpath import pointlog
 from linpath.pointlog import PointLog, finish, read_header, read_points
 
@@ -68,6 +75,25 @@ def frame(tag: bytes, body) -> bytes:
 def handmade(header: dict, records: list[dict]) -> bytes:
     stored = {"format": "linpath.PointLog", "version": 1, **header}
     return b"linpath.PointLog 1\n" + frame(b"LPHD", stored) + b"".join(frame(b"LPPT", r) for r in records)
+
+
+# A child that appends one point at a time to a line's result file until it is killed.
+CHILD = r"""
+import sys
+from linpath.pointlog import PointLog
+
+path, n = sys.argv[1], int(sys.argv[2])
+header = {"kind": "line", "settings": {}, "hashes": {}, "layout": [], "grid": [[i / n] for i in range(n)]}
+with PointLog.open(path, header, rank=1) as log:
+    for i in range(n):
+        log.append([(i, {"t": {"loss": i * 0.25, "error": float("nan") if i % 3 == 0 else -i}})])
+        if i == 0:
+            print("started", flush=True)
+"""
+
+
+def line_values(i: int) -> dict:
+    return {"t": {"loss": i * 0.25, "error": float("nan") if i % 3 == 0 else float(-i)}}
 
 
 def write_log(path, header, points) -> bytes:
@@ -455,3 +481,35 @@ def test_an_absent_file_holds_no_point_and_is_created_only_when_asked(tmp_path):
     with pytest.raises(ValueError, match="is closed"):
         log.append([])
     assert pointlog.part_files(tmp_path / "sub" / "run.lps") == []
+
+
+def test_a_writer_killed_at_a_random_moment_leaves_every_point_it_finished(tmp_path, rng):
+    n = 20_000
+    env = {**os.environ, "PYTHONPATH": str(Path(linpath.__file__).parents[1])}
+    with subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tmp_path / "run.lps"), str(n)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as child:
+        watchdog = threading.Timer(120, child.kill)
+        watchdog.start()
+        try:
+            said = child.stdout.readline().strip()
+            time.sleep(rng.uniform(0, 0.1))
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+            watchdog.cancel()
+    assert said == "started"
+    header = read_header(tmp_path / "run.lps.part1")
+    points = read_points(tmp_path / "run.lps", header)
+    done = len(points)
+    print(f"{done} points finished before the kill")
+    assert 1 <= done < n
+    assert all_bits(points) == all_bits({i: line_values(i) for i in range(done)})
+    with PointLog.open(tmp_path / "run.lps", header, rank=1) as log:  # the dead writer's lock is gone
+        log.append([(done, line_values(done))])
+    assert all_bits(read_points(tmp_path / "run.lps", header)) == all_bits(
+        {i: line_values(i) for i in range(done + 1)}
+    )
