@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ._checks import I64_END, integer
-from .batches import to_device
+from .batches import Totals, to_device
 
 DEFAULT_BATCH_SIZE = 1024
 
@@ -76,6 +76,16 @@ class Split:
         if self._pair is None or not self._pair[0].is_floating_point():
             return False
         return not bool(torch.isfinite(self._pair[0]).all())
+
+    @property
+    def pair(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The ``(X, Y)`` pair this split was made from, or None for a re-iterable of batches."""
+        return self._pair
+
+    def reduce(self, totals: Totals) -> None:
+        """Turns the sums of this split's batches at one point into the sums over the whole split:
+        nothing to do here; a rank's share of a split in a distributed run
+        (:class:`linpath.distributed.ShardedSplit`) adds the other ranks' sums."""
 
     @property
     def is_pair(self) -> bool:

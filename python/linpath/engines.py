@@ -25,6 +25,7 @@ points in float32 and reports the largest deviation.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import datetime
 import math
@@ -98,6 +99,7 @@ class BatchTally:
         """The metrics over the batches added (ValueError if none held examples, or if a step did not
         return a metric asked for)."""
         step = isinstance(self.loss_fn, Step)
+        self.split.reduce(self.totals)
         result = self.totals.result(self.split.name, step)
         if not self.metrics:
             return result
@@ -213,10 +215,21 @@ def _drop_partial_metrics(values: dict[str, dict[str, list[float]]], n: int) -> 
             )
 
 
+#: While a job driver (:mod:`linpath.runner`) runs an engine, the bars the engine asks for report to
+#: the job's one bar instead of showing their own: ``relay(total, unit)`` makes them.
+BAR_RELAY: contextvars.ContextVar[Callable[[int | None, str], Any] | None] = contextvars.ContextVar(
+    "linpath_bar_relay", default=None
+)
+
+
 def progress_bar(
     total: int | None, progress: bool | None, desc: str = "linpath sweep", unit: str = "α"
-) -> tqdm:
-    """A tqdm bar: shown always (True), never (False), or once the work takes over 2 s (None)."""
+) -> Any:
+    """A tqdm bar: shown always (True), never (False), or once the work takes over 2 s (None); inside
+    a job driver's run, a bar that reports to the job's bar (:data:`BAR_RELAY`)."""
+    relay = BAR_RELAY.get()
+    if relay is not None:
+        return relay(total, unit)
     return tqdm(
         total=total,
         desc=desc,
@@ -308,6 +321,9 @@ class Engine:
     name = ""
     #: Precisions the engine evaluates in.
     precisions: tuple[str, ...] = PRECISIONS
+    #: Whether each point's batches are added up by :class:`BatchTally` (then a rank's share of a split
+    #: all-reduces the sums, see :mod:`linpath.distributed`); False: the engine reports means per split.
+    tallies = True
 
     def run(
         self,
@@ -471,6 +487,7 @@ class NativeEngine(Engine):
     """linpath's Rust-backed models, in Rust (see the module docstring)."""
 
     name = "native"
+    tallies = False
 
     def run(
         self,

@@ -5,16 +5,19 @@ linpath's own models (the MLP's first layer 1 + 2 times per batch; bf16 with its
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from torch import nn
 
+from . import runner
 from ._validate import finite_vector, model_endpoint, subspace_vectors
 from .buffers import Interpolate
 from .engines import Geometry, LossFn, precision_check, request
 from .params import ParamVector, float_buffers, named_parameters
+from .runner import Job
 from .surfaces import Surface, _axis
 
 #: Default grid: 21 points on [-1, 1] along each direction.
@@ -111,6 +114,9 @@ def surface(
     recompute_split: str | None = None,
     prefix: str = "auto",
     order: str = "auto",
+    distributed: bool | None = None,
+    shard: str = "points",
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> Surface:
     """Evaluates the objective on the plane θ(a, b) = θ0 + a·d1 + b·d2.
 
@@ -155,6 +161,18 @@ def surface(
         order: ``"auto"``, ``"points"`` or ``"batches"``: whether each batch of a DataLoader is read
             once and evaluated at every point (see :func:`linpath.interpolate` and
             :mod:`linpath.batch_outer`).
+        distributed: Run on the ``torch.distributed`` process group: None (default) when one is
+            initialised with more than one process, True to require one, False never. Every rank
+            calls this function with the same arguments and gets the same complete result; the ranks
+            first exchange digests of the grid, the settings, the parameter layout, the endpoints or
+            directions and the data, and all raise the same ValueError when they differ.
+        shard: ``"points"`` (default): the points are dealt across the ranks, interleaved, each rank
+            writing its points into its own model; ``"data"``: every rank evaluates every point on
+            its share of each split's examples and the sums (float64 loss sum, error count, example
+            count) are all-reduced per point, for models too large to replicate many times.
+        checkpoint: The path of a resumable result file: each finished point is appended to it; a
+            rerun with the same settings computes only the points it lacks, a rerun with other
+            settings is refused with a message naming them (see :mod:`linpath.pointlog`).
 
     Returns:
         A :class:`Surface` with ``values[split][metric]`` of shape ``(len(ys), len(xs))`` and the plane
@@ -187,17 +205,8 @@ def surface(
     index = _check_points(len(xs), len(ys)) if precision == "bf16" else None
     if index is not None:
         passes.append((points[index], "float32"))
-    results = asked.engine.run(
-        model,
-        geometry,
-        asked.splits,
-        asked.metrics,
-        passes,
-        progress,
-        asked.loss_fn,
-        order=asked.order,
-        policy=policy,
-    )
+    job = Job("surface", distributed, shard, checkpoint)
+    results, job_info = runner.run(job, asked, model, geometry, passes, progress)
     if isinstance(policy, Interpolate):
         policy.warn_invalid()
     meta = {
@@ -209,6 +218,8 @@ def surface(
         # The plane's layout, so that Surface.project can refuse a trajectory of another one.
         "layout": [[name, list(p.shape)] for name, p in zip(names, params, strict=True)],
     }
+    if job_info:
+        meta["job"] = job_info
     if index is not None:
         check = precision_check(results[1], np.arange(len(points), dtype=np.float64), index, results[0])
         check.pop("alphas")

@@ -16,7 +16,7 @@ import torch
 from numpy.lib import format as npy_format
 from torch import nn
 
-from . import _linpath
+from . import _linpath, runner
 from ._io import atomic_write, open_regular
 from ._validate import model_endpoint
 from .data import Split
@@ -29,6 +29,7 @@ from .engines import (
     request,
 )
 from .params import named_parameters
+from .runner import Job
 
 SWEEP_FORMAT = "linpath.Sweep"
 SWEEP_FORMAT_VERSION = 1
@@ -461,6 +462,9 @@ def interpolate(
     recompute_split: str | None = None,
     prefix: str = "auto",
     order: str = "auto",
+    distributed: bool | None = None,
+    shard: str = "points",
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> Sweep:
     """Evaluates the objective along the line θ(α) = θ0 + α·(θ1 − θ0).
 
@@ -539,6 +543,18 @@ def interpolate(
             read once; see :mod:`linpath.batch_outer`); ``"auto"`` (default) does that for every
             split that is not an ``(X, Y)`` pair or a list of batches in memory. With a shuffling
             DataLoader, batch-outer evaluates every α on the same batches.
+        distributed: Run on the ``torch.distributed`` process group: None (default) when one is
+            initialised with more than one process, True to require one, False never. Every rank
+            calls this function with the same arguments and gets the same complete result; the ranks
+            first exchange digests of the grid, the settings, the parameter layout, the endpoints or
+            directions and the data, and all raise the same ValueError when they differ.
+        shard: ``"points"`` (default): the points are dealt across the ranks, interleaved, each rank
+            writing its points into its own model; ``"data"``: every rank evaluates every point on
+            its share of each split's examples and the sums (float64 loss sum, error count, example
+            count) are all-reduced per point, for models too large to replicate many times.
+        checkpoint: The path of a resumable result file: each finished point is appended to it; a
+            rerun with the same settings computes only the points it lacks, a rerun with other
+            settings is refused with a message naming them (see :mod:`linpath.pointlog`).
 
     Returns:
         A :class:`Sweep` with ``values[split][metric]`` for every α; ``meta["buffers"]`` records the
@@ -575,19 +591,12 @@ def interpolate(
     index = check_indices(grid) if precision == "bf16" else None
     if index is not None:
         passes.append((grid[index][:, None], "float32"))
-    results = asked.engine.run(
-        model,
-        geometry,
-        splits,
-        asked.metrics,
-        passes,
-        progress,
-        asked.loss_fn,
-        order=asked.order,
-        policy=policy,
-    )
+    job = Job("line", distributed, shard, checkpoint)
+    results, job_info = runner.run(job, asked, model, geometry, passes, progress)
     values = results[0]
     meta = {**asked.meta(model, params), "buffers_interpolated": geometry.buffers is not None}
+    if job_info:
+        meta["job"] = job_info
     meta["buffers"] = policy.meta()
     if index is not None:
         meta["precision_check"] = precision_check(results[1], grid, index, values)
