@@ -98,7 +98,7 @@ def sweep_batches(
     splits: Mapping[str, Split],
     points: np.ndarray,
     how: tuple[LossFn, tuple[str, ...], str],
-    progress: bool | None,
+    progress: tuple[bool | None, float],
     policy: BufferPolicy,
 ) -> Values:
     """Evaluates every split at every point, batch-outer (see the module docstring); the model is
@@ -110,7 +110,9 @@ def sweep_batches(
         splits: The splits to evaluate (each read once).
         points: The points' coordinates ``[P, k]``.
         how: ``(loss_fn, metrics, precision)``.
-        progress: Show a progress bar over batches × points (see :func:`linpath.engines.progress_bar`).
+        progress: ``(show, start)``: show a progress bar over batches × points (see
+            :func:`linpath.engines.progress_bar`), which counts the part from ``start`` to the end
+            of the engine's run.
         policy: The buffer policy (one that does not recompute): a point it refuses is NaN.
 
     Returns:
@@ -123,7 +125,8 @@ def sweep_batches(
         model.eval()
         total = _total(splits, len(coords))
         subspaces = geometry.subspaces()
-        with progress_bar(total, progress, unit="batch·pt") as bar, torch.no_grad():
+        bar_of = progress_bar(total, progress[0], unit="batch·pt", span=(progress[1], 1.0))
+        with bar_of as bar, torch.no_grad():
             for name, split in splits.items():
                 tallies = _split_tallies(model, subspaces, split, coords, how, bar, policy)
                 values[name] = _collect([_result(tally, how[1]) for tally in tallies])

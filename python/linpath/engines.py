@@ -217,19 +217,24 @@ def _drop_partial_metrics(values: dict[str, dict[str, list[float]]], n: int) -> 
 
 #: While a job driver (:mod:`linpath.runner`) runs an engine, the bars the engine asks for report to
 #: the job's one bar instead of showing their own: ``relay(total, unit)`` makes them.
-BAR_RELAY: contextvars.ContextVar[Callable[[int | None, str], Any] | None] = contextvars.ContextVar(
-    "linpath_bar_relay", default=None
+BAR_RELAY: contextvars.ContextVar[Callable[[int | None, tuple[float, float]], Any] | None] = (
+    contextvars.ContextVar("linpath_bar_relay", default=None)
 )
 
 
 def progress_bar(
-    total: int | None, progress: bool | None, desc: str = "linpath sweep", unit: str = "α"
+    total: int | None,
+    progress: bool | None,
+    desc: str = "linpath sweep",
+    unit: str = "α",
+    span: tuple[float, float] = (0.0, 1.0),
 ) -> Any:
     """A tqdm bar: shown always (True), never (False), or once the work takes over 2 s (None); inside
-    a job driver's run, a bar that reports to the job's bar (:data:`BAR_RELAY`)."""
+    a job driver's run, a bar that reports to the job's bar (:data:`BAR_RELAY`), as the part ``span``
+    (from, to: fractions) of the engine's run that this bar counts."""
     relay = BAR_RELAY.get()
     if relay is not None:
-        return relay(total, unit)
+        return relay(total, span)
     return tqdm(
         total=total,
         desc=desc,
@@ -416,14 +421,16 @@ class ModuleEngine(Engine):
             tensors = list(geometry.params) + float_buffers(model)[1]
             with exclusive(tensors, "sweep the model", "sweeping"):
                 how = (loss_fn, metrics, precision)
+                cut = len(inner) / len(splits)  # the share of the run's progress of the point-outer loop
                 values = (
-                    _module_points(model, geometry, inner, points, how, affine, progress, policy)
+                    _module_points(model, geometry, inner, points, how, affine, (progress, cut), policy)
                     if inner
                     else {}
                 )
                 if outer:
+                    outer_splits = {n: splits[n] for n in outer}
                     values |= sweep_batches(
-                        model, geometry, {n: splits[n] for n in outer}, points, how, progress, policy
+                        model, geometry, outer_splits, points, how, (progress, cut), policy
                     )
             values = {name: values[name] for name in splits}  # in the splits' order
             _drop_partial_metrics(values, len(points))
@@ -438,7 +445,7 @@ def _module_points(
     points: np.ndarray,
     how: tuple[LossFn, tuple[str, ...], str],
     affine: AffineInputs | None,
-    progress: bool | None,
+    progress: tuple[bool | None, float],
     policy: BufferPolicy,
 ) -> Values:
     """Writes each point into the model, sets its buffers by ``policy`` and evaluates every split
@@ -452,7 +459,9 @@ def _module_points(
     try:
         model.eval()
         with (
-            progress_bar(len(points), progress, unit="pt" if geometry.dim > 1 else "α") as bar,
+            progress_bar(
+                len(points), progress[0], unit="pt" if geometry.dim > 1 else "α", span=(0.0, progress[1])
+            ) as bar,
             torch.no_grad(),
             affine.installed() if affine is not None else contextlib.nullcontext(),
         ):

@@ -353,8 +353,8 @@ class _JobBar:
         """While the engine evaluates ``points`` points, its bars report here."""
         base = self.local
 
-        def relay(total: int | None, unit: str) -> _RelayBar:
-            return _RelayBar(self, base, points, total)
+        def relay(total: int | None, span: tuple[float, float]) -> _RelayBar:
+            return _RelayBar(self, base + span[0] * points, (span[1] - span[0]) * points, total)
 
         token = BAR_RELAY.set(relay)
         try:
@@ -364,8 +364,8 @@ class _JobBar:
         self.advance(base + points, force=True)
 
     def advance(self, local: float, force: bool = False) -> None:
-        """This rank has finished ``local`` points (fractions within a chunk)."""
-        self.local = local
+        """This rank has finished ``local`` points (fractions within a chunk; never fewer than before)."""
+        self.local = local = max(local, self.local)
         now = time.monotonic()
         if not force and now - self.last < 0.5:
             return
@@ -392,7 +392,7 @@ class _RelayBar:
     """What an engine gets for a progress bar inside a job: it reports the fraction done to the
     job's bar (the engine's total is in its own units: points, batches × points, ...)."""
 
-    def __init__(self, job: _JobBar, base: float, points: int, total: int | None) -> None:
+    def __init__(self, job: _JobBar, base: float, points: float, total: int | None) -> None:
         self.job, self.base, self.points, self.total = job, base, points, total
         self.n = 0
 
@@ -415,4 +415,4 @@ class _RelayBar:
 
 
 #: The type of a relay factory (see :data:`linpath.engines.BAR_RELAY`).
-Relay = Callable[[int | None, str], _RelayBar]
+Relay = Callable[[int | None, tuple[float, float]], _RelayBar]
