@@ -1,6 +1,7 @@
 """``python -m linpath sweep|surface`` (linpath/jobs.py): the files they write equal the results of
 calling linpath.interpolate / linpath.surface directly; bad input is exit code 2 with a message."""
 
+import argparse
 import os
 import subprocess
 import sys
@@ -101,7 +102,7 @@ def _same(result, reference) -> None:
 
 def test_sweep_command_writes_the_sweep_interpolate_computes(job):
     done = _cli(
-        ["sweep", *job.factories(), "--start", "e0.pt", "--end", "e1.pt", "--alphas=-0.5:1.5:9",
+        ["sweep", *job.factories(), "--from", "e0.pt", "--to", "e1.pt", "--alphas=-0.5:1.5:9",
          "--out", "line.npz", "--plot", "line.png", "--quiet"],
         job.folder,
     )  # fmt: skip
@@ -161,7 +162,7 @@ def test_surface_with_direction_files_in_process(job, capsys):
 
 
 def test_current_buffers_are_those_of_the_start_checkpoint(job):
-    argv = ["sweep", *job.factories(), "--start", "e0.pt", "--end", "e2.pt", "--alphas", "0:1:3",
+    argv = ["sweep", *job.factories(), "--from", "e0.pt", "--to", "e2.pt", "--alphas", "0:1:3",
             "--buffers", "current", "--out", "line.npz", "--quiet"]  # fmt: skip
     assert jobs.main(argv) == 0
     start = job.model()
@@ -175,7 +176,7 @@ def test_current_buffers_are_those_of_the_start_checkpoint(job):
 def test_a_lightning_checkpoint_is_read_with_prefix_auto(job, capsys):
     lightning = {"state_dict": {f"model.{k}": v for k, v in job.states[0].items()}, "epoch": 3}
     torch.save(lightning, "epoch=3.ckpt")
-    argv = ["sweep", *job.factories(), "--start", "epoch=3.ckpt", "--end", "e1.pt", "--alphas", "0,0.25,1",
+    argv = ["sweep", *job.factories(), "--from", "epoch=3.ckpt", "--to", "e1.pt", "--alphas", "0,0.25,1",
             "--out", "line.npz", "--quiet"]  # fmt: skip
     assert jobs.main(argv) == 0
     reference = linpath.interpolate(
@@ -191,7 +192,7 @@ def test_a_lightning_checkpoint_is_read_with_prefix_auto(job, capsys):
 
 
 def test_a_module_that_cannot_be_imported_is_exit_code_2_from_the_command_line(job):
-    done = _cli(["sweep", "--model", "nosuch:f", "--data", f"{job.module}:data", "--start", "e0.pt", "--end",
+    done = _cli(["sweep", "--model", "nosuch:f", "--data", f"{job.module}:data", "--from", "e0.pt", "--to",
                  "e1.pt", "--out", "x.npz"], job.folder)  # fmt: skip
     assert done.returncode == 2
     assert "linpath sweep: error: --model nosuch:f: cannot import 'nosuch'" in done.stderr
@@ -203,7 +204,7 @@ def test_a_module_that_cannot_be_imported_is_exit_code_2_from_the_command_line(j
     [
         ({"--model": "{m}:not_a_model"}, "returned a list, not a torch.nn.Module"),
         ({"--model": "{m}:nothing"}, "has no attribute 'nothing'"),
-        ({"--start": "missing.pt"}, "'missing.pt', where there is no file"),
+        ({"--from": "missing.pt"}, "'missing.pt', where there is no file"),
         ({"--out": "no/such/dir/x.npz"}, "the directory no/such/dir does not exist"),
         ({"--model-kwargs": '{"depth": 3}'}, "unexpected keyword argument 'depth'"),
     ],
@@ -212,8 +213,8 @@ def test_bad_factories_and_files_are_exit_code_2_with_a_message(job, capsys, cha
     options = {
         "--model": "{m}:model",
         "--data": "{m}:data",
-        "--start": "e0.pt",
-        "--end": "e1.pt",
+        "--from": "e0.pt",
+        "--to": "e1.pt",
         "--out": "x.npz",
     }
     options |= change
@@ -236,8 +237,8 @@ def test_bad_factories_and_files_are_exit_code_2_with_a_message(job, capsys, cha
     ],
 )
 def test_bad_options_are_argparse_errors(job, capsys, option, value, message):
-    options = {"--model": f"{job.module}:model", "--data": f"{job.module}:data", "--start": "e0.pt"}
-    options |= {"--end": "e1.pt", "--out": "x.npz", option: value}
+    options = {"--model": f"{job.module}:model", "--data": f"{job.module}:data", "--from": "e0.pt"}
+    options |= {"--to": "e1.pt", "--out": "x.npz", option: value}
     with pytest.raises(SystemExit) as exit_:
         jobs.main(["sweep", *(s for kv in options.items() for s in kv)])
     assert exit_.value.code == 2
@@ -297,3 +298,28 @@ def test_a_group_already_initialised_is_used_and_left_alone(tmp_path, monkeypatc
         assert torch.distributed.is_initialized()
     finally:
         torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("command", jobs.COMMANDS)
+def test_every_option_reaches_the_command_through_torchrun(command, capsys):
+    """torchrun's own parser (abbreviations allowed) must not take any of the command's options for
+    one of its own: it fails on an ambiguous prefix such as --start (--start-method, --start_method)."""
+    from torch.distributed.run import get_args_parser
+
+    parser = argparse.ArgumentParser(prog="linpath")
+    commands = parser.add_subparsers(dest="command")
+    jobs.add_commands(commands)
+    options = [
+        s for a in commands.choices[command]._actions for s in a.option_strings if s not in ("-h", "--help")
+    ]
+    assert len(options) > 20
+    argv = [command] + [x for option in options for x in (option, "1")]
+    for spelling in (argv, [command] + [f"{option}=1" for option in options]):
+        parsed = get_args_parser().parse_args(
+            ["--standalone", "--nproc-per-node", "2", "-m", "linpath", *spelling]
+        )
+        assert parsed.module and parsed.training_script == "linpath"
+        assert parsed.training_script_args == spelling
+    with pytest.raises(SystemExit):
+        get_args_parser().parse_args(["--nproc-per-node", "2", "-m", "linpath", "sweep", "--start", "a.pt"])
+    assert "ambiguous option: --start" in capsys.readouterr().err

@@ -52,8 +52,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     _add_factories(sweep)
     ends = sweep.add_argument_group("line")
-    ends.add_argument("--start", required=True, metavar="FILE", help="θ0: a checkpoint file (see --prefix)")
-    ends.add_argument("--end", required=True, metavar="FILE", help="θ1: a checkpoint file")
+    # Not --start: torchrun's own parser takes that for an abbreviation of its --start-method.
+    ends.add_argument(
+        "--from", dest="start", required=True, metavar="FILE", help="θ0 (α = 0): a checkpoint file"
+    )
+    ends.add_argument("--to", dest="end", required=True, metavar="FILE", help="θ1 (α = 1): a checkpoint file")
     ends.add_argument(
         "--alphas", type=axis, default="0:1:51", help=_AXIS_HELP + "--alphas=-0.5:1.5:41 (default 0:1:51)"
     )
@@ -165,7 +168,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--buffers",
         choices=("interpolate", "current", "recompute"),
         default="interpolate",
-        help="BatchNorm statistics at each point: interpolate (default), current (those of --start "
+        help="BatchNorm statistics at each point: interpolate (default), current (those of --from "
         "or --center: the model is put there first) or recompute",
     )
     run.add_argument(
@@ -422,7 +425,7 @@ def _job(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace, model: nn.Module, data: Any) -> Sweep | Surface:
     """The one call of :func:`linpath.interpolate` (``sweep``) or :func:`linpath.surface` that the
-    commands make, with the model put at ``--start`` / ``--center`` first (see :func:`endpoints`).
+    commands make, with the model put at ``--from`` / ``--center`` first (see :func:`endpoints`).
     ``distributed=``, ``shard=`` and ``checkpoint=`` are passed only when they differ from the
     defaults: True inside a group of several processes, the options' values otherwise."""
     first, other = endpoints(args, model)
@@ -453,7 +456,7 @@ def evaluate(args: argparse.Namespace, model: nn.Module, data: Any) -> Sweep | S
 def endpoints(args: argparse.Namespace, model: nn.Module) -> tuple[dict[str, Any], Any]:
     """``(start, end)`` or ``(center, [d1, d2])``, read and keyed by the model's names (``--prefix``).
 
-    The model is put at ``--start`` / ``--center`` (parameters and float buffers) before anything
+    The model is put at ``--from`` / ``--center`` (parameters and float buffers) before anything
     else: the random directions are scaled to the center's weights, and the model's "own" buffers
     (``--buffers current``, or a plane whose directions carry no buffers) are the checkpoint's, not
     those the factory initialised.
