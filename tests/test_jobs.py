@@ -173,6 +173,30 @@ def test_current_buffers_are_those_of_the_start_checkpoint(job):
     _same(linpath.Sweep.load("line.npz"), reference)
 
 
+def test_a_native_linpath_model_stays_on_the_cpu_and_runs_natively(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    seed = int(np.random.SeedSequence().entropy % 2**31)
+    module = f"lpnative_{uuid.uuid4().hex[:12]}"
+    Path(f"{module}.py").write_text(
+        "import linpath, torch\n"
+        "def model():\n    return linpath.models.MLP([5, 9, 3], seed=0)\n"
+        f"def data():\n    g = torch.Generator().manual_seed({seed})\n"
+        "    return torch.randn(70, 5, generator=g), torch.randint(0, 3, (70,), generator=g)\n"
+    )
+    states = [linpath.models.MLP([5, 9, 3], seed=seed + k).state_dict() for k in (1, 2)]
+    for k, state in enumerate(states):
+        torch.save(state, f"n{k}.pt")
+    argv = ["sweep", "--model", f"{module}:model", "--data", f"{module}:data", "--from", "n0.pt",
+            "--to", "n1.pt", "--alphas", "0:1:5", "--out", "line.npz", "--quiet"]  # fmt: skip
+    assert jobs.main(argv) == 0
+    g = torch.Generator().manual_seed(seed)
+    data = torch.randn(70, 5, generator=g), torch.randint(0, 3, (70,), generator=g)
+    reference = linpath.interpolate(linpath.models.MLP([5, 9, 3]), *states, data, alphas=np.linspace(0, 1, 5))
+    sweep = linpath.Sweep.load("line.npz")
+    assert sweep.meta["engine"] == reference.meta["engine"] == "native"
+    _same(sweep, reference)
+
+
 def test_a_lightning_checkpoint_is_read_with_prefix_auto(job, capsys):
     lightning = {"state_dict": {f"model.{k}": v for k, v in job.states[0].items()}, "epoch": 3}
     torch.save(lightning, "epoch=3.ckpt")

@@ -29,6 +29,7 @@ from torch import nn
 
 from . import directions
 from ._validate import model_endpoint
+from .models import NativeModel
 from .params import assign, named_parameters
 from .planes import surface
 from .surfaces import Surface
@@ -315,6 +316,14 @@ def make_model(args: argparse.Namespace) -> nn.Module:
     return model
 
 
+def _place(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` on ``device``; one that is there already is left as it is (a linpath model cannot move)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    if all(t.device == device for t in tensors):
+        return model
+    return model.to(device)
+
+
 def launched_world() -> int:
     """The ``WORLD_SIZE`` that torchrun puts in each process's environment (1 when there is none)."""
     text = os.environ.get("WORLD_SIZE", "1")
@@ -410,8 +419,10 @@ def _job(args: argparse.Namespace) -> int:
     for option, path in (("--out", args.out), ("--plot", args.plot)):
         if path is not None and not path.parent.is_dir():
             raise FileNotFoundError(f"{option} {path}: the directory {path.parent} does not exist")
-    with process_group(args.backend, args.device) as device:
-        model = make_model(args).to(device)
+    model = make_model(args)
+    native = isinstance(model, NativeModel)  # lives on the CPU: "auto" means the CPU for it
+    with process_group(args.backend, "cpu" if native and args.device == "auto" else args.device) as device:
+        model = _place(model, device)
         data = call_factory(args.data, args.data_kwargs, "--data")
         began = time.perf_counter()
         result = evaluate(args, model, data)
