@@ -35,6 +35,20 @@ def data(seed={seed}):
 
 def not_a_model():
     return [1, 2]
+
+
+def model_from_helper(width):
+    from {module}_helper import make  # imported only now: the current directory must stay importable
+
+    return make(width)
+"""
+
+HELPER = """
+from torch import nn
+
+
+def make(width):
+    return nn.Sequential(nn.Linear(6, width), nn.BatchNorm1d(width), nn.ReLU(), nn.Linear(width, 3))
 """
 
 
@@ -44,7 +58,8 @@ class Job:
     def __init__(self, folder: Path, seed: int):
         self.folder, self.seed = folder, seed
         self.module = f"lpfactory_{uuid.uuid4().hex[:12]}"  # fresh: in-process imports are cached
-        (folder / f"{self.module}.py").write_text(FACTORY.format(seed=seed))
+        (folder / f"{self.module}.py").write_text(FACTORY.format(seed=seed, module=self.module))
+        (folder / f"{self.module}_helper.py").write_text(HELPER)
         self.states = [self._state(seed + k) for k in range(3)]
         for k, state in enumerate(self.states):
             torch.save(state, folder / f"e{k}.pt")
@@ -62,8 +77,8 @@ class Job:
     def model(self) -> nn.Module:
         return nn.Sequential(nn.Linear(6, 12), nn.BatchNorm1d(12), nn.ReLU(), nn.Linear(12, 3))
 
-    def data(self) -> dict:
-        g = torch.Generator().manual_seed(self.seed)
+    def data(self, seed: int | None = None) -> dict:
+        g = torch.Generator().manual_seed(self.seed if seed is None else seed)
         x, y = torch.randn(80, 6, generator=g), torch.randint(0, 3, (80,), generator=g)
         return {"train": (x, y), "valid": (0.5 * x[:30], y[:30])}
 
@@ -74,6 +89,7 @@ class Job:
 @pytest.fixture
 def job(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the command puts the current directory on it
     seed = int(np.random.SeedSequence().entropy % 2**31)
     print("seed", seed)
     return Job(tmp_path, seed)
@@ -173,8 +189,27 @@ def test_current_buffers_are_those_of_the_start_checkpoint(job):
     _same(linpath.Sweep.load("line.npz"), reference)
 
 
+def test_factory_keyword_arguments_and_imports_made_by_the_factory(job):
+    argv = ["sweep", "--model", f"{job.module}:model_from_helper", "--model-kwargs", '{"width": 12}',
+            "--data", f"{job.module}:data", "--data-kwargs", f'{{"seed": {job.seed + 5}}}',
+            "--from", "e1.pt", "--to", "e2.pt", "--alphas", "0.5", "--out", "line.npz",
+            "--quiet"]  # fmt: skip
+    assert jobs.main(argv) == 0
+    reference = linpath.interpolate(
+        job.model(), job.states[1], job.states[2], job.data(job.seed + 5), alphas=[0.5]
+    )
+    _same(linpath.Sweep.load("line.npz"), reference)
+    assert (
+        linpath.Sweep.load("line.npz").values["train"]["loss"]
+        != linpath.interpolate(job.model(), job.states[1], job.states[2], job.data(), alphas=[0.5]).values[
+            "train"
+        ]["loss"]
+    )  # the data-kwargs seed made a difference
+
+
 def test_a_native_linpath_model_stays_on_the_cpu_and_runs_natively(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
     seed = int(np.random.SeedSequence().entropy % 2**31)
     module = f"lpnative_{uuid.uuid4().hex[:12]}"
     Path(f"{module}.py").write_text(

@@ -273,14 +273,14 @@ def call_factory(spec: str, kwargs: dict[str, Any], option: str) -> Any:
         TypeError: When it is not callable.
     """
     name, _, function = spec.partition(":")
-    with _cwd_importable():
-        try:
-            module = importlib.import_module(name)
-        except ImportError as e:
-            raise ImportError(
-                f"{option} {spec}: cannot import {name!r} ({e}); run the job from the directory that holds "
-                "it or add that directory to PYTHONPATH"
-            ) from e
+    _cwd_importable()
+    try:
+        module = importlib.import_module(name)
+    except ImportError as e:
+        raise ImportError(
+            f"{option} {spec}: cannot import {name!r} ({e}); run the job from the directory that holds "
+            "it or add that directory to PYTHONPATH"
+        ) from e
     target: Any = module
     for part in function.split("."):
         if not hasattr(target, part):
@@ -291,18 +291,13 @@ def call_factory(spec: str, kwargs: dict[str, Any], option: str) -> Any:
     return target(**kwargs)
 
 
-@contextlib.contextmanager
-def _cwd_importable() -> Iterator[None]:
-    """The current directory on ``sys.path`` (first) while the block runs, as ``python -m`` has it."""
+def _cwd_importable() -> None:
+    """Puts the current directory first on ``sys.path``, as ``python -m`` has it (the ``linpath``
+    script has not), and leaves it there: a factory may import more later, and DataLoader workers
+    started with ``spawn`` take the parent's ``sys.path``."""
     cwd = os.getcwd()
-    present = cwd in sys.path or "" in sys.path
-    if not present:
+    if cwd not in sys.path and "" not in sys.path:
         sys.path.insert(0, cwd)
-    try:
-        yield
-    finally:
-        if not present and cwd in sys.path:
-            sys.path.remove(cwd)
 
 
 def make_model(args: argparse.Namespace) -> nn.Module:
