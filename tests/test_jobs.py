@@ -382,3 +382,16 @@ def test_every_option_reaches_the_command_through_torchrun(command, capsys):
     with pytest.raises(SystemExit):
         get_args_parser().parse_args(["--nproc-per-node", "2", "-m", "linpath", "sweep", "--start", "a.pt"])
     assert "ambiguous option: --start" in capsys.readouterr().err
+
+
+def test_the_summary_says_how_many_points_a_rerun_read_from_its_checkpoint():
+    values = {"train": {"loss": np.array([2.0, 0.5, 1.0])}}
+    args = argparse.Namespace(command="sweep", out=Path("line.npz"), checkpoint="run.lps")
+    fresh = jobs.summary(args, linpath.Sweep(np.array([0.0, 0.5, 1.0]), values, {}), 1.25, 1)
+    assert fresh == (
+        "linpath sweep: wrote line.npz; minimum train loss 0.5 at alpha = 0.5; 3 points in 1.2 s on 1 process"
+    )
+    rerun = linpath.Sweep(np.array([0.0, 0.5, 1.0]), values, {"job": {"resumed_points": 2}})
+    assert "; 3 points (1 computed, 2 read from run.lps) in 0.0 s on 4 processes" in jobs.summary(
+        args, rerun, 0, 4
+    )

@@ -529,7 +529,9 @@ def summary(args: argparse.Namespace, result: Sweep | Surface, seconds: float, w
         alpha, value = result.minimum(split, metric)
         where, points = f"alpha = {alpha:.4g}", len(result.alphas)
     processes = f"{world} process" + ("es" if world > 1 else "")
+    resumed = result.meta.get("job", {}).get("resumed_points")  # a rerun of a --checkpoint job
+    done = f" ({points - resumed} computed, {resumed} read from {args.checkpoint})" if resumed else ""
     return (
         f"linpath {args.command}: wrote {args.out}; minimum {split} {metric} {value:.6g} at {where}; "
-        f"{points} points in {seconds:.1f} s on {processes}"
+        f"{points} points{done} in {seconds:.1f} s on {processes}"
     )
