@@ -1,10 +1,12 @@
-"""Command line: ``python -m linpath demo`` and ``python -m linpath reproduce`` (see ``--help``)."""
+"""Command line: ``python -m linpath demo``, ``reproduce``, ``sweep`` and ``surface`` (see ``--help``)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+from . import jobs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,9 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0, help="random seed")
     demo.add_argument("--smoke", action="store_true", help="a seconds-long run on 2,000 examples (for tests)")
     _add_reproduce(commands)
+    jobs.add_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "reproduce":
         return _reproduce(args)
+    if args.command in jobs.COMMANDS:
+        return jobs.run(args)
 
     from . import demo as demo_module
 
