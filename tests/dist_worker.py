@@ -72,6 +72,8 @@ def run(name: str, slow: bool = False, **kw: Any) -> Any:
     c = case(kind)
     if slow:
         c["model"].register_forward_hook(lambda *_: time.sleep(0.002))
+    if BACKEND == "nccl":
+        c["model"] = c["model"].to(torch.device("cuda", torch.cuda.current_device()))
     common = {"batch_size": c["batch_size"], "progress": False, "shard": shard, **kw}
     if what == "line":
         return linpath.interpolate(c["model"], c["a"], c["b"], c["data"], alphas=ALPHAS, **common)
@@ -103,9 +105,15 @@ def disagree(fact: str, rank: int) -> Any:
     )
 
 
+#: The process group's backend: gloo (CPU), or nccl (one GPU per process) when the test asks for it.
+BACKEND = os.environ.get("LINPATH_TEST_BACKEND", "gloo")
+
+
 def main(out: Path, jobs: list[str]) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo")
+    if BACKEND == "nccl":
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    dist.init_process_group(BACKEND)
     rank = dist.get_rank()
     try:
         for job in jobs:

@@ -26,10 +26,12 @@ from linpath import distributed, pointlog, runner
 HERE = Path(__file__).parent
 
 
-def torchrun(out: Path, *jobs: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    """Runs tests/dist_worker.py on two gloo processes with one torch thread each."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+def torchrun(
+    out: Path, *jobs: str, timeout: float = 600, processes: int = 2, backend: str = "gloo"
+) -> subprocess.CompletedProcess:
+    """Runs tests/dist_worker.py on ``processes`` processes (gloo: one torch thread each)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE), LINPATH_TEST_BACKEND=backend)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)]
     done = subprocess.run(
         [*cmd, str(HERE / "dist_worker.py"), str(out), *jobs],
         env=env,
@@ -37,7 +39,7 @@ def torchrun(out: Path, *jobs: str, timeout: float = 600, check: bool = True) ->
         text=True,
         timeout=timeout,
     )
-    if check and done.returncode != 0:
+    if done.returncode != 0:
         raise AssertionError(f"torchrun failed ({done.returncode}):\n{done.stderr[-4000:]}")
     return done
 
@@ -76,6 +78,26 @@ def test_every_rank_returns_the_single_process_result(launched: Path, job: str) 
         assert 0 <= info["collective_seconds"] <= info["seconds"]
         if isinstance(ref, linpath.Surface):
             assert got.values["train"]["loss"].shape == (21, 21)
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="the NCCL case needs CUDA GPUs; this machine has none"
+)
+def test_nccl_on_the_gpus_gives_the_single_process_result(tmp_path: Path) -> None:
+    """The BatchNorm cases on NCCL, one process per GPU (two when there are two or more), against
+    the single-process CPU result (float32 on another device: 1e-5 relative)."""
+    jobs = [job for job in dist_worker.JOBS if "-bn-" in job]
+    processes = min(2, torch.cuda.device_count())
+    torchrun(tmp_path, *jobs, processes=processes, backend="nccl")
+    for job in jobs:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = dist_worker.run(job, distributed=False)
+        cls = linpath.Sweep if job.startswith("line") else linpath.Surface
+        for rank in range(processes):
+            got = cls.load(tmp_path / f"{job}.rank{rank}.npz")
+            assert got.meta["job"]["backend"] == "nccl"
+            assert_same(got.values, ref.values, rtol=1e-5)
 
 
 @pytest.mark.parametrize("fact", dist_worker.DISAGREE)
@@ -268,3 +290,27 @@ def test_a_checkpoint_of_other_settings_is_refused_naming_them(tmp_path: Path) -
     with pytest.raises(ValueError, match="buffers"):
         _line(checkpoint, buffers="current")
     assert checkpoint.read_bytes() == before  # nothing the user saved is lost
+
+
+def test_rank_0_alone_sweeping_in_a_training_callback_never_enters_a_collective(
+    monkeypatch, tmp_path
+) -> None:
+    """Training callbacks sweep on rank 0 only: under a group of two, their sweep must stay local
+    (a collective there would wait forever for rank 1)."""
+    from linpath.callbacks import _Recording
+
+    def no_collective(*_: object, **__: object) -> None:
+        raise AssertionError("a collective was entered")
+
+    c = dist_worker.case("mlp")
+    recording = _Recording(tmp_path / "run.lpt", sweep_data=c["data"]["train"], alphas=[0.0, 1.0])
+    recording._start(c["model"], 0)
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda *_: 2)
+    monkeypatch.setattr(dist, "get_rank", lambda *_: 0)
+    monkeypatch.setattr(dist, "get_backend", lambda *_: "gloo")
+    monkeypatch.setattr(dist, "all_gather_object", no_collective)
+    with pytest.raises(AssertionError, match="collective"):  # the fake group is seen by interpolate
+        linpath.interpolate(c["model"], c["a"], c["b"], c["data"], alphas=[0, 1], progress=False)
+    sweep = recording._sweep(1)
+    assert sweep is not None and "job" not in sweep.meta

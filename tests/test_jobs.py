@@ -395,3 +395,41 @@ def test_the_summary_says_how_many_points_a_rerun_read_from_its_checkpoint():
     assert "; 3 points (1 computed, 2 read from run.lps) in 0.0 s on 4 processes" in jobs.summary(
         args, rerun, 0, 4
     )
+
+
+@pytest.mark.parametrize("shard", ["points", "data"])
+def test_surface_command_under_torchrun_with_a_checkpoint(job, shard):
+    """Two gloo processes (one torch thread each) through torchrun's own launcher: the file rank 0
+    writes equals the single-process surface, the result file holds every point, and a rerun of the
+    same command reads them all and computes none."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "linpath",
+    ]
+    args = ["surface", *job.factories(), "--center", "e0.pt", "--random-directions", "3", "--grid=-1:1:5",
+            "--checkpoint", "run.lps", "--shard", shard, "--out", "plane.npz", "--quiet"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(PYTHON_DIR), "OMP_NUM_THREADS": "1"}
+    for attempt in range(2):
+        done = subprocess.run(
+            [*cmd, *args], cwd=job.folder, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.count("wrote plane.npz") == 1  # rank 0 only
+        surface = linpath.Surface.load(job.folder / "plane.npz")
+        info = surface.meta["job"]
+        assert (info["world_size"], info["shard"]) == (2, shard)
+        assert (info["resumed_points"], info["computed_points"]) == ((0, 25) if attempt == 0 else (25, 0))
+    center = job.model()
+    center.load_state_dict(job.states[0])
+    pair = [linpath.directions.random(center, seed=s) for s in (3, 4)]
+    axis = np.linspace(-1, 1, 5)
+    _same(
+        surface, linpath.surface(center, job.states[0], pair, job.data(), grid=(axis, axis), progress=False)
+    )
+    assert sorted(linpath.pointlog.read_points(job.folder / "run.lps")) == list(range(25))

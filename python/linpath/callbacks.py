@@ -129,7 +129,8 @@ class _Recording:
         """The line from θ0 to the current parameters, kept in :attr:`sweeps`; None without sweep_data."""
         if self.sweep_data is None or self._module is None or self._theta0 is None:
             return None
-        kwargs = {"alphas": self.alphas, "progress": False, **self.sweep_kwargs}
+        # Only rank 0 sweeps here, so never on the process group (the other ranks would not join it).
+        kwargs = {"alphas": self.alphas, "progress": False, "distributed": False, **self.sweep_kwargs}
         sweep = interpolate(self._module, self._theta0, self._module, self.sweep_data, **kwargs)
         self.sweeps.append((step, sweep))
         return sweep
