@@ -29,6 +29,7 @@ from torch import nn
 
 from . import directions
 from ._validate import model_endpoint
+from .distributed import SHARDS
 from .models import NativeModel
 from .params import assign, named_parameters
 from .planes import surface
@@ -190,7 +191,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     job.add_argument(
         "--shard",
-        choices=("points", "data"),
+        choices=SHARDS,
         default="points",
         help="across processes, deal "
         "out the grid points (default) or split each split's examples (models too large to replicate)",

@@ -161,18 +161,11 @@ def surface(
         order: ``"auto"``, ``"points"`` or ``"batches"``: whether each batch of a DataLoader is read
             once and evaluated at every point (see :func:`linpath.interpolate` and
             :mod:`linpath.batch_outer`).
-        distributed: Run on the ``torch.distributed`` process group: None (default) when one is
-            initialised with more than one process, True to require one, False never. Every rank
-            calls this function with the same arguments and gets the same complete result; the ranks
-            first exchange digests of the grid, the settings, the parameter layout, the endpoints or
-            directions and the data, and all raise the same ValueError when they differ.
-        shard: ``"points"`` (default): the points are dealt across the ranks, interleaved, each rank
-            writing its points into its own model; ``"data"``: every rank evaluates every point on
-            its share of each split's examples and the sums (float64 loss sum, error count, example
-            count) are all-reduced per point, for models too large to replicate many times.
-        checkpoint: The path of a resumable result file: each finished point is appended to it; a
-            rerun with the same settings computes only the points it lacks, a rerun with other
-            settings is refused with a message naming them (see :mod:`linpath.pointlog`).
+        distributed: Run on the ``torch.distributed`` process group (None: when one is initialised
+            with more than one process), as for :func:`linpath.interpolate`.
+        shard: ``"points"`` (default; the grid points dealt across the ranks) or ``"data"`` (each
+            split's examples), as for :func:`linpath.interpolate`.
+        checkpoint: The path of a resumable result file, as for :func:`linpath.interpolate`.
 
     Returns:
         A :class:`Surface` with ``values[split][metric]`` of shape ``(len(ys), len(xs))`` and the plane
