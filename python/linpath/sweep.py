@@ -115,6 +115,42 @@ class Sweep:
         rises = series[1:] - np.minimum.accumulate(series[:-1])
         return float(max(rises.max(), 0.0))
 
+    def bump(
+        self, split: str | None = None, metric: str = "loss", interval: tuple[float, float] = (0.0, 1.0)
+    ) -> tuple[float, float, float]:
+        """The largest rise on ``interval`` and where it is: ``(height, start, peak)``, the pair of grid
+        points α < α′ with the largest J(α′) − J(α) (its height is :meth:`monotonicity_gap`, Lucas et
+        al.'s Δ); of equal rises, the one that peaks first, from its lowest start. ``(0.0, nan, nan)``
+        when the metric never rises there; NaN everywhere (with a RuntimeWarning) when a value on the
+        interval is NaN or infinite.
+        """
+        alphas, series = self._sorted(split, metric, interval, "bump", at_least=2)
+        if not np.isfinite(series).all():
+            return math.nan, math.nan, math.nan
+        low = np.minimum.accumulate(series[:-1])
+        rises = series[1:] - low
+        peak = int(np.argmax(rises))
+        if rises[peak] <= 0:
+            return 0.0, math.nan, math.nan
+        start = int(np.flatnonzero(series[: peak + 1] == low[peak])[0])
+        return float(rises[peak]), float(alphas[start]), float(alphas[peak + 1])
+
+    def normalized_distance(self) -> float:
+        """‖θ1 − θ0‖ / ‖θ1‖ of the line's endpoints (Lucas et al. 2021), from what :func:`interpolate`
+        recorded (``meta["distance"]`` and ``meta["end_norm"]``, over the parameters in float64).
+
+        Raises:
+            ValueError: For a sweep that does not record them (not made by ``interpolate``, or saved
+                by an older linpath).
+        """
+        if "distance" not in self.meta or "end_norm" not in self.meta:
+            raise ValueError(
+                "this sweep does not record the distance between its endpoints (meta['distance'] and "
+                "meta['end_norm'] are written by linpath.interpolate; a sweep saved by an older linpath "
+                "lacks them)"
+            )
+        return float(self.meta["distance"]) / float(self.meta["end_norm"])
+
     def is_monotone(
         self, split: str | None = None, metric: str = "loss", interval: tuple[float, float] = (0.0, 1.0)
     ) -> bool:
@@ -595,6 +631,9 @@ def interpolate(
     results, job_info = runner.run(job, asked, model, geometry, passes, progress)
     values = results[0]
     meta = {**asked.meta(model, params), "buffers_interpolated": geometry.buffers is not None}
+    assert geometry.end is not None  # a line's geometry keeps its end point
+    meta["distance"] = float(torch.linalg.vector_norm(geometry.directions[0]))
+    meta["end_norm"] = float(torch.linalg.vector_norm(geometry.end))
     if job_info:
         meta["job"] = job_info
     meta["buffers"] = policy.meta()
