@@ -144,6 +144,54 @@ def _fig7_around(findings: dict[str, Any], scale: str) -> tuple[str, Verdict]:
     return text, "yes" if near["distance"] > radius else "no"
 
 
+def _removed(method: str) -> Callable[[dict[str, Any], str], tuple[str, Verdict]]:
+    """Alignment by ``method`` ("weight" or "activation" matching) removes most (over half) of the
+    widest pair's train loss barrier."""
+
+    def read(findings: dict[str, Any], scale: str) -> tuple[str, Verdict]:
+        widest = str(findings["widths"][-1])
+        b = findings["barriers"][widest]
+        key = f"{method}s"  # the barriers of the line after that alignment
+        before, after = b["naive"]["train_loss_linear"], b[key]["train_loss_linear"]
+        share = findings[f"removed_by_{method}_matching"]
+        text = (
+            f"width {widest}: train loss barrier {before:.3g} as trained, {after:.3g} after {method} "
+            f"matching ({share:.0%} removed); test error barrier {b['naive']['test_error_linear']:.2%} -> "
+            f"{b[key]['test_error_linear']:.2%}"
+        )
+        return text, "yes" if share >= 0.5 else ("nearly" if share >= 0.25 else "no")
+
+    return read
+
+
+def _shrinks_with_width(findings: dict[str, Any], scale: str) -> tuple[str, Verdict]:
+    """After weight matching, no wider pair has a higher barrier than a narrower one ("nearly": the
+    widest is below the narrowest, not monotone on the way)."""
+    widths = findings["widths"]
+    heights = [findings["barriers"][str(w)]["weights"]["train_loss_linear"] for w in widths]
+    text = "train loss barrier after weight matching by width: " + ", ".join(
+        f"{w}: {h:.3g}" for w, h in zip(widths, heights, strict=True)
+    )
+    if len(heights) < 2:
+        return text, "no"
+    if all(b <= a for a, b in zip(heights, heights[1:], strict=False)):
+        return text, "yes"
+    return text, "nearly" if heights[-1] < heights[0] else "no"
+
+
+def _curve_connects(findings: dict[str, Any], scale: str) -> tuple[str, Verdict]:
+    """The curve's train loss barrier is under a tenth of the straight line's ("nearly": under half)."""
+    widest = str(findings["widths"][-1])
+    line = findings["barriers"][widest]["naive"]["train_loss_linear"]
+    curve = findings["curve"]["train_loss_linear"]
+    text = (
+        f"width {widest}: train loss barrier {curve:.3g} along the Bezier curve "
+        f"({findings['curve']['epochs']} epochs) against {line:.3g} on the line"
+    )
+    ratio = curve / line if line > 0 else float("inf")
+    return text, "yes" if ratio <= 0.1 else ("nearly" if ratio <= 0.5 else "no")
+
+
 #: (figure, the paper's claim, how to read it from the figure's findings at a scale).
 CLAIMS: list[Claim] = [
     ("fig1", "maxout: the line from θi to θf is smooth and nearly convex, no barrier", _smooth),
@@ -158,6 +206,14 @@ CLAIMS: list[Claim] = [
     ("fig7", "MP-DBM: a secondary local minimum with high error on α in [0, 2]", _fig7_secondary),
     ("fig7", "MP-DBM: SGD passes around that minimum (does not come near it)", _fig7_around),
     ("fig8", "LSTM (Penn Treebank): no difficult structure on the line", _smooth),
+    (
+        "align",
+        "Git Re-Basin: weight matching removes most of the barrier (wide MNIST MLPs)",
+        _removed("weight"),
+    ),
+    ("align", "activation matching removes most of it too", _removed("activation")),
+    ("align", "Entezari et al.: the barrier after alignment shrinks as the width grows", _shrinks_with_width),
+    ("align", "Garipov et al.: a trained Bezier curve connects the solutions at low loss", _curve_connects),
 ]
 
 

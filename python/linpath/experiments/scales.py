@@ -126,6 +126,12 @@ class Scale:
     nets: dict[str, NetSpec] = field(default_factory=dict)  # Figures 6 to 8
     # α values per line of Figures 6 to 8 (n − 1 a multiple of 12, so that 0 and 1 fall on each grid)
     net_points: int = 61
+    # The experiment between two solutions (linpath.experiments.between): the widths of its
+    # 784-w-w-w-10 ReLU MLPs (runs "align<w>_seed0" and "align<w>_seed1"), the epochs of its Bezier
+    # curve between the widest pair, and the examples its lines and activation matching read.
+    align_widths: tuple[int, ...] = ()
+    curve_epochs: int = 1
+    align_examples: int = 10_000
 
 
 class _CommonArgs(TypedDict):
@@ -162,6 +168,18 @@ def _mnist_runs(
         "relu_dropout": dataclasses.replace(relu, epochs=epochs["relu_dropout"], dropout=(0.2, 0.5)),
         "relu": relu,
         "relu_seed1": dataclasses.replace(relu, seed=1),
+    }
+
+
+def _align_runs(widths: tuple[int, ...], epochs: int, n: int | None) -> dict[str, RunSpec]:
+    """Two 784-w-w-w-10 ReLU MLPs per width, from seeds 0 and 1 (Ainsworth et al. 2022's MNIST MLP has
+    512 units in each of its three hidden layers); SGD with momentum, as the other MNIST runs."""
+    return {
+        f"align{w}_seed{seed}": RunSpec(
+            (784, w, w, w, 10), "relu", epochs, lr=0.05, momentum=0.9, seed=seed, train_examples=n
+        )
+        for w in widths
+        for seed in (0, 1)
     }
 
 
@@ -242,7 +260,8 @@ _SMOKE_CONV = {
 SCALES = {
     "smoke": Scale(
         "smoke",
-        _mnist_runs(64, (32, 3), {"maxout": 2, "sigmoid": 2, "relu_dropout": 2, "relu": 2}, 4, 2000),
+        _mnist_runs(64, (32, 3), {"maxout": 2, "sigmoid": 2, "relu_dropout": 2, "relu": 2}, 4, 2000)
+        | _align_runs((16, 32), 2, 2000),
         line_points=21,
         zoom_points=20,
         train_examples=2000,
@@ -254,10 +273,14 @@ SCALES = {
             "lstm": _lstm(2, 200, 50, 16),
         },
         net_points=13,
+        align_widths=(16, 32),
+        curve_epochs=1,
+        align_examples=1000,
     ),
     "small": Scale(
         "small",
-        _mnist_runs(512, (240, 5), {"maxout": 40, "sigmoid": 30, "relu_dropout": 30, "relu": 15}, 2, None),
+        _mnist_runs(512, (240, 5), {"maxout": 40, "sigmoid": 30, "relu_dropout": 30, "relu": 15}, 2, None)
+        | _align_runs((64, 128, 256, 512), 10, None),
         line_points=101,
         zoom_points=200,
         nets={
@@ -266,12 +289,15 @@ SCALES = {
             "lstm": _lstm(6, 20_000, 1000, 200),
         },
         net_points=49,
+        align_widths=(64, 128, 256, 512),
+        curve_epochs=4,
     ),
     "paper": Scale(
         "paper",
         _mnist_runs(
             1024, (240, 5), {"maxout": 200, "sigmoid": 100, "relu_dropout": 100, "relu": 100}, 1, None
-        ),
+        )
+        | _align_runs((64, 128, 256, 512, 1024), 30, None),
         line_points=201,
         zoom_points=200,
         nets={
@@ -280,6 +306,8 @@ SCALES = {
             "lstm": _lstm(13, None, None, 200),
         },
         net_points=121,
+        align_widths=(64, 128, 256, 512, 1024),
+        curve_epochs=20,
     ),
 }
 
