@@ -581,7 +581,8 @@ def interpolate(
             DataLoader, batch-outer evaluates every α on the same batches.
         distributed: Run on the ``torch.distributed`` process group: None (default) when one is
             initialised with more than one process, True to require one, False never. Every rank
-            calls this function with the same arguments and gets the same complete result; the ranks
+            calls this function with the same arguments and gets the same complete result (pass False
+            to sweep on one rank alone: the others would never join, and it would wait); the ranks
             first exchange digests of the grid, the settings, the parameter layout, the endpoints or
             directions and the data, and all raise the same ValueError when they differ.
         shard: ``"points"`` (default): the points are dealt across the ranks, interleaved, each rank
