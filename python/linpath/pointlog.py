@@ -51,7 +51,8 @@ _HEADER_TAG = b"LPHD"
 _POINT_TAG = b"LPPT"
 _FRAME = struct.Struct("<4sII")  # tag, payload length, CRC-32 of the payload
 _MAX_HEADER = 1 << 30  # a header frame claiming more is damaged, not cut
-_KINDS = {"line": 1, "surface": 2}  # kind -> coordinates per grid point
+#: kind -> coordinates per grid point; a curve's (linpath.curves) are its bends + 1 weights, 2 to 8.
+_KINDS = {"line": 1, "surface": 2, "curve": 0}
 _HEX_BITS = re.compile(r"[0-9a-f]{16}")
 _SHORT = 60  # characters of a value quoted in a message
 _FIELD_ORDER = {
@@ -252,6 +253,8 @@ def _check_header_fields(header: dict[str, Any]) -> None:
     if not isinstance(layout, list) or not all(_layout_entry(e) for e in layout):
         raise ValueError("the header's layout must be a list of [parameter name, shape] pairs")
     grid = header["grid"]
+    if dims == 0 and isinstance(grid, list) and grid and isinstance(grid[0], list) and 2 <= len(grid[0]) <= 8:
+        dims = len(grid[0])  # a curve: every point as long as the first
     if not isinstance(grid, list) or not grid or not all(_grid_point(p, dims) for p in grid):
         raise ValueError(
             f"the header's grid must be a non-empty list of points of {dims} finite coordinate(s) "

@@ -59,7 +59,8 @@ _jobs = itertools.count()
 @dataclass(frozen=True)
 class Job:
     """How ``interpolate``/``surface`` were asked to run (see their ``distributed``, ``shard`` and
-    ``checkpoint`` arguments); ``kind`` is ``"line"`` or ``"surface"``."""
+    ``checkpoint`` arguments); ``kind`` is ``"line"``, ``"surface"`` or ``"curve"``
+    (:mod:`linpath.curves`)."""
 
     kind: str
     distributed: bool | None = None
