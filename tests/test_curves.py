@@ -311,3 +311,25 @@ def test_save_and_load(tmp_path, make_mlp, make_data):
     (tmp_path / "bad.pt").write_bytes(b"not a curve")
     with pytest.raises(ValueError, match="not a readable linpath Curve"):
         Curve.load(tmp_path / "bad.pt")
+
+
+def test_a_native_mlp_trains_through_its_twin_and_evaluates_natively(make_data):
+    """A linpath MLP's forward runs in Rust, out of autograd's reach: the curve trains on its PyTorch
+    twin (built without touching the global RNG), and the native engine evaluates it as the module
+    engine does."""
+    from linpath.models import MLP
+
+    model, a, b = MLP([20, 16, 10], seed=3), MLP([20, 16, 10], seed=1), MLP([20, 16, 10], seed=2)
+    data = make_data(120, 6)
+    before = state(model)
+    rng = torch.get_rng_state()
+    curve = curves.bezier(model, a, b, data, **FAST)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert_same_state(before, model)
+    start = (a.state_dict()["layers.0.weight"] + b.state_dict()["layers.0.weight"]) / 2  # where θ_1 began
+    assert (curve.control_points[1]["layers.0.weight"] - start).abs().max() > 1e-4  # trained
+    ts = np.linspace(0, 1, 6)
+    native = curve.evaluate(model, data, ts=ts, progress=False)
+    module = curve.evaluate(model, data, ts=ts, engine="module", progress=False)
+    assert native.meta["engine"] == "native" and module.meta["engine"] == "module"
+    np.testing.assert_allclose(native.values["data"]["loss"], module.values["data"]["loss"], rtol=1e-5)

@@ -453,7 +453,8 @@ def fit(
     state = ModelState(model)
     try:
         with exclusive(params, "train a curve on the model", "training a curve"):
-            history = _Trainer(kind, model, points, checked).run(split, loss or DEFAULT_LOSS, progress)
+            trainer = _Trainer(kind, _functional_module(model, loss), points, checked)
+            history = trainer.run(split, loss or DEFAULT_LOSS, progress)
     finally:
         state.restore()
     name = getattr(loss, "__name__", type(loss).__name__) if loss is not None else "cross_entropy"
@@ -563,6 +564,26 @@ def _seeded(device: torch.device, seed: int) -> Iterator[None]:
         for index in cuda:
             torch.cuda.default_generators[index].manual_seed(seed)
         yield
+
+
+def _functional_module(model: nn.Module, loss: LossFn | None) -> nn.Module:
+    """The module the trainer calls with φ(t): ``model`` itself, or for a linpath native model (whose
+    forward runs in Rust, out of autograd's reach) its plain-PyTorch twin (same names and outputs)."""
+    from .models import NativeModel
+
+    if not isinstance(model, NativeModel):
+        return model
+    twin = getattr(model, "to_torch", None)
+    if not callable(twin) or (loss is None and not model.objective_is_cross_entropy):
+        raise TypeError(
+            f"a linpath {type(model).__name__} cannot train a curve: its objective is its own (computed "
+            "natively); train the curve on a plain-PyTorch twin of it, or pass loss="
+        )
+    with torch.random.fork_rng(devices=[]):  # building the twin must not draw from the global RNG
+        module = twin()
+    if [n for n, _ in module.named_parameters()] != named_parameters(model)[0]:
+        raise TypeError(f"the PyTorch twin of this {type(model).__name__} names its parameters differently")
+    return module
 
 
 class _Trainer:
