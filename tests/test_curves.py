@@ -161,7 +161,12 @@ def mnist_pair():
     x, y = linpath.datasets.mnist().train
     idx = torch.randperm(len(x))[:1000]
     data = (x[idx], y[idx])
-    return data, train_mlp(data, 1), train_mlp(data, 2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: one thread is fastest, on a busy machine by far
+    try:
+        return data, train_mlp(data, 1), train_mlp(data, 2)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def train_mlp(data, seed: int) -> nn.Module:
@@ -333,3 +338,28 @@ def test_a_native_mlp_trains_through_its_twin_and_evaluates_natively(make_data):
     module = curve.evaluate(model, data, ts=ts, engine="module", progress=False)
     assert native.meta["engine"] == "native" and module.meta["engine"] == "module"
     np.testing.assert_allclose(native.values["data"]["loss"], module.values["data"]["loss"], rtol=1e-5)
+
+
+def test_the_garipov_schedule(make_mlp, make_data):
+    """lr for the first half of the epochs, then linearly down to 1% at 90%, then 1% (Garipov et al.'s
+    learning_rate_schedule, written out)."""
+    want = [
+        1.0,
+        1.0,
+        1.0,
+        1.0,
+        1.0,
+        1.0,
+        1 - 0.1 / 0.4 * 0.99,
+        1 - 0.2 / 0.4 * 0.99,
+        1 - 0.3 / 0.4 * 0.99,
+        0.01,
+    ]
+    got = [curves.lr_factor("garipov", e, 10) for e in range(10)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert all(curves.lr_factor("constant", e, 10) == 1.0 for e in range(10))
+    model, a, b = make_mlp(0), make_mlp(1), make_mlp(2)
+    curve = curves.bezier(model, a, b, make_data(64, 1), schedule="garipov", **FAST)
+    assert curve.meta["training"]["schedule"] == "garipov"
+    with pytest.raises(ValueError, match="schedule must be"):
+        curves.bezier(model, a, b, make_data(64, 1), schedule="cosine")

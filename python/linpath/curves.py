@@ -368,7 +368,8 @@ def bezier(
     comes back exactly as it was (parameters, buffers, modes), also on error or Ctrl-C; BatchNorm
     layers run on batch statistics during training. The same seed gives the same curve; the global
     random state is left as it was (the model's own randomness, e.g. dropout, is seeded from ``seed``
-    inside the run).
+    inside the run). Training runs in this process alone (under ``torch.distributed`` every rank given
+    the same seed and data trains the same curve); :meth:`Curve.evaluate` can then share the points.
 
     Args:
         model: The ``nn.Module`` whose parameters the curve lives in (``model(x)`` gives the outputs).
