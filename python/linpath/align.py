@@ -1,0 +1,616 @@
+"""Permutation alignment of two solutions (Ainsworth et al. 2022, "Git Re-Basin"; Entezari et al. 2021).
+
+:func:`align` permutes the hidden units of ``model_b`` to match ``model_a``, either by *weight matching*
+(coordinate descent over one linear assignment problem per permutation group, maximising
+Σ ⟨W_a, π(W_b)⟩; Algorithm 1 of Ainsworth et al.) or by *activation matching* (each group's units
+paired by the correlation of their activations on data). Which tensor axes each group acts on comes
+from a :class:`linpath.permspec.PermutationSpec`, written automatically for MLPs, plain CNNs and
+torchvision ResNets. Every alignment is checked: the permuted B must compute B's function (in float64,
+to 1e-5), or :func:`align` refuses, naming the first layer whose output no longer matches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import _validate
+from .batches import to_device
+from .data import Split
+from .lap import linear_sum_assignment
+from .params import ModelState
+from .permspec import FORMAT_HINT, PermutationSpec, permute_axis, permute_state, spec_for
+
+#: Outputs of B and π(B) (both in float64) must agree to this, relative and absolute.
+TOLERANCE = 1e-5
+#: Activation matching reads at most this many batches (an (X, Y) pair is cut into batches of ACT_BATCH).
+ACT_BATCHES = 10
+ACT_BATCH = 512
+
+
+@dataclass
+class Aligned:
+    """The result of :func:`align`.
+
+    Attributes:
+        state_dict: B's parameters and buffers with its hidden units permuted (new tensors, on B's
+            devices and dtypes; integer buffers such as ``num_batches_tracked`` as they were). It is
+            an endpoint as it is: ``linpath.interpolate(model, a, aligned.state_dict, data)``.
+        permutations: ``{group: int64 tensor}``; unit ``i`` of π(B) is unit ``perm[i]`` of B.
+        objective: Weight matching: Σ ⟨W_a, π(W_b)⟩ over the parameters the groups act on, before
+            the first sweep and after each (non-decreasing). Activation matching: the summed
+            correlation of matched units, before (identity) and after.
+        spec: The permutation spec used.
+        method: ``"weights"`` or ``"activations"``.
+        max_deviation: The largest |π(B)(x) − B(x)| on the check batch (float64).
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    permutations: dict[str, torch.Tensor]
+    objective: list[float]
+    spec: PermutationSpec
+    method: str
+    max_deviation: float
+    _template: nn.Module = field(repr=False)
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        """A copy of ``model`` (same architecture as B) holding the aligned state; ``model`` is untouched."""
+        out = copy.deepcopy(model)
+        out.load_state_dict(self.state_dict)
+        return out
+
+    def model(self) -> nn.Module:
+        """The permuted B as a module (a new copy each call)."""
+        return self.apply(self._template)
+
+
+def align(
+    model_a: nn.Module,
+    model_b: Any,
+    *,
+    method: str = "weights",
+    data: Any = None,
+    spec: PermutationSpec | Mapping[str, Any] | None = None,
+    seed: int = 0,
+    max_iter: int = 100,
+    check_input: Any = None,
+) -> Aligned:
+    """Permutes the hidden units of ``model_b`` to line them up with ``model_a``'s.
+
+    Args:
+        model_a: The reference model (an ``nn.Module``); never modified.
+        model_b: A model of the same architecture, or its state_dict, or a checkpoint path (read with
+            :func:`linpath.checkpoints.load`); never modified.
+        method: ``"weights"`` (weight matching, no data needed) or ``"activations"`` (needs ``data``).
+        data: ``(X, Y)`` or a DataLoader/list of batches: activation matching reads up to 10 batches;
+            the functional check uses the first batch unless ``check_input`` is given.
+        spec: A :class:`~linpath.permspec.PermutationSpec` (or its ``to_dict()`` form); default
+            :func:`linpath.permspec.spec_for` of ``model_a``.
+        seed: Seeds the random order in which weight matching visits the groups.
+        max_iter: The most sweeps of weight matching (it stops earlier once a sweep changes nothing).
+        check_input: Inputs (a tensor, or a batch as ``data`` holds them) on which π(B) must compute
+            B's outputs. Default: the first batch of ``data``; for an MLP without data, 8 random inputs.
+
+    Returns:
+        An :class:`Aligned`.
+
+    Raises:
+        ValueError: Models of different architectures (naming the first differing parameter or
+            layer), a spec that misses or misnames a tensor or has inconsistent sizes (naming it), a
+            permutation that changes B's function (naming the first layer whose output differs),
+            NaN/inf parameters, or a CNN without ``check_input`` or ``data``.
+    """
+    if not isinstance(model_a, nn.Module):
+        raise TypeError(f"model_a must be an nn.Module, got {type(model_a).__name__}")
+    if method not in ("weights", "activations"):
+        raise ValueError(f"method must be 'weights' or 'activations', got {method!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+    if method == "activations" and data is None:
+        raise ValueError("activation matching needs data= (an (X, Y) pair or a DataLoader)")
+    with _unchanged(model_a, model_b):
+        return _align(model_a, model_b, method, data, spec, seed, max_iter, check_input)
+
+
+@contextlib.contextmanager
+def _unchanged(*models: Any) -> Iterator[None]:
+    """Restores every module among ``models`` exactly (parameters, buffers, modes), also on error."""
+    states = [ModelState(m) for m in models if isinstance(m, nn.Module)]
+    try:
+        yield
+    finally:
+        for s in states:
+            s.restore()
+
+
+def _align(
+    model_a: nn.Module,
+    model_b: Any,
+    method: str,
+    data: Any,
+    spec: Any,
+    seed: int,
+    max_iter: int,
+    check_input: Any,
+) -> Aligned:
+    state_a = _state(model_a)
+    state_b, template = _state_of_b(model_a, model_b)
+    spec = _as_spec(spec, model_a)
+    sizes = spec.sizes(state_a)
+    params = {n for n, _ in model_a.named_parameters()}
+    if method == "weights":
+        perms, objective = weight_matching(spec, state_a, state_b, sizes, params, seed, max_iter)
+    else:
+        module_b = template if template is model_b else _loaded(template, state_b)
+        perms, objective = activation_matching(spec, model_a, module_b, data, sizes)
+    permuted = permute_state(spec, state_b, perms)
+    x = _check_batch(check_input, data, model_a)
+    deviation = check_function(template, state_b, permuted, spec, perms, x)
+    return Aligned(permuted, perms, objective, spec, method, deviation, template)
+
+
+def _as_spec(spec: Any, model: nn.Module) -> PermutationSpec:
+    if spec is None:
+        return spec_for(model)
+    if isinstance(spec, PermutationSpec):
+        return spec
+    if isinstance(spec, Mapping):
+        return PermutationSpec.from_dict(spec)
+    raise TypeError(
+        f"spec must be a PermutationSpec or its to_dict() form, got {type(spec).__name__}; {FORMAT_HINT}"
+    )
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    _check_finite(state, "model_a")
+    return state
+
+
+def _check_finite(state: Mapping[str, torch.Tensor], what: str) -> None:
+    for name, t in state.items():
+        # A finite sum means finite entries (the exact test runs only when it is not).
+        if t.is_floating_point() and not torch.isfinite(t.sum()) and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{what}'s {name!r} holds NaN or infinite values; there is nothing to align")
+
+
+def _state_of_b(model_a: nn.Module, model_b: Any) -> tuple[dict[str, torch.Tensor], nn.Module]:
+    """B's tensors by A's names (checked to match A's layout), and a module of B's architecture."""
+    if isinstance(model_b, nn.Module):
+        _same_layers(model_a, model_b)
+        table, template = dict(model_b.state_dict()), model_b
+    elif isinstance(model_b, Mapping | str | os.PathLike):
+        table, template = dict(_validate.model_endpoint(model_a, model_b, "model_b")), model_a
+    else:
+        raise TypeError(
+            f"model_b must be an nn.Module, a state_dict or a checkpoint path, got {type(model_b).__name__}"
+        )
+    state_a = model_a.state_dict()
+    for name, t in state_a.items():
+        if name not in table:
+            raise ValueError(f"model_a and model_b differ: model_b has no {name!r} ({_layer(name)})")
+        if tuple(table[name].shape) != tuple(t.shape):
+            raise ValueError(
+                f"model_a and model_b differ at {name!r} ({_layer(name)}): shape {tuple(t.shape)} in "
+                f"model_a, {tuple(table[name].shape)} in model_b; align needs two models of one architecture"
+            )
+    extra = [k for k in table if k not in state_a]
+    if extra and isinstance(model_b, nn.Module | Mapping):
+        raise ValueError(f"model_a and model_b differ: model_b has {extra[0]!r}, which model_a lacks")
+    state = {k: table[k].detach() for k in state_a}
+    _check_finite(state, "model_b")
+    return state, template
+
+
+def _layer(name: str) -> str:
+    return f"layer {name.rpartition('.')[0]!r}" if "." in name else "a top-level tensor"
+
+
+def _same_layers(model_a: nn.Module, model_b: nn.Module) -> None:
+    """ValueError naming the first layer that differs in name or type."""
+    mods_a, mods_b = list(model_a.named_modules()), list(model_b.named_modules())
+    for (na, ma), (nb, mb) in zip(mods_a, mods_b, strict=False):
+        if na != nb or type(ma) is not type(mb):
+            raise ValueError(
+                f"model_a and model_b differ at layer {na!r}: a {type(ma).__name__} in model_a, "
+                f"{nb!r} (a {type(mb).__name__}) in model_b; align needs two models of one architecture"
+            )
+    if len(mods_a) != len(mods_b):
+        longer, what = (mods_a, "model_a") if len(mods_a) > len(mods_b) else (mods_b, "model_b")
+        extra = longer[min(len(mods_a), len(mods_b))][0]
+        raise ValueError(f"model_a and model_b differ: {what} has the extra layer {extra!r}")
+
+
+def _loaded(template: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.Module:
+    out = copy.deepcopy(template)
+    out.load_state_dict(state)
+    return out
+
+
+# ---- weight matching ----------------------------------------------------------------------------------
+
+
+def weight_matching(
+    spec: PermutationSpec,
+    state_a: Mapping[str, torch.Tensor],
+    state_b: Mapping[str, torch.Tensor],
+    sizes: Mapping[str, int],
+    params: set[str],
+    seed: int = 0,
+    max_iter: int = 100,
+) -> tuple[dict[str, torch.Tensor], list[float]]:
+    """Ainsworth et al.'s Algorithm 1: coordinate descent over the groups, each a linear assignment.
+
+    Each sweep visits the groups in a random order (from ``seed``) and sets each group's permutation
+    to the one maximising Σ ⟨W_a, π(W_b)⟩ over the parameters in ``params`` it acts on, the other
+    groups held fixed; a group keeps its permutation unless the new one is strictly better. It stops
+    after a sweep that changes nothing, or after ``max_iter`` sweeps.
+
+    Returns:
+        The permutations and the objective before the first sweep and after each.
+
+    Raises:
+        RuntimeError: If the objective ever decreases beyond float64 rounding (it cannot, for an
+            optimal assignment: that would be a solver defect).
+    """
+    a = {n: t.to(torch.float64) for n, t in state_a.items() if n in params}
+    b = {n: state_b[n].to(device=a[n].device, dtype=torch.float64) for n in a}
+    by_tensor = {n: e for n, e in spec.by_tensor().items() if n in a}
+    device = next(iter(a.values())).device if a else torch.device("cpu")
+    perms = {g: torch.arange(n, device=device) for g, n in sizes.items()}
+    history = [_objective(a, b, by_tensor, perms)]
+    rng = np.random.default_rng(seed)
+    for _ in range(max_iter):
+        changed = False
+        for g in rng.permutation(sorted(sizes)):
+            changed |= _improve(str(g), a, b, by_tensor, perms)
+        history.append(_objective(a, b, by_tensor, perms))
+        _check_monotone(history)
+        if not changed:
+            break
+    return {g: p.cpu() for g, p in perms.items()}, history
+
+
+def _improve(
+    g: str,
+    a: Mapping[str, torch.Tensor],
+    b: Mapping[str, torch.Tensor],
+    by_tensor: Mapping[str, list[tuple[int, str, int]]],
+    perms: dict[str, torch.Tensor],
+) -> bool:
+    """Solves group ``g``'s assignment problem; True when its permutation changed for a better one."""
+    cost = _cost(g, a, b, by_tensor, perms).cpu().numpy()
+    _, cols = linear_sum_assignment(cost, maximize=True)
+    rows = np.arange(len(cost))
+    old, new = float(cost[rows, perms[g].cpu().numpy()].sum()), float(cost[rows, cols].sum())
+    slack = 1e-12 * max(1.0, float(np.abs(cost).sum()))
+    if new < old - slack:
+        raise RuntimeError(
+            f"the assignment solver returned a worse permutation for group {g!r} ({new} < {old})"
+        )
+    if new <= old + slack:
+        return False
+    perms[g] = torch.as_tensor(cols, device=perms[g].device)
+    return True
+
+
+def _cost(
+    g: str,
+    a: Mapping[str, torch.Tensor],
+    b: Mapping[str, torch.Tensor],
+    by_tensor: Mapping[str, list[tuple[int, str, int]]],
+    perms: Mapping[str, torch.Tensor],
+) -> torch.Tensor:
+    """C[i, j] = Σ over the tensors group ``g`` acts on of ⟨A slice i, B slice j⟩, B's other axes permuted."""
+    n = perms[g].numel()
+    cost = torch.zeros(n, n, dtype=torch.float64, device=perms[g].device)
+    for name, entries in by_tensor.items():
+        for axis, group, block in entries:
+            if group != g:
+                continue
+            wb = b[name]
+            for other_axis, other, other_block in entries:
+                if other != g:
+                    wb = permute_axis(wb, other_axis, perms[other], other_block)
+            cost += _rows(a[name], axis, n, block) @ _rows(wb, axis, n, block).T
+    return cost
+
+
+def _rows(t: torch.Tensor, axis: int, n: int, block: int) -> torch.Tensor:
+    """``t`` as an ``[n, -1]`` matrix whose row ``i`` is unit ``i``'s slice (its block) along ``axis``."""
+    blocks = t.reshape(*t.shape[:axis], n, block, *t.shape[axis + 1 :])
+    return blocks.movedim(axis, 0).reshape(n, -1)
+
+
+def _objective(
+    a: Mapping[str, torch.Tensor],
+    b: Mapping[str, torch.Tensor],
+    by_tensor: Mapping[str, list[tuple[int, str, int]]],
+    perms: Mapping[str, torch.Tensor],
+) -> float:
+    """Σ ⟨W_a, π(W_b)⟩ over the parameters the groups act on, computed from scratch."""
+    total = 0.0
+    for name, entries in by_tensor.items():
+        wb = b[name]
+        for axis, g, block in entries:
+            wb = permute_axis(wb, axis, perms[g], block)
+        total += float((a[name] * wb).sum())
+    return total
+
+
+def _check_monotone(history: Sequence[float]) -> None:
+    before, after = history[-2], history[-1]
+    if after < before - 1e-9 * max(1.0, abs(before)):
+        raise RuntimeError(
+            f"weight matching's objective decreased from {before!r} to {after!r} in one sweep; this is a "
+            "defect in linpath (please report it)"
+        )
+
+
+# ---- activation matching ------------------------------------------------------------------------------
+
+
+class _Moments:
+    """Running float64 sums for the correlation of two sets of ``n`` units."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sums: list[torch.Tensor] = []
+
+    def add(self, xa: torch.Tensor, xb: torch.Tensor) -> None:
+        xa, xb = xa.to(torch.float64), xb.to(torch.float64)
+        parts = [xa.sum(0), xb.sum(0), (xa * xa).sum(0), (xb * xb).sum(0), xa.T @ xb]
+        self.sums = parts if not self.sums else [s + p for s, p in zip(self.sums, parts, strict=True)]
+        self.count += len(xa)
+
+    def correlation(self) -> torch.Tensor:
+        """Pearson correlations ``[n_a, n_b]`` (0 for a unit that never varies)."""
+        sa, sb, saa, sbb, sab = (s / self.count for s in self.sums)
+        cov = sab - sa[:, None] * sb[None, :]
+        std_a = (saa - sa * sa).clamp_min(0).sqrt()
+        std_b = (sbb - sb * sb).clamp_min(0).sqrt()
+        denom = std_a[:, None] * std_b[None, :]
+        return torch.where(denom > 0, cov / denom.clamp_min(1e-300), torch.zeros_like(cov))
+
+
+def activation_matching(
+    spec: PermutationSpec, model_a: nn.Module, model_b: nn.Module, data: Any, sizes: Mapping[str, int]
+) -> tuple[dict[str, torch.Tensor], list[float]]:
+    """Pairs each group's units by the correlation of their activations on up to 10 batches of ``data``.
+
+    Both models run in eval mode; each group's units are read at its activation points
+    (:meth:`PermutationSpec.activation_points`, along dim 1, every spatial position a sample), and one
+    linear assignment per group maximises the summed correlation (over its points) of matched units.
+
+    Returns:
+        The permutations and the summed correlation of matched units, before (identity) and after.
+    """
+    points = spec.activation_points(model_a)
+    for g, names in points.items():
+        if not names:
+            raise ValueError(
+                f"activation matching has no module to read group {g!r} at; add it to the spec's points"
+            )
+    moments = _collect(points, sizes, model_a, model_b, data)
+    perms, before, after = {}, 0.0, 0.0
+    for g, names in points.items():
+        corr = torch.stack([moments[(g, name)].correlation() for name in names]).sum(0)
+        _, cols = linear_sum_assignment(corr.cpu().numpy(), maximize=True)
+        perms[g] = torch.as_tensor(cols, dtype=torch.int64)
+        before += float(corr.diagonal().sum())
+        after += float(corr[torch.arange(len(cols)), perms[g].to(corr.device)].sum())
+    return perms, [before, after]
+
+
+def _collect(
+    points: Mapping[str, list[str]],
+    sizes: Mapping[str, int],
+    model_a: nn.Module,
+    model_b: nn.Module,
+    data: Any,
+) -> dict[tuple[str, str], _Moments]:
+    """The moments of every (group, point) over the first batches of ``data``."""
+    wanted = {name: g for g, names in points.items() for name in names}
+    moments = {(g, name): _Moments() for name, g in wanted.items()}
+    model_a.eval()
+    model_b.eval()
+    for k, batch in enumerate(_batches(data, _device(model_a))):
+        if k == ACT_BATCHES:
+            break
+        with torch.no_grad():
+            _, outs_a = _recorded(model_a, batch, set(wanted))
+            _, outs_b = _recorded(model_b, batch, set(wanted))
+        for name, g in wanted.items():
+            if not outs_a.get(name):
+                raise ValueError(
+                    f"activation matching: module {name!r} (group {g!r}) did not run on the data"
+                )
+            for oa, ob in zip(outs_a[name], outs_b[name], strict=True):
+                moments[(g, name)].add(_units(oa, sizes[g], name), _units(ob, sizes[g], name))
+    return moments
+
+
+def _units(out: Any, n: int, name: str) -> torch.Tensor:
+    """A module's output as ``[samples, n]``: units along dim 1 (blocks of them after a Flatten)."""
+    if not isinstance(out, torch.Tensor) or out.dim() < 2 or out.shape[1] % n:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"module {name!r}'s output ({shape}) does not hold {n} units along dim 1; fix the spec"
+        )
+    return out.reshape(len(out), n, -1).transpose(1, 2).reshape(-1, n)
+
+
+# ---- running models -----------------------------------------------------------------------------------
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def _batches(data: Any, device: torch.device, dtype: torch.dtype | None = None) -> Iterator[Any]:
+    """The batches of ``data`` (an (X, Y) pair cut into batches of ACT_BATCH, or a DataLoader's)."""
+    yield from Split("data", data, ACT_BATCH).batches(device, dtype)
+
+
+def _call(model: nn.Module, batch: Any) -> Any:
+    """The model on a batch: ``model(x)`` for a tensor or an ``(x, ...)`` tuple, ``model(**batch)``
+    for a dict."""
+    if isinstance(batch, Mapping):
+        return model(**batch)
+    if isinstance(batch, tuple | list):
+        return model(batch[0])
+    return model(batch)
+
+
+def _recorded(model: nn.Module, batch: Any, names: set[str]) -> tuple[Any, dict[str, list[Any]]]:
+    """The model's output and the outputs of the modules in ``names``, each call in order
+    (also as ``"#order"``: the names in the order they ran)."""
+    outs: dict[str, list[Any]] = {"#order": []}
+
+    def hook(name: str) -> Any:
+        def record(_m: nn.Module, _i: Any, out: Any) -> None:
+            outs.setdefault(name, []).append(out.detach().clone() if isinstance(out, torch.Tensor) else out)
+            outs["#order"].append(name)
+
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if n in names]
+    try:
+        return _call(model, batch), outs
+    finally:
+        for h in handles:
+            h.remove()
+
+
+# ---- the functional check -----------------------------------------------------------------------------
+
+
+def _check_batch(check_input: Any, data: Any, model: nn.Module) -> Any:
+    """What π(B) is checked on: ``check_input``, else the first batch of ``data``, else for an MLP
+    8 random inputs of its first layer's width."""
+    if check_input is not None:
+        return check_input
+    if data is not None:
+        return next(_batches(data, torch.device("cpu")))
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d)]
+    if layers and all(isinstance(m, nn.Linear) for m in layers):
+        gen = torch.Generator().manual_seed(0)
+        return torch.randn(8, int(layers[0].get_parameter("weight").shape[1]), generator=gen)
+    raise ValueError(
+        "align checks that the permuted model computes the same function on a batch of inputs: pass "
+        "check_input= (e.g. a few inputs of the right shape) or data="
+    )
+
+
+def check_function(
+    template: nn.Module,
+    state_b: Mapping[str, torch.Tensor],
+    permuted: Mapping[str, torch.Tensor],
+    spec: PermutationSpec,
+    perms: Mapping[str, torch.Tensor],
+    batch: Any,
+) -> float:
+    """The largest |π(B)(x) − B(x)| on ``batch`` (float64 copies, eval mode), checked to :data:`TOLERANCE`.
+
+    Raises:
+        ValueError: When the outputs differ, naming the first module (in the order they run) whose
+            output differs from B's permuted by the spec's group for that module.
+    """
+    layer_groups = spec.layer_groups(template)
+    with torch.no_grad():
+        (out_b, rec_b), (out_p, rec_p) = _run_pair(template, state_b, permuted, batch, set(layer_groups))
+    deviation = _deviation(out_p, out_b)
+    if deviation is not None:
+        return deviation
+    for k, name in enumerate(rec_p["#order"]):
+        call = rec_p["#order"][:k].count(name)
+        expected = _permuted_output(rec_b[name][call], layer_groups[name], perms, name)
+        if _deviation(rec_p[name][call], expected) is None:
+            raise ValueError(
+                f"the permutation changes the model's function: layer {name!r} ({_type(template, name)}) is "
+                f"the first whose output no longer matches model_b's (permuted by group "
+                f"{layer_groups[name]!r}); the spec misses or misplaces an axis of that layer; {FORMAT_HINT}"
+            )
+    raise ValueError(
+        "the permutation changes the model's function (its outputs differ from model_b's), though no layer "
+        f"the spec describes is off: give the spec's outputs= for more layers to locate it; {FORMAT_HINT}"
+    )
+
+
+def _run_pair(
+    template: nn.Module,
+    state_b: Mapping[str, torch.Tensor],
+    permuted: Mapping[str, torch.Tensor],
+    batch: Any,
+    names: set[str],
+) -> tuple[tuple[Any, dict[str, list[Any]]], tuple[Any, dict[str, list[Any]]]]:
+    """B and π(B) on ``batch``, in float64 (in their own dtype when the model does not run in float64)."""
+    for dtype in (torch.float64, None):
+        try:
+            runs = []
+            for state in (state_b, permuted):
+                model = _loaded(template, state).eval()
+                model = model.to(dtype) if dtype is not None else model
+                runs.append(_recorded(model, _cast(batch, _device(model), dtype), names))
+            return runs[0], runs[1]
+        except (RuntimeError, TypeError):
+            if dtype is None:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _cast(batch: Any, device: torch.device, dtype: torch.dtype | None) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return (
+            batch.to(device, dtype) if dtype is not None and batch.is_floating_point() else batch.to(device)
+        )
+    return to_device(batch, device, dtype)
+
+
+def _leaves(out: Any) -> list[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, Mapping):
+        return [t for v in out.values() for t in _leaves(v)]
+    if isinstance(out, tuple | list):
+        return [t for v in out for t in _leaves(v)]
+    return []
+
+
+def _deviation(got: Any, expected: Any) -> float | None:
+    """The largest absolute difference, or None when some entry differs beyond :data:`TOLERANCE`."""
+    worst = 0.0
+    pairs = list(zip(_leaves(got), _leaves(expected), strict=False))
+    if len(_leaves(got)) != len(_leaves(expected)):
+        return None
+    for g, e in pairs:
+        if g.shape != e.shape:
+            return None
+        g64, e64 = g.to(torch.float64), e.to(g.device, torch.float64)
+        diff = (g64 - e64).abs()
+        if not bool((diff <= TOLERANCE + TOLERANCE * e64.abs()).all()):
+            return None
+        worst = max(worst, float(diff.max()) if diff.numel() else 0.0)
+    return worst
+
+
+def _permuted_output(out: Any, group: str | None, perms: Mapping[str, torch.Tensor], name: str) -> Any:
+    """B's output of module ``name`` as π(B)'s should be: permuted along dim 1 by ``group``."""
+    if group is None or not isinstance(out, torch.Tensor):
+        return out
+    perm = perms[group]
+    if out.dim() < 2 or out.shape[1] % perm.numel():
+        return None  # no such permutation of this output: the layer is reported
+    return permute_axis(out, 1, perm, out.shape[1] // perm.numel())
+
+
+def _type(model: nn.Module, name: str) -> str:
+    return type(model.get_submodule(name)).__name__
