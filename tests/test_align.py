@@ -4,6 +4,7 @@ weight-matching objective never decreases; planted permutations come back exactl
 reference for one coordinate step; bad input named; the user's models unchanged."""
 
 import copy
+import importlib
 import itertools
 import json
 import secrets
@@ -14,9 +15,11 @@ import torch
 from torch import nn
 
 import linpath
-from linpath import align as align_mod
 from linpath.align import Aligned, align
 from linpath.permspec import PermutationSpec, permute_state, spec_for
+
+# (importlib: linpath.align is also the name of the function linpath/__init__.py re-exports.)
+matching = importlib.import_module("linpath.matching")
 
 
 @pytest.fixture
@@ -133,7 +136,7 @@ def test_weight_matching_keeps_the_function_and_raises_the_objective(make, seed)
 def test_resnet18_weight_and_activation_matching(seed):
     a, b = resnet(seed), resnet(seed + 1)
     x = torch.randn(4, 3, 32, 32)
-    aligned = align(a, b, check_input=x, max_iter=3, seed=seed)
+    aligned = align(a, b, check_input=x, max_iter=2, seed=seed)
     assert_monotone(aligned.objective)
     assert aligned.objective[-1] > aligned.objective[0]
     assert aligned.max_deviation < 1e-9
@@ -222,7 +225,7 @@ def test_one_coordinate_step_equals_brute_force(seed):
     sa, sb = ({k: v.double() for k, v in m.state_dict().items()} for m in (a, b))
     p2 = torch.randperm(3)
     perms = {"0": torch.arange(4), "2": p2}
-    align_mod._improve("0", sa, sb, spec.by_tensor(), perms)
+    matching._improve("0", sa, sb, spec.by_tensor(), perms)
     best = max(itertools.permutations(range(4)), key=lambda p: _slow_objective(a, b, p, p2.tolist()))
     assert perms["0"].tolist() == list(best)
     # the whole descent: its objective is the slow one at the permutations it returns
@@ -230,6 +233,20 @@ def test_one_coordinate_step_equals_brute_force(seed):
     got = _slow_objective(a, b, result.permutations["0"].tolist(), result.permutations["2"].tolist())
     assert result.objective[-1] == pytest.approx(got, rel=1e-12)
     assert_monotone(result.objective)
+
+
+def test_a_solver_that_lowers_the_objective_is_caught(seed, monkeypatch):
+    """The guard behind "the objective never decreases": a solver returning a worse assignment is refused."""
+    a, b = mlp(seed), mlp(seed + 1)
+
+    def worst(cost, maximize=False):
+        from scipy.optimize import linear_sum_assignment
+
+        return linear_sum_assignment(cost, maximize=not maximize)
+
+    monkeypatch.setattr(matching, "linear_sum_assignment", worst)
+    with pytest.raises(RuntimeError, match="worse permutation for group"):
+        align(a, b)
 
 
 # --- the spec format ---------------------------------------------------------------------------------
@@ -365,3 +382,22 @@ def test_aligned_state_is_an_interpolate_endpoint_and_a_module(seed, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(aligned.model().eval()(x), b(x), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(aligned.apply(cnn(99)).eval()(x), b(x), rtol=1e-5, atol=1e-5)
+
+
+def test_bottleneck_resnet_spec_keeps_the_function(seed):
+    """torchvision's Bottleneck blocks: random permutations of every group leave the outputs unchanged."""
+    from torchvision.models.resnet import Bottleneck, ResNet
+
+    torch.manual_seed(seed)
+    model = ResNet(Bottleneck, [1, 1, 1, 1], num_classes=10, width_per_group=16)
+    model = _randomise_bn(model, torch.Generator().manual_seed(seed)).eval()
+    other, perms = planted(model, seed)
+    assert {"stem", "layer1.0.conv1", "layer1.0.conv2", "layer1", "layer4"} <= set(perms)
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        got, want = other.double()(x), copy.deepcopy(model).double()(x)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+    assert not torch.allclose(
+        other.state_dict()["layer1.0.conv3.weight"].double(),
+        model.state_dict()["layer1.0.conv3.weight"].double(),
+    )

@@ -114,6 +114,8 @@ class PermutationSpec:
         """
         sizes: dict[str, int] = {}
         for g, axes in self.groups.items():
+            if not axes:
+                raise ValueError(f"group {g!r} acts on no tensor; give it its axes or leave it out")
             for name, axis, block in axes:
                 t = _tensor(state, name, f"group {g!r}")
                 if not 0 <= axis < t.dim():
@@ -149,11 +151,11 @@ class PermutationSpec:
     def layer_groups(self, model: nn.Module) -> dict[str, str | None]:
         """``{module name: group or None}`` for the modules whose output permutation is known:
         :attr:`outputs`, completed from the weights of Linear, Conv and norm layers."""
-        by_tensor = self.by_tensor()
+        by_tensor, fixed = self.by_tensor(), set(self.fixed)
         out: dict[str, str | None] = {}
         for name, module in model.named_modules():
             key = f"{name}.weight" if name else "weight"
-            if isinstance(module, WEIGHTED + PER_CHANNEL) and key in by_tensor | {k: [] for k in self.fixed}:
+            if isinstance(module, WEIGHTED + PER_CHANNEL) and (key in by_tensor or key in fixed):
                 out[name] = next((g for axis, g, _ in by_tensor.get(key, []) if axis == 0), None)
         out.update(self.outputs)
         return out
