@@ -89,17 +89,19 @@ def snapshot(model):
         {k: v.detach().clone() for k, v in model.state_dict().items()},
         [(n, m.training) for n, m in model.named_modules()],
         [(n, p.requires_grad) for n, p in model.named_parameters()],
+        [(n, t._version) for n, t in model.state_dict(keep_vars=True).items()],  # never written to
     )
 
 
 def assert_same(model, snap):
-    state, modes, grads = snap
+    state, modes, grads, versions = snap
     now = model.state_dict()
     assert list(now) == list(state)
     for k, v in state.items():
         assert torch.equal(now[k], v), k
     assert [(n, m.training) for n, m in model.named_modules()] == modes
     assert [(n, p.requires_grad) for n, p in model.named_parameters()] == grads
+    assert [(n, t._version) for n, t in model.state_dict(keep_vars=True).items()] == versions
 
 
 def assert_monotone(objective):

@@ -11,10 +11,9 @@ to 1e-5), or :func:`align` refuses, naming the first layer whose output no longe
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +23,6 @@ from torch import nn
 from . import _validate
 from .batches import to_device
 from .matching import activation_matching, batches_of, device_of, recorded, weight_matching
-from .params import ModelState
 from .permspec import FORMAT_HINT, PermutationSpec, permute_axis, permute_state, spec_for
 
 #: Outputs of B and π(B) (both in float64) must agree to this, relative and absolute.
@@ -111,19 +109,9 @@ def align(
         raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
     if method == "activations" and data is None:
         raise ValueError("activation matching needs data= (an (X, Y) pair or a DataLoader)")
-    with _unchanged(model_a, model_b):
-        return _align(model_a, model_b, method, data, spec, seed, max_iter, check_input)
-
-
-@contextlib.contextmanager
-def _unchanged(*models: Any) -> Iterator[None]:
-    """Restores every module among ``models`` exactly (parameters, buffers, modes), also on error."""
-    states = [ModelState(m) for m in models if isinstance(m, nn.Module)]
-    try:
-        yield
-    finally:
-        for s in states:
-            s.restore()
+    # The user's modules are only read (state_dict, named_modules): every forward pass runs on copies,
+    # so they come back exactly as they were, autograd version counters included, also on error.
+    return _align(model_a, model_b, method, data, spec, seed, max_iter, check_input)
 
 
 def _align(
@@ -144,8 +132,8 @@ def _align(
     if method == "weights":
         perms, objective = weight_matching(spec, state_a, state_b, sizes, params, seed, max_iter)
     else:
-        module_b = template if template is model_b else _loaded(template, state_b)
-        perms, objective = activation_matching(spec, model_a, module_b, data, sizes)
+        copy_a, copy_b = _loaded(model_a, state_a), _loaded(template, state_b)
+        perms, objective = activation_matching(spec, copy_a, copy_b, data, sizes)
     permuted = permute_state(spec, state_b, perms)
     x = _check_batch(check_input, data, model_a)
     deviation = check_function(template, state_b, permuted, spec, perms, x)
