@@ -346,6 +346,28 @@ def test_models_it_cannot_describe_and_cnns_without_inputs():
         align(mlp(0), mlp(1), method="activations")
 
 
+class _Residual(nn.Module):
+    """Not a plain chain: fc2's output is added to its input."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.out = nn.Linear(5, 6), nn.Linear(6, 6), nn.Linear(6, 2)
+
+    def forward(self, x):
+        h = torch.relu(self.fc1(x))
+        return self.out(h + self.fc2(h))
+
+
+def test_an_automatic_spec_that_does_not_fit_the_forward_is_refused(seed):
+    torch.manual_seed(seed)
+    a, b = _Residual(), _Residual()
+    six = torch.arange(6)
+    perms = {"fc1": torch.roll(six, 1), "fc2": torch.roll(six, 2)}  # planted: recovered, and unequal
+    b.load_state_dict(permute_state(spec_for(a), a.state_dict(), perms))
+    with pytest.raises(ValueError, match=r"layer '(fc2|out)' \(Linear\) is the first.*pass spec="):
+        align(a, b)
+
+
 # --- the user's models are left as they were ---------------------------------------------------------
 
 

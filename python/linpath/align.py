@@ -27,6 +27,11 @@ from .permspec import FORMAT_HINT, PermutationSpec, permute_axis, permute_state,
 
 #: Outputs of B and π(B) (both in float64) must agree to this, relative and absolute.
 TOLERANCE = 1e-5
+USER_SPEC_HINT = f"the spec misses or misplaces an axis of that layer; {FORMAT_HINT}"
+AUTO_SPEC_HINT = (
+    "the spec linpath wrote for this model does not describe it (its forward is not the plain chain of "
+    f"layers or the torchvision ResNet that spec_for assumes): pass spec= ({FORMAT_HINT})"
+)
 
 
 @dataclass
@@ -126,6 +131,7 @@ def _align(
 ) -> Aligned:
     state_a = _state(model_a)
     state_b, template = _state_of_b(model_a, model_b)
+    auto = spec is None
     spec = _as_spec(spec, model_a)
     sizes = spec.sizes(state_a)
     params = {n for n, _ in model_a.named_parameters()}
@@ -136,7 +142,8 @@ def _align(
         perms, objective = activation_matching(spec, copy_a, copy_b, data, sizes)
     permuted = permute_state(spec, state_b, perms)
     x = _check_batch(check_input, data, model_a)
-    deviation = check_function(template, state_b, permuted, spec, perms, x)
+    hint = AUTO_SPEC_HINT if auto else USER_SPEC_HINT
+    deviation = check_function(template, state_b, permuted, spec, perms, x, hint)
     return Aligned(permuted, perms, objective, spec, method, deviation, template)
 
 
@@ -245,8 +252,11 @@ def check_function(
     spec: PermutationSpec,
     perms: Mapping[str, torch.Tensor],
     batch: Any,
+    hint: str = USER_SPEC_HINT,
 ) -> float:
     """The largest |π(B)(x) − B(x)| on ``batch`` (float64 copies, eval mode), checked to :data:`TOLERANCE`.
+
+    ``hint`` ends the error message (what to do about it).
 
     Raises:
         ValueError: When the outputs differ, naming the first module (in the order they run) whose
@@ -265,11 +275,11 @@ def check_function(
             raise ValueError(
                 f"the permutation changes the model's function: layer {name!r} ({_type(template, name)}) is "
                 f"the first whose output no longer matches model_b's (permuted by group "
-                f"{layer_groups[name]!r}); the spec misses or misplaces an axis of that layer; {FORMAT_HINT}"
+                f"{layer_groups[name]!r}); {hint}"
             )
     raise ValueError(
         "the permutation changes the model's function (its outputs differ from model_b's), though no layer "
-        f"the spec describes is off: give the spec's outputs= for more layers to locate it; {FORMAT_HINT}"
+        f"the spec describes is off (give the spec's outputs= for more layers to locate it); {hint}"
     )
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .batches import input_dtype
 from .data import Split
 from .lap import linear_sum_assignment
 from .permspec import PermutationSpec, permute_axis
@@ -207,7 +208,7 @@ def _collect(
     moments = {(g, name): _Moments() for name, g in wanted.items()}
     model_a.eval()
     model_b.eval()
-    for k, batch in enumerate(batches_of(data, device_of(model_a))):
+    for k, batch in enumerate(batches_of(data, device_of(model_a), input_dtype(model_a))):
         if k == ACT_BATCHES:
             break
         with torch.no_grad():

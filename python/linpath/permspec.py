@@ -346,7 +346,8 @@ def _check_norm(name: str, m: nn.Module) -> None:
 def _is_resnet(model: nn.Module) -> bool:
     """A torchvision-style ResNet: stem, four stages of BasicBlock/Bottleneck, avgpool, fc."""
     parts = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc")
-    return type(model).__name__ == "ResNet" and all(hasattr(model, p) for p in parts)
+    named = any(cls.__name__ == "ResNet" for cls in type(model).__mro__)
+    return named and all(hasattr(model, p) for p in parts)
 
 
 #: The convolutions of each block kind, in order (the last writes the residual stream).
