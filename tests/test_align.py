@@ -344,6 +344,8 @@ def test_models_it_cannot_describe_and_cnns_without_inputs():
         align(cnn(0), cnn(1))
     with pytest.raises(ValueError, match="activation matching needs data="):
         align(mlp(0), mlp(1), method="activations")
+    with pytest.raises(TypeError, match="not a dict of splits"):
+        align(mlp(0), mlp(1), method="activations", data={"train": (torch.randn(4, 20), torch.zeros(4))})
 
 
 class _Residual(nn.Module):

@@ -105,6 +105,8 @@ def align(
             layer), a spec that misses or misnames a tensor or has inconsistent sizes (naming it), a
             permutation that changes B's function (naming the first layer whose output differs),
             NaN/inf parameters, or a CNN without ``check_input`` or ``data``.
+        TypeError: For a ``model_a`` that is not a module, a ``model_b`` that is neither a module, a
+            state_dict nor a path, or ``data`` given as a dict of splits.
     """
     if not isinstance(model_a, nn.Module):
         raise TypeError(f"model_a must be an nn.Module, got {type(model_a).__name__}")
@@ -112,6 +114,13 @@ def align(
         raise ValueError(f"method must be 'weights' or 'activations', got {method!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(data, Mapping):
+        raise TypeError(
+            "data must be one dataset (an (X, Y) pair, or a DataLoader or list of batches), not a dict of "
+            "splits: pass e.g. data=splits['train']"
+        )
     if method == "activations" and data is None:
         raise ValueError("activation matching needs data= (an (X, Y) pair or a DataLoader)")
     # The user's modules are only read (state_dict, named_modules): every forward pass runs on copies,
