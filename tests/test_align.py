@@ -204,6 +204,27 @@ def test_activation_matching_on_random_mlps(seed):
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("activation", ["relu", "maxout"])
+def test_linpath_native_mlp(activation, seed):
+    """linpath.models.MLP (runs in Rust) and maxout units (blocks of `pieces` rows) are aligned too."""
+    a = linpath.models.MLP([12, 10, 9, 4], activation=activation, pieces=3, seed=seed % 2**31)
+    spec = spec_for(a)
+    assert ("layers.0.weight", 0, 3 if activation == "maxout" else 1) in spec.groups["layers.0"]
+    b, perms = planted(a, seed)
+    assert isinstance(b, linpath.models.MLP) and not torch.equal(
+        b.state_dict()["layers.1.weight"], a.state_dict()["layers.1.weight"]
+    )
+    x = torch.randn(16, 12)
+    torch.testing.assert_close(b(x), a(x), rtol=1e-5, atol=1e-5)  # the planted copy is the same function
+    aligned = align(a, b, seed=seed)
+    for k, v in a.state_dict().items():
+        assert torch.equal(aligned.state_dict[k], v), k
+    assert isinstance(aligned.model(), linpath.models.MLP)
+    act = align(a, linpath.models.MLP([12, 10, 9, 4], activation=activation, pieces=3, seed=seed % 2**31 + 1),
+                method="activations", data=(x, torch.zeros(16, dtype=torch.long)))  # fmt: skip
+    assert act.objective[1] >= act.objective[0]
+
+
 # --- against a slow obvious reference ----------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from torch import nn
 from . import _validate
 from .batches import to_device
 from .matching import activation_matching, batches_of, device_of, recorded, weight_matching
+from .models.native import NativeModel
 from .permspec import FORMAT_HINT, PermutationSpec, permute_axis, permute_state, spec_for
 
 #: Outputs of B and π(B) (both in float64) must agree to this, relative and absolute.
@@ -229,7 +230,10 @@ def _same_layers(model_a: nn.Module, model_b: nn.Module) -> None:
 
 
 def _loaded(template: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.Module:
-    out = copy.deepcopy(template)
+    """A new module of ``template``'s architecture holding ``state``: a deep copy, or for linpath's
+    native models (which run in Rust, out of reach of forward hooks) their plain-PyTorch twin."""
+    to_torch = getattr(template, "to_torch", None)
+    out = to_torch() if isinstance(template, NativeModel) and callable(to_torch) else copy.deepcopy(template)
     out.load_state_dict(state)
     return out
 
@@ -244,6 +248,9 @@ def _check_batch(check_input: Any, data: Any, model: nn.Module) -> Any:
         return check_input
     if data is not None:
         return next(batches_of(data, torch.device("cpu")))
+    to_torch = getattr(model, "to_torch", None)
+    if isinstance(model, NativeModel) and callable(to_torch):
+        model = to_torch()  # its layers as nn.Linear
     layers = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d)]
     if layers and all(isinstance(m, nn.Linear) for m in layers):
         gen = torch.Generator().manual_seed(0)

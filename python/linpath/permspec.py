@@ -35,6 +35,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .models.mlp import MLP, TorchMLP
+
 #: Where to read about the format, for error messages.
 FORMAT_HINT = "see linpath.permspec.PermutationSpec for the format"
 
@@ -281,6 +283,8 @@ def spec_for(model: nn.Module) -> PermutationSpec:
         raise TypeError(f"spec_for takes an nn.Module, got {type(model).__name__}")
     if _is_resnet(model):
         return _resnet_spec(model)
+    if isinstance(model, MLP | TorchMLP):
+        return _linpath_mlp_spec(model)
     return _chain_spec(model)
 
 
@@ -402,3 +406,23 @@ def _resnet_block(b: _Builder, name: str, block: nn.Module, into: str, new_strea
     b.outputs[name] = out
     b.points[out] = [*b.points.get(out, []), name] if out == into else [name]
     return out
+
+
+def _linpath_mlp_spec(model: MLP | TorchMLP) -> PermutationSpec:
+    """linpath's MLP (native or its ``to_torch()`` twin): one group per hidden layer; a maxout unit
+    owns its ``pieces`` consecutive rows (``layers.{i}.weight`` is ``[out·pieces, in]``)."""
+    pieces = model.pieces if isinstance(model, MLP) else int(getattr(model.activation, "pieces", 1))
+    depth = len(model.layers)
+    b, into = _Builder(), None
+    for i in range(depth):
+        name, out = f"layers.{i}", (None if i == depth - 1 else f"layers.{i}")
+        for key in ("weight", "bias"):
+            if out is None and (key == "bias" or into is None):
+                b.fixed.append(f"{name}.{key}")
+            b.add(out, f"{name}.{key}", 0, pieces)
+        b.add(into, f"{name}.weight", 1)
+        b.outputs[name] = out
+        if out is not None:
+            b.points[out] = [name]
+        into = out
+    return b.spec()
