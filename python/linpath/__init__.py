@@ -28,16 +28,19 @@ from . import (
     _linpath,
     callbacks,
     checkpoints,
+    curves,
     datasets,
     directions,
     experiments,
     metrics,
     models,
+    permspec,
     plotting,
     pointlog,
     surfaces,
     views,
 )
+from .alignment import Aligned, align
 from .params import ParamVector, assign, flatten
 from .planes import surface
 from .surfaces import Surface
@@ -48,6 +51,7 @@ from .trajectory import Projection, Trajectory, TrajectoryRecorder, project
 __version__ = _linpath.__version__
 
 __all__ = [
+    "Aligned",
     "ParamVector",
     "Projection",
     "Surface",
@@ -56,9 +60,11 @@ __all__ = [
     "Trajectory",
     "TrajectoryRecorder",
     "__version__",
+    "align",
     "assign",
     "callbacks",
     "checkpoints",
+    "curves",
     "datasets",
     "directions",
     "experiments",
@@ -66,6 +72,7 @@ __all__ = [
     "interpolate",
     "metrics",
     "models",
+    "permspec",
     "plotting",
     "pointlog",
     "project",

@@ -270,11 +270,12 @@ def spec_for(model: nn.Module) -> PermutationSpec:
     """The permutation spec of ``model``, written automatically.
 
     Handles MLPs (Linear layers with elementwise activations and Dropout between them, optionally
-    LayerNorm/BatchNorm1d; :class:`linpath.models.MLP` and its twin, maxout units included), plain CNNs (Conv/BatchNorm/activation/pooling layers, a Flatten, Linear
-    layers), both as ``nn.Sequential`` or as modules whose layers are registered in the order they run,
-    and torchvision ResNets (``BasicBlock`` or ``Bottleneck``): each residual stream shares one
-    permutation (the stem's conv1/bn1, every block's last conv/bn, the downsample conv/bn and the next
-    blocks' inputs), each block's inner channels have their own, and fc reads the last stream.
+    LayerNorm/BatchNorm1d; :class:`linpath.models.MLP` and its twin, maxout units included), plain
+    CNNs (Conv/BatchNorm/activation/pooling layers, a Flatten, Linear layers), both as
+    ``nn.Sequential`` or as modules whose layers are registered in the order they run, and
+    torchvision ResNets (``BasicBlock`` or ``Bottleneck``): each residual stream shares one
+    permutation (the stem's conv1/bn1, every block's last conv/bn, the downsample conv/bn and the
+    next blocks' inputs), each block's inner channels have their own, and fc reads the last stream.
 
     Raises:
         ValueError: For a model it cannot write a spec for (pass ``spec=`` to :func:`linpath.align`).

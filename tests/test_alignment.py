@@ -1,10 +1,10 @@
-"""linpath.align (issue 14, acceptance 2 and 4): weight and activation matching on an MLP, a plain CNN
-(BatchNorm2d, a Flatten into Linear) and torchvision's ResNet-18; π(B) computes B's function; the
-weight-matching objective never decreases; planted permutations come back exactly; a slow obvious
-reference for one coordinate step; bad input named; the user's models unchanged."""
+"""linpath.alignment (linpath.align; issue 14, acceptance 2 and 4): weight and activation matching on
+an MLP, a plain CNN (BatchNorm2d, a Flatten into Linear) and torchvision's ResNet-18; π(B) computes
+B's function; the weight-matching objective never decreases; planted permutations come back
+exactly; a slow obvious reference for one coordinate step; bad input named; the user's models
+unchanged."""
 
 import copy
-import importlib
 import itertools
 import json
 import secrets
@@ -15,11 +15,9 @@ import torch
 from torch import nn
 
 import linpath
-from linpath.align import Aligned, align
+from linpath import matching
+from linpath.alignment import Aligned, align
 from linpath.permspec import PermutationSpec, permute_state, spec_for
-
-# (importlib: linpath.align is also the name of the function linpath/__init__.py re-exports.)
-matching = importlib.import_module("linpath.matching")
 
 
 @pytest.fixture
