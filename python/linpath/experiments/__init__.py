@@ -26,14 +26,17 @@ import torch
 
 from .._io import atomic_write, save_json
 from .advanced import FIGURES as ADVANCED_FIGURES
+from .between import FIGURES as BETWEEN_FIGURES
 from .findings import NOISE_FLOOR, line_grid
 from .mnist import FIGURES as MNIST_FIGURES
 from .report import claims_markdown
 from .runs import Context, Run
 from .scales import SCALE_NAMES, SCALES, NetSpec, RunSpec, Scale, get_scale
 
-#: Every figure, by name.
-FIGURES = {**MNIST_FIGURES, **ADVANCED_FIGURES}
+#: The paper's figures (what "all" names).
+PAPER_FIGURES = {**MNIST_FIGURES, **ADVANCED_FIGURES}
+#: Every figure and experiment, by name: the paper's, and "align" (between two solutions, later work).
+FIGURES = {**PAPER_FIGURES, **BETWEEN_FIGURES}
 
 __all__ = [
     "FIGURES",
@@ -56,7 +59,7 @@ def _figure_names(figures: str | Sequence[str]) -> list[str]:
     if not names:
         raise ValueError("no figure asked for; name some of " + ", ".join([*FIGURES, "all"]))
     if "all" in names:
-        return list(FIGURES)
+        return list(dict.fromkeys([*PAPER_FIGURES, *(n for n in names if n != "all")]))
     unknown = [n for n in names if n not in FIGURES]
     if unknown:
         raise ValueError(f"unknown figure(s) {unknown}; use {', '.join([*FIGURES, 'all'])}")
