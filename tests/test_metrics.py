@@ -113,3 +113,20 @@ def test_summary_of_several_sweeps(make_mlp, make_data):
         summary({"line": line}, split="test")
     with pytest.raises(TypeError, match="is a dict"):
         summary({"x": {}})
+
+
+def test_metrics_along_a_curve_read_t_as_the_coordinate(make_mlp, make_data):
+    """A curve's sweep (t on [0, 1]) gets the same metrics; an untrained quadratic Bezier lies on the
+    segment, so its values at each t are the line's at α = t and so are its metrics."""
+    a, b = make_mlp(0), make_mlp(1)
+    x, y = make_data(64, 4)
+    ts = np.linspace(0, 1, 9)
+    curve = linpath.curves.bezier(
+        a, a, b, (x, y), bends=1, epochs=0
+    )  # the control point stays at the midpoint
+    along = curve.evaluate(a, (x, y), ts=ts, progress=False)
+    line = linpath.interpolate(a, a, b, (x, y), alphas=ts, progress=False)
+    # the quadratic Bezier through the segment's midpoint is the segment traversed as 2t(1-t)/2 + t^2 = t
+    rows = summary({"curve": along, "line": line}).rows
+    for key in ("delta_loss", "barrier_loss", "barrier_loss_linear", "barrier_error", "normalized_distance"):
+        assert rows[0][key] == pytest.approx(rows[1][key], rel=1e-5, abs=1e-7), key
