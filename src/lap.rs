@@ -109,7 +109,7 @@ fn output(col4row: Vec<usize>, transpose: bool) -> Assignment {
 /// Candidate columns per row in the sparse first pass (the smallest costs of each row).
 const CANDIDATES: usize = 16;
 /// Sparse passes before the dense solver takes over.
-const MAX_ROUNDS: usize = 6;
+const MAX_ROUNDS: usize = 3;
 
 /// The infeasibility error.
 fn infeasible() -> Error {
@@ -131,22 +131,55 @@ fn solve(cost: &[f64], nr: usize, nc: usize, k: usize) -> Result<Vec<usize>> {
         return dense(cost, nr, nc);
     }
     let mut graph = Candidates::new(cost, nr, nc, k);
+    if graph.distinct_columns(nc) < nr {
+        // The candidates cannot assign every row (Hall): rows share their cheap columns.
+        return dense(cost, nr, nc);
+    }
     for _ in 0..MAX_ROUNDS {
         let mut solver = Solver::new(cost, nr, nc);
-        let widen = match solver.solve_sparse(&graph) {
-            Ok(()) => solver.violations(&graph),
+        let (widen, event) = match solver.solve_sparse(&graph) {
+            Ok(()) => (solver.violations(&graph), Event::Violations),
             Err(blocked) if blocked.iter().all(|&i| graph.dense[i]) => return Err(infeasible()),
-            Err(blocked) => blocked,
+            Err(blocked) => (blocked, Event::Blocked),
         };
         if widen.is_empty() {
             return Ok(solver.col4row);
         }
+        count(event);
         graph.widen(&widen);
-        if graph.dense.iter().filter(|&&d| d).count() > nr / 8 {
+        if graph.dense.iter().filter(|&&d| d).count() > nr / 16 {
             break;
         }
     }
+    count(Event::Fallback);
     dense(cost, nr, nc)
+}
+
+/// What the sparse pass did (counted in tests, to check that they reach every branch).
+#[derive(Clone, Copy)]
+enum Event {
+    /// Rows were widened for left-out entries of negative reduced cost.
+    Violations,
+    /// Rows were widened for a search that reached no free column.
+    Blocked,
+    /// The dense algorithm took over.
+    Fallback,
+}
+
+#[cfg(test)]
+thread_local! {
+    static EVENTS: std::cell::Cell<[usize; 3]> = const { std::cell::Cell::new([0; 3]) };
+}
+
+/// Counts `event` (in tests: `EVENTS`).
+fn count(event: Event) {
+    #[cfg(test)]
+    EVENTS.with(|e| {
+        let mut counts = e.get();
+        counts[event as usize] += 1;
+        e.set(counts);
+    });
+    let _ = event;
 }
 
 /// SciPy's algorithm on the full matrix.
@@ -195,6 +228,13 @@ impl Candidates {
             graph.offsets.push(graph.cols.len());
         }
         graph
+    }
+
+    /// How many columns are a candidate of some row.
+    fn distinct_columns(&self, nc: usize) -> usize {
+        let mut seen = vec![false; nc];
+        self.cols.iter().for_each(|&j| seen[j] = true);
+        seen.iter().filter(|&&s| s).count()
     }
 
     /// Gives the rows `rows` every column.
@@ -329,17 +369,23 @@ impl<'a> Solver<'a> {
     /// closest column (an unassigned one among ties) and its distance.
     #[inline]
     fn scan_row(&mut self, i: usize, min_val: f64) -> (usize, f64) {
-        let row = self.cost_row(i);
-        let ui = self.u[i];
+        let (nc, ui) = (self.nc, self.u[i]);
+        let row = &self.cost[i * nc..(i + 1) * nc];
+        // Slices of one length nc: one bound check per column instead of five.
+        let (v, row4col) = (&self.v[..nc], &self.row4col[..nc]);
+        let (dist, path) = (&mut self.dist[..nc], &mut self.path[..nc]);
         let (mut index, mut lowest) = (0, f64::INFINITY);
         for (it, &j) in self.remaining.iter().enumerate() {
-            let r = min_val + row[j] - ui - self.v[j];
-            if r < self.dist[j] {
-                self.path[j] = i;
-                self.dist[j] = r;
+            if j >= nc {
+                continue; // never: `remaining` holds columns
             }
-            let d = self.dist[j];
-            if d < lowest || (d == lowest && self.row4col[j] == NONE) {
+            let r = min_val + row[j] - ui - v[j];
+            if r < dist[j] {
+                path[j] = i;
+                dist[j] = r;
+            }
+            let d = dist[j];
+            if d < lowest || (d == lowest && row4col[j] == NONE) {
                 lowest = d;
                 index = it;
             }
@@ -628,6 +674,32 @@ mod tests {
         }
     }
 
+    /// Small candidate sets on wide matrices: rows are widened for violations and for blocked
+    /// searches, the dense algorithm takes over, and every time the optimum is the dense one's.
+    #[test]
+    fn every_branch_of_the_sparse_pass_gives_the_optimum() {
+        let mut rng = Rng(5);
+        EVENTS.with(|e| e.set([0; 3]));
+        for trial in 0..60 {
+            let (nr, nc) = (20 + trial % 30, 160);
+            let cost = rng.matrix(nr * nc, trial % 2 == 1, if trial % 3 == 0 { 0.4 } else { 0.0 });
+            let want = dense(&cost, nr, nc)
+                .map(|cols| total(&cost, nr, nc, &Assignment { rows: (0..nr).collect(), cols }));
+            for k in [1, 2, 3] {
+                let got = solve(&cost, nr, nc, k)
+                    .map(|cols| total(&cost, nr, nc, &Assignment { rows: (0..nr).collect(), cols }));
+                match (&got, &want) {
+                    (Ok(got), Ok(want)) => {
+                        assert!((got - want).abs() <= 1e-12 * want.abs().max(1.0), "trial {trial} k={k}")
+                    }
+                    _ => assert_eq!(got.is_err(), want.is_err(), "trial {trial} k={k}"),
+                }
+            }
+        }
+        let events = EVENTS.with(|e| e.get());
+        assert!(events.iter().all(|&n| n > 0), "violations, blocked, fallback: {events:?}");
+    }
+
     /// Rows whose cheap columns collide block the sparse search; an infeasible matrix is still found.
     #[test]
     fn blocked_sparse_searches_widen_rows() {
@@ -636,13 +708,16 @@ mod tests {
         let cost: Vec<f64> = (0..n * n).map(|k| if k % n < 4 { 0.0 } else { 1.0 + (k % 7) as f64 }).collect();
         let a = lsa(&cost, n, n);
         assert_eq!(total(&cost, n, n, &a), dense_total(&cost, n));
-        // Two rows can use only column 0.
-        let mut blocked = vec![1.0; n * n];
+        // Two rows can use only column 0: blocked twice, then infeasible (not the dense fallback).
+        let mut rng = Rng(3);
+        let mut blocked = rng.matrix(n * n, false, 0.0);
         for j in 1..n {
             blocked[j] = inf;
             blocked[n + j] = inf;
         }
+        EVENTS.with(|e| e.set([0; 3]));
         assert!(message(linear_sum_assignment(&blocked, n, n, false).unwrap_err()).contains("infeasible"));
+        assert_eq!(EVENTS.with(|e| e.get()), [0, 1, 0]);
     }
 
     /// The total of the dense algorithm's assignment of a square matrix.
