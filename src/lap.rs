@@ -9,6 +9,11 @@
 //! the cheapest path from the new row to an unassigned column; the duals are updated and the path
 //! augmented. Each search is O(n_rows · n_cols), so the whole is O(n_rows² · n_cols) at worst.
 //!
+//! Large matrices are first solved on each row's 16 cheapest columns; the duals of that solution
+//! then certify it for the whole matrix (see [`solve`]), or the rows they do not cover get every
+//! column, and the dense algorithm takes over when that is most of the work. Random dense costs of
+//! 4,096 × 4,096 take about 0.15-0.25 s here (SciPy: 1.7-3.4 s, bench/lap.py).
+//!
 //! +inf entries are forbidden assignments (−inf ones when maximizing); a matrix without a complete
 //! assignment of finite cost is infeasible. NaN, and −inf when minimizing (+inf when maximizing), are
 //! invalid: the total would not be defined or would be unbounded.
