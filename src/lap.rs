@@ -10,7 +10,7 @@
 //! augmented. Each search is O(n_rows · n_cols), so the whole is O(n_rows² · n_cols) at worst.
 //!
 //! Large matrices are first solved on each row's 16 cheapest columns; the duals of that solution
-//! then certify it for the whole matrix (see [`solve`]), or the rows they do not cover get every
+//! then certify it for the whole matrix (see `solve`), or the rows they do not cover get every
 //! column, and the dense algorithm takes over when that is most of the work. Random dense costs of
 //! 4,096 × 4,096 take about 0.15-0.25 s here (SciPy: 1.7-3.4 s, bench/lap.py).
 //!
