@@ -60,6 +60,7 @@ bench: dev ## Benchmarks side by side with the peers (sweep, surface, projection
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/surface.py
 	$(BIN)/python bench/project.py
+	$(BIN)/python bench/lap.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/loader.py
 	$(BIN)/python bench/models.py

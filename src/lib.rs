@@ -1,4 +1,4 @@
-//! linpath's Rust core: parameter flattening, the subspaces θ0 + Σ c_k·d_k (lines, planes), the
+//! linpath's Rust core: parameter flattening, the linear assignment solver, the subspaces θ0 + Σ c_k·d_k (lines, planes), the
 //! trajectory store and the projection of a trajectory onto a line.
 //!
 //! Everything outside `py` is plain Rust (testable with `cargo test`); `py` is
@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod flat;
+pub mod lap;
 pub mod models;
 pub mod project;
 pub mod size;

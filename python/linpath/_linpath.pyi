@@ -24,6 +24,7 @@ __all__ = [
     "project_store_subspace",
     "summarize",
     "train_native",
+    "linear_sum_assignment",
 ]
 
 __version__: str
@@ -158,3 +159,9 @@ def train_native(
     early_stopping, seed and record_every. Returns history, initial, final, best, best_epoch,
     interrupted, epochs_run, steps and store (a new TrajectoryStore). Ctrl-C sets interrupted.
     """
+
+def linear_sum_assignment(
+    cost: npt.NDArray[np.float64], maximize: bool = False
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(rows, cols) of an optimal assignment of the 2-D float64 `cost` (ValueError: NaN, unbounded,
+    infeasible); the GIL is released while solving."""

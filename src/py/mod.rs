@@ -4,6 +4,7 @@
 mod conv_maxout;
 mod error;
 mod flat;
+mod lap;
 mod lstm;
 mod mlp;
 mod mpdbm;
@@ -26,5 +27,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     trajectory::register(m)?;
     project::register(m)?;
     train::register(m)?;
+    lap::register(m)?;
     Ok(())
 }
