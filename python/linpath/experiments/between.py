@@ -86,7 +86,7 @@ def _curve(ctx: Context, a: Run, b: Run, data: datasets.Dataset) -> tuple[Sweep,
     seconds = time.perf_counter() - t0
     pairs = {name: getattr(data, name) for name in SPLITS}
     sweep = curve.evaluate(ctx.model_of(a), pairs, ts=np.linspace(0.0, 1.0, POINTS))
-    return sweep, {"seconds": seconds, "epochs": ctx.scale.curve_epochs, "history": list(curve.history)}
+    return sweep, {"seconds": seconds, "epochs": ctx.scale.curve_epochs, "history": curve.history}
 
 
 def _barriers(sweep: Sweep) -> dict[str, float]:
@@ -165,6 +165,8 @@ def _figure(lines: dict[str, Sweep], curve: Sweep, per_width: dict[int, Any], wi
         heights = [per_width[w][name]["train_loss_linear"] for w in widths]
         axes[2].plot(widths, heights, "o-", color=color, label=name if name != "naive" else "as trained")
     axes[2].set_xscale("log", base=2)
+    axes[2].set_yscale("symlog", linthresh=1e-3)  # the aligned barriers are 100-1000x lower
+    axes[2].set_ylim(bottom=0.0)
     axes[2].set_xlabel("hidden width")
     axes[2].set_ylabel("train loss barrier (linear form)")
     axes[2].legend(fontsize=8)
