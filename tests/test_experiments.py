@@ -86,6 +86,20 @@ def test_fig1_line_starts_and_ends_at_the_run(smoke):
         assert f[key] == pytest.approx(loss, rel=1e-5)
 
 
+def test_run_facts_report_the_parameter_norms(smoke):
+    """‖θi‖, ‖θf‖ and ‖θf − θi‖/‖θi‖ against NumPy float64 on the run's own checkpoints."""
+    out, _ = smoke
+    run = experiments.Context(experiments.get_scale("smoke"), out).run("maxout")
+    facts = load(out, "fig1")["run"]
+    start, end = run.initial.numpy().astype(np.float64), run.final.numpy().astype(np.float64)
+    assert facts["theta_initial_norm"] == pytest.approx(np.linalg.norm(start), rel=1e-12)
+    assert facts["theta_final_norm"] == pytest.approx(np.linalg.norm(end), rel=1e-12)
+    assert facts["relative_distance"] == pytest.approx(
+        np.linalg.norm(end - start) / np.linalg.norm(start), rel=1e-12
+    )
+    assert facts["relative_distance"] > 0
+
+
 def test_fig2_has_both_activations(smoke):
     out, _ = smoke
     f = load(out, "fig2")["findings"]

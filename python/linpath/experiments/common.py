@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import torch
+
 from .._io import save_json
 from ..plotting import save_figure
 from .runs import Context, Run
@@ -33,6 +35,7 @@ def run_facts(run: Run) -> dict[str, Any]:
     }
     if run.test_loss is not None:
         facts["test_loss"] = run.test_loss
+    facts |= parameter_norms(run)
     steps = getattr(run.spec, "steps", 1) if getattr(run.spec, "dataset", "") == "ptb" else 1
     if steps > 1:  # a language model: the error is per word, over windows of `steps` words
         del facts["test_mistakes"]
@@ -41,6 +44,19 @@ def run_facts(run: Run) -> dict[str, Any]:
         if history.get(key):
             facts[f"final_{key}"] = history[key][-1]
     return facts
+
+
+def parameter_norms(run: Run) -> dict[str, float]:
+    """‖θi‖, ‖θf‖ and ‖θf − θi‖/‖θi‖ of a run, in float64 (how far training moved the parameters,
+    relative to where it started: the scale of the initialisation matters for the paper's Section 4)."""
+    start, end = run.initial.tensor.double(), run.final.tensor.double()
+    initial = float(torch.linalg.vector_norm(start))
+    moved = float(torch.linalg.vector_norm(end - start))
+    return {
+        "theta_initial_norm": initial,
+        "theta_final_norm": float(torch.linalg.vector_norm(end)),
+        "relative_distance": moved / initial if initial > 0 else float("nan"),
+    }
 
 
 def write_figure(ctx: Context, name: str, fig: Any, record: dict[str, Any]) -> dict[str, Any]:
