@@ -310,6 +310,10 @@ def test_binarize_is_reproducible_by_seed_and_leaves_the_global_rngs_alone():
     assert torch.equal(binarize(p.float(), seed=11), a.float())  # the same bits whatever the dtype
     uniform = torch.rand(p.shape, generator=torch.Generator().manual_seed(11), dtype=torch.float32)
     assert torch.equal(a, (uniform.double() < p).double())  # the documented draw
+    # strictly below: an intensity equal to its draw gives 0, so P(1) = p, never p + 2**-24
+    assert torch.all(binarize(uniform, seed=11) == 0) and torch.all(
+        binarize((uniform + 1e-7).clamp(max=1), seed=11) == 1
+    )
 
 
 def test_binarize_threshold_and_errors():
