@@ -80,11 +80,14 @@ def test_gcn_makes_each_example_mean_zero_and_norm_or_std_scale():
     np.testing.assert_allclose(by_std.std(dim=1).numpy(), 2.0, rtol=1e-12)  # ddof 1, as pylearn2
 
 
-def test_gcn_flattens_images_per_example_and_keeps_their_shape():
-    x = torch.from_numpy(fresh().uniform(0, 1, size=(4, 3, 5, 5)))
+def test_gcn_flattens_images_per_example_keeps_their_shape_and_works_in_blocks(monkeypatch):
+    import linpath.preprocess as pre
+
+    monkeypatch.setattr(pre, "_CHUNK", 3)  # several blocks, a ragged last one
+    x = torch.from_numpy(fresh().uniform(0, 1, size=(8, 3, 5, 5))).float()
     got = gcn(x)
-    assert got.shape == x.shape
-    np.testing.assert_allclose(got.reshape(4, -1).numpy(), gcn_reference(x.numpy()), rtol=1e-12)
+    assert got.shape == x.shape and got.dtype == torch.float32
+    np.testing.assert_allclose(got.reshape(8, -1).numpy(), gcn_reference(x.numpy()), rtol=1e-6)
 
 
 def test_gcn_is_idempotent_and_leaves_its_input_alone():

@@ -104,7 +104,24 @@ def gcn(
     min_divisor = _positive("min_divisor", min_divisor, allow_zero=True)
     if scale < min_divisor:
         raise ValueError(f"scale ({scale}) must be at least min_divisor ({min_divisor})")
-    values = design.to(torch.float64)
+    out = torch.empty(design.shape, dtype=x.dtype, device=x.device)
+    for start in range(0, design.shape[0], _CHUNK):  # per example: blocks bound the float64 memory
+        values = design[start : start + _CHUNK].to(torch.float64)
+        out[start : start + _CHUNK] = _normalise(
+            values, scale, subtract_mean, use_std, sqrt_bias, min_divisor
+        )
+    return out.reshape(x.shape)
+
+
+def _normalise(
+    values: torch.Tensor,
+    scale: float,
+    subtract_mean: bool,
+    use_std: bool,
+    sqrt_bias: float,
+    min_divisor: float,
+) -> torch.Tensor:
+    """:func:`gcn`'s formula on a float64 block of examples (rows)."""
     if subtract_mean:
         values = values - values.mean(dim=1, keepdim=True)
     if use_std:
@@ -113,7 +130,7 @@ def gcn(
         spread = values.square().sum(dim=1)
     divisor = torch.sqrt(sqrt_bias + spread) / scale
     divisor = torch.where(divisor < min_divisor, torch.ones_like(divisor), divisor)
-    return (values / divisor[:, None]).to(x.dtype).reshape(x.shape)
+    return values / divisor[:, None]
 
 
 def _rows(x: torch.Tensor) -> Iterator[torch.Tensor]:
