@@ -26,7 +26,7 @@ import torch
 from ._checks import integer, real
 from ._io import atomic_write
 
-#: Rows per block when ZCA accumulates or applies its float64 matrices (bounds the memory used).
+#: Rows per float64 block in :func:`gcn` and :class:`ZCA` (bounds the memory they use).
 _CHUNK = 4096
 ZCA_FORMAT = "linpath-zca"
 
@@ -161,7 +161,13 @@ class ZCA:
     v_k v_kᵀ / sqrt(λ_k + b)`` over the ``n_components`` largest (all by default).
     :meth:`transform` maps ``x`` to ``(x − μ) P``: on the training data the covariance becomes
     ``Σ_k v_k v_kᵀ λ_k / (λ_k + b)``, near the identity along directions of variance much larger
-    than ``b`` and damped below it. Everything is computed in float64.
+    than ``b`` and damped below it. Everything is computed in float64 (pylearn2 computed partly
+    in Theano's float32 and warned that its ZCA differed across platforms).
+
+    Attributes:
+        mean: ``μ``, float64 [features] (None until fitted).
+        whitener: ``P``, float64 [features, features], symmetric.
+        eigenvalues: The kept ``λ_k + b``, float64, ascending.
 
     Args:
         filter_bias: ``b`` above, added to the covariance's eigenvalues (0 only for data of full
