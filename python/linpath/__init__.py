@@ -37,6 +37,7 @@ from . import (
     permspec,
     plotting,
     pointlog,
+    preprocess,
     surfaces,
     views,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "permspec",
     "plotting",
     "pointlog",
+    "preprocess",
     "project",
     "surface",
     "surfaces",

@@ -27,7 +27,7 @@ import torch
 from .._io import atomic_write, save_json
 from .advanced import FIGURES as ADVANCED_FIGURES
 from .between import FIGURES as BETWEEN_FIGURES
-from .findings import NOISE_FLOOR, line_grid
+from .findings import NOISE_FLOOR, line_grid, zoom_grid
 from .mnist import FIGURES as MNIST_FIGURES
 from .report import claims_markdown
 from .runs import Context, Run
@@ -51,6 +51,7 @@ __all__ = [
     "get_scale",
     "line_grid",
     "reproduce",
+    "zoom_grid",
 ]
 
 

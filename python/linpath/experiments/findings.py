@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
+from .._checks import integer, real
 from ..sweep import Sweep
 from ..trajectory import Projection
 
@@ -14,12 +16,50 @@ from ..trajectory import Projection
 NOISE_FLOOR = 1e-6
 
 
-def line_grid(low: float, high: float, points: int) -> np.ndarray:
-    """``points`` evenly spaced α in [low, high], with 0 and 1 exact whenever they fall on the grid."""
+#: The zoom's defaults (issue 15): 0, then α log-spaced from 1e-4 to 0.3, about 11 points a decade.
+ZOOM_LOW, ZOOM_HIGH, ZOOM_POINTS = 1e-4, 0.3, 40
+
+
+def line_grid(low: float, high: float, points: int, *, zoom: bool = False) -> np.ndarray:
+    """``points`` evenly spaced α in [low, high], with 0 and 1 exact whenever they fall on the grid.
+
+    With ``zoom=True`` the points of :func:`zoom_grid` (its defaults) that lie in [low, high] are
+    merged in (sorted, without duplicates), so that one sweep measures both the whole line and
+    the region near α = 0 finely; read a verdict about that region from the zoom's points.
+    """
     grid = np.linspace(low, high, points)
     for anchor in (0.0, 1.0):
         grid[np.isclose(grid, anchor, rtol=0.0, atol=1e-12)] = anchor
+    if zoom:
+        fine = zoom_grid()
+        grid = np.union1d(grid, fine[(fine >= low) & (fine <= high)])
     return grid
+
+
+def zoom_grid(low: float = ZOOM_LOW, high: float = ZOOM_HIGH, points: int = ZOOM_POINTS) -> np.ndarray:
+    """α = 0 followed by ``points`` log-spaced α from ``low`` to ``high`` (both exact), float64.
+
+    The zoom near θi (α = 0): a barrier a few percent of the way along the line falls between
+    the points of an evenly spaced grid. Any sweep takes it as its α grid, e.g.
+    ``linpath.interpolate(model, theta_i, theta_f, data, alphas=zoom_grid())``, or merged into
+    an even grid with ``line_grid(..., zoom=True)``.
+
+    Returns:
+        A strictly increasing float64 array of ``points + 1`` values: ``[0, low, ..., high]``.
+
+    Raises:
+        TypeError: If an argument is not a number (``points``: not an integer).
+        ValueError: If ``low <= 0``, ``high <= low``, either is not finite, or ``points < 2``.
+    """
+    low, high = real("low", low), real("high", high)
+    points = integer("points", points, 2)
+    if not (math.isfinite(low) and math.isfinite(high)) or low <= 0 or high <= low:
+        raise ValueError(f"the zoom needs finite 0 < low < high, got low={low!r}, high={high!r}")
+    logs = np.geomspace(low, high, points)
+    logs[0], logs[-1] = low, high
+    if not np.all(np.diff(logs) > 0):  # low and high so close that neighbours round to one float
+        raise ValueError(f"{points} points between {low!r} and {high!r} are not distinct floats: use fewer")
+    return np.concatenate(([0.0], logs))
 
 
 def prominence(alphas: np.ndarray, values: np.ndarray, alpha: float) -> float:
