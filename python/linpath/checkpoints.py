@@ -92,6 +92,18 @@ def _torch_load(path: Path) -> Any:
         raise ValueError(f"{path} is truncated or damaged; torch.load failed: {_first_line(e)}") from None
 
 
+def load_saved(path: str | os.PathLike[str], what: str) -> Any:
+    """A file linpath itself wrote with ``torch.save`` (a curve, a ZCA), read on the CPU with
+    ``weights_only=True``; FileNotFoundError as it is, any other failure (torch raises many kinds for a
+    damaged or foreign file) a ValueError saying the file is not a readable ``what`` file."""
+    try:
+        return torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        raise ValueError(f"{os.fspath(path)} is not a readable {what} file ({e})") from e
+
+
 def _first_line(e: BaseException) -> str:
     lines = str(e).strip().splitlines()
     return lines[0] if lines else type(e).__name__

@@ -39,6 +39,7 @@ from ._io import atomic_write
 from ._validate import finite_vector, model_endpoint
 from .batches import DEFAULT_LOSS, LossFn, Where, batch_loss, find_logits, input_dtype, to_device
 from .buffers import Interpolate
+from .checkpoints import load_saved
 from .data import Split
 from .engines import Geometry, buffer_ends, check_indices, precision_check, progress_bar, request
 from .params import ModelState, named_parameters
@@ -306,12 +307,7 @@ class Curve:
         Raises:
             ValueError: If the file is not a saved linpath Curve.
         """
-        try:
-            payload = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as e:  # a damaged or foreign file: torch raises many kinds
-            raise ValueError(f"{os.fspath(path)} is not a readable linpath Curve file ({e})") from e
+        payload = load_saved(path, "linpath Curve")
         if not isinstance(payload, dict) or payload.get("format") != CURVE_FORMAT:
             raise ValueError(f"{os.fspath(path)} is not a saved linpath Curve (see Curve.save)")
         return cls(payload["kind"], payload["control_points"], payload["history"], payload["meta"])

@@ -25,6 +25,7 @@ import torch
 
 from ._checks import integer, real
 from ._io import atomic_write
+from .checkpoints import load_saved
 
 #: Rows per float64 block in :func:`gcn` and :class:`ZCA` (bounds the memory they use).
 _CHUNK = 4096
@@ -288,13 +289,7 @@ class ZCA:
             FileNotFoundError: If ``path`` does not exist.
             ValueError: If the file is not a saved ZCA.
         """
-        try:
-            state = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as e:  # a damaged or foreign file: torch raises many kinds
-            raise ValueError(f"{os.fspath(path)} is not a readable ZCA file ({e})") from e
-        return cls().load_state_dict(state)
+        return cls().load_state_dict(load_saved(path, "ZCA"))
 
     def __repr__(self) -> str:
         shape = "unfitted" if self.mean is None else f"features={self.mean.numel()}"
