@@ -1,15 +1,19 @@
 """The convolutional maxout network (linpath.models.ConvMaxout) against PyTorch and float64 references."""
 
+import copy
+import hashlib
+import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from init_stats import assert_uniform, fresh_seed
 from native_line import native_line
 
 import linpath
 from linpath.models import ConvMaxout, TorchConvMaxout
-from linpath.models.conv_maxout import PAPER_CONFIG, SMALL_CONFIG
+from linpath.models.conv_maxout import PAPER_CONFIG, PAPER_INIT, PAPER_MAX_NORMS, SMALL_CONFIG
 
 # 9x9 images: both ceil-mode poolings end with a window hanging over the edge (9 -> 5 -> 3).
 TINY = {
@@ -26,6 +30,7 @@ TINY = {
     "input_dropout": 0.2,
     "hidden_dropout": 0.5,
 }
+DEFAULT_INIT = {"init": "default", "irange": 0.005, "bias_init": 0.0}
 NAMES = [
     "convs.0.weight",
     "convs.0.bias",
@@ -83,12 +88,14 @@ def test_parameters_and_output_shape():
     assert shapes == [(8, 3, 3, 3), (8,), (12, 4, 3, 3), (12,), (24, 54), (24,), (5, 8), (5,)]
     x, _ = _data(7, 0)
     assert model.eval()(x).shape == (7, 5)
-    assert model.config == TINY and model.dropout == (0.2, 0.5) and model.input_shape == (3, 9, 9)
+    assert (
+        model.config == TINY | DEFAULT_INIT and model.dropout == (0.2, 0.5) and model.input_shape == (3, 9, 9)
+    )
     assert [n for n, _ in model.to_torch().named_parameters()] == NAMES
     default = ConvMaxout()
-    assert default.config == SMALL_CONFIG and default.fc.weight.shape == (400, 64 * 4 * 4)
+    assert default.config == SMALL_CONFIG | DEFAULT_INIT and default.fc.weight.shape == (400, 64 * 4 * 4)
     paper = ConvMaxout.paper(input_shape=(3, 32, 32))
-    assert paper.config == PAPER_CONFIG
+    assert paper.config == PAPER_CONFIG | PAPER_INIT
     assert paper.fc.weight.shape == (2500, 192 * 5 * 5)  # feature maps 16, 7, 5 as in pylearn2
     assert paper.convs.get_submodule("0").weight.shape == (192, 3, 8, 8)
 
@@ -261,3 +268,89 @@ def test_moving_or_converting_raises():
         model.to(torch.float64)
     with pytest.raises(TypeError, match="to_torch"):
         model.double()
+
+
+# ----------------------------------------------------------------------------- initialisation knobs
+
+
+def _digest(model) -> str:
+    """The first 16 hex digits of the SHA-256 of the parameters' float32 bytes, in order."""
+    h = hashlib.sha256()
+    for _, p in model.named_parameters():
+        h.update(p.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def test_the_default_initialisation_is_bit_identical_to_before_the_init_knobs():
+    # Digest computed on main (d954be3) before init/irange/bias_init existed.
+    assert _digest(ConvMaxout(**TINY, seed=11)) == "82174ef1cb3c1fec"
+    assert (
+        _digest(ConvMaxout(**TINY, seed=11, init="default", irange=0.3, bias_init=2.0)) == "82174ef1cb3c1fec"
+    )
+
+
+def test_uniform_initialisation_has_the_documented_statistics():
+    seed = fresh_seed()
+    irange, bias = 0.005 + 0.1 * (seed % 7), -0.25 + 0.1 * (seed % 5)
+    config = TINY | {"channels": (16, 24), "fc_units": 40}  # 432 to 10,368 weights per layer
+    model = ConvMaxout(**config, init="uniform", irange=irange, bias_init=bias, seed=seed)
+    for name, p in model.named_parameters():
+        if name.endswith("bias"):
+            assert (p == torch.tensor(bias, dtype=torch.float32)).all(), name
+        else:
+            assert_uniform(p, irange)
+    again = ConvMaxout(**config, init="uniform", irange=irange, bias_init=bias, seed=seed)
+    assert _digest(again) == _digest(model)
+    assert _digest(ConvMaxout(**config, init="uniform", irange=irange, seed=seed + 1)) != _digest(model)
+    state = torch.random.get_rng_state()
+    model.reset_parameters(seed + 1)
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_the_init_knobs_round_trip_through_config_and_deepcopy():
+    model = ConvMaxout(**TINY, init="uniform", irange=0.02, bias_init=0.1, seed=3)
+    assert (model.init, model.irange, model.bias_init) == ("uniform", 0.02, 0.1)
+    assert model.config == TINY | {"init": "uniform", "irange": 0.02, "bias_init": 0.1}
+    rebuilt = ConvMaxout(**model.config, seed=3)
+    assert _digest(rebuilt) == _digest(model)
+    assert "irange=0.02" in repr(model)
+    assert _digest(copy.deepcopy(model)) == _digest(model)
+    assert copy.deepcopy(model).config == model.config
+    twin = model.to_torch()  # the twin takes the architecture only
+    assert all(torch.equal(a, b) for a, b in zip(twin.parameters(), model.parameters(), strict=True))
+    assert json.loads(json.dumps(model.config)) == {
+        k: list(v) if isinstance(v, tuple) else v for k, v in model.config.items()
+    }
+
+
+def test_paper_has_the_original_initialisation():
+    model = ConvMaxout.paper(seed=fresh_seed())  # built only: too big to run here
+    assert (model.init, model.irange, model.bias_init) == ("uniform", 0.005, 0.0)
+    for name, p in model.named_parameters():
+        if name.endswith("bias"):
+            assert (p == 0).all(), name
+        else:
+            assert_uniform(p, 0.005)
+    assert ConvMaxout.paper(init="default").init == "default"
+    assert set(PAPER_MAX_NORMS) == {n for n in NAMES_PAPER if n.endswith("weight")}
+
+
+NAMES_PAPER = [f"convs.{i}.{k}" for i in range(3) for k in ("weight", "bias")] + NAMES[4:]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"init": "xavier"}, ValueError, "unknown init 'xavier'"),
+        ({"init": None}, ValueError, "unknown init None"),
+        ({"irange": -0.005}, ValueError, "irange must be a positive finite number"),
+        ({"irange": 0.0}, ValueError, "irange must be a positive finite number"),
+        ({"irange": math.inf}, ValueError, "irange must be a positive finite number"),
+        ({"irange": "0.005"}, TypeError, "irange must be a number"),
+        ({"bias_init": math.nan}, ValueError, "bias_init must be a finite number"),
+        ({"bias_init": [0.0]}, TypeError, "bias_init must be a number"),
+    ],
+)
+def test_bad_init_arguments_are_clear_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ConvMaxout(**(TINY | {"init": "uniform"} | kwargs))

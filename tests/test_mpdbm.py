@@ -4,14 +4,20 @@ PyTorch has no DBM, so the reference below re-derives mean-field inference, the 
 (splitmix64 in plain Python integers) and the multi-prediction loss the slow obvious way.
 """
 
+import copy
+import hashlib
+import json
 import math
 
+import numpy as np
 import pytest
 import torch
+from init_stats import assert_normal, assert_sparse_rows, assert_uniform, fresh_seed
 from native_line import native_line
 
 import linpath
 from linpath.models import MPDBM
+from linpath.models.mpdbm import PAPER_MAX_NORMS
 
 TINY = {"n_visible": 12, "n_hidden1": 8, "n_hidden2": 6, "n_classes": 3, "mf_steps": 4}
 U64 = 2**64 - 1
@@ -145,7 +151,7 @@ def test_reset_parameters_leaves_the_global_rng_and_sets_the_visible_bias_from_m
     mean = torch.linspace(0.0, 1.0, 12)
     model.reset_parameters(7, visible_mean=mean)
     assert torch.equal(torch.random.get_rng_state(), state)
-    expected = torch.logit(mean.double().clamp(1e-3, 1 - 1e-3)).float()
+    expected = torch.logit(mean.double().clamp(1e-7, 1 - 1e-7)).float()  # pylearn2's clip
     torch.testing.assert_close(model.visible_bias.detach(), expected)
     assert abs(model.w1.std().item() - 0.1) < 0.04
 
@@ -281,3 +287,166 @@ def test_bad_data_are_clear_errors():
         linpath.train(model, (x * 2, y), epochs=1, batch_size=4, lr=0.1, progress=False)
     with pytest.raises(ValueError, match="visible_mean"):
         model.reset_parameters(0, visible_mean=torch.full((12,), 2.0))
+
+
+# ----------------------------------------------------------------------------- initialisation knobs
+
+
+def _digest(model) -> str:
+    """The first 16 hex digits of the SHA-256 of the parameters' float32 bytes, in order."""
+    h = hashlib.sha256()
+    for _, p in model.named_parameters():
+        h.update(p.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def test_the_default_initialisations_are_bit_identical_to_before_the_init_knobs():
+    # Digests computed on main (d954be3) before layer_init/hidden_biases/visible_bias_from existed.
+    assert _digest(MPDBM(**TINY, seed=3)) == "a5082383e3359ac8"
+    capped = MPDBM(**TINY, sparse_count=20, init_scale=0.5, seed=2)  # 20 > every fan-in: capped
+    assert _digest(capped) == "cbb0dc05980297da"
+    assert capped.layer_init == (("sparse", 12, 0.5), ("sparse", 8, 0.5), ("sparse", 6, 0.5))
+    assert _digest(MPDBM(**TINY, init="gaussian", seed=4)) == "52f3a2e2c30b7e82"
+    # layer_init spelling out the same scheme draws the same numbers.
+    spelled = MPDBM(**TINY, layer_init=[["sparse", 12, 0.5], ["sparse", 8, 0.5], ["sparse", 6, 0.5]], seed=2)
+    assert _digest(spelled) == "cbb0dc05980297da"
+
+
+SIZES = {"n_visible": 200, "n_hidden1": 400, "n_hidden2": 300, "n_classes": 10, "mf_steps": 2}
+
+
+def test_layer_init_has_the_documented_statistics():
+    seed = fresh_seed()
+    k1, s1, irange, k3, s3 = 5 + seed % 20, 0.5 + seed % 4, 0.001 * (1 + seed % 13), 1 + seed % 40, 2.0
+    b1, b2 = -0.7 - 0.01 * (seed % 10), 0.3 + 0.01 * (seed % 10)
+    layer_init = (("sparse", k1, s1), ("uniform", irange), ("sparse", k3, s3))
+    model = MPDBM(**SIZES, layer_init=layer_init, hidden_biases=(b1, b2), seed=seed)
+    assert_sparse_rows(model.w1, k1, s1)
+    assert_uniform(model.w2, irange)
+    assert_sparse_rows(model.w3, k3, s3)
+    assert (model.hidden1_bias == torch.tensor(b1, dtype=torch.float32)).all()
+    assert (model.hidden2_bias == torch.tensor(b2, dtype=torch.float32)).all()
+    assert (model.visible_bias == 0).all() and (model.label_bias == 0).all()
+    gaussian = MPDBM(**SIZES, layer_init=(("gaussian", 0.3), ("gaussian", 0.02), ("uniform", 4.0)), seed=seed)
+    assert_normal(gaussian.w1, 0.3)
+    assert_normal(gaussian.w2, 0.02)
+    assert_uniform(gaussian.w3, 4.0)
+    again = MPDBM(**SIZES, layer_init=layer_init, hidden_biases=(b1, b2), seed=seed)
+    assert _digest(again) == _digest(model)
+    assert _digest(MPDBM(**SIZES, layer_init=layer_init, seed=seed + 1)) != _digest(model)
+
+
+def test_fit_visible_bias_is_the_clipped_logit_of_the_pixel_means():
+    seed = fresh_seed()
+    rng = np.random.default_rng(seed)
+    x = rng.random((57, 12)) * (rng.random((57, 12)) < 0.7)
+    x[:, 3], x[:, 7], x[0, 5] = 0.0, 1.0, 1.0  # an all-zero and an all-one pixel (clipped), a rare one
+    model = MPDBM(**TINY, visible_bias_from="data", seed=seed)
+    model.fit_visible_bias(torch.from_numpy(x).float())
+    mean = np.clip(x.astype(np.float32).astype(np.float64).mean(axis=0), 1e-7, 1 - 1e-7)
+    expected = np.log(mean / (1 - mean))
+    np.testing.assert_allclose(model.visible_bias.detach().numpy(), expected, rtol=1e-6)
+    assert model.visible_bias[3].item() == pytest.approx(-16.118, abs=1e-3)
+    assert model.visible_bias[7].item() == pytest.approx(16.118, abs=1e-3)
+    state = dict(model.named_parameters())
+    assert all(
+        torch.equal(state[n], p)
+        for n, p in MPDBM(**TINY, seed=seed).named_parameters()
+        if n != "visible_bias"
+    )
+
+
+def test_the_configuration_round_trips_through_json():
+    seed = fresh_seed()
+    models = [
+        MPDBM(**TINY, seed=seed),
+        MPDBM(**TINY, init="gaussian", init_scale=0.2, seed=seed),
+        MPDBM(**TINY, layer_init=(("sparse", 4, 2.0), ("uniform", 0.1), ("gaussian", 0.5)),
+              hidden_biases=(-1.0, 0.5), visible_bias_from="data", seed=seed),
+    ]  # fmt: skip
+    for model in models:
+        rebuilt = MPDBM(**json.loads(json.dumps(model.config)), seed=seed)
+        assert rebuilt.config == model.config and _digest(rebuilt) == _digest(model)
+        clone = copy.deepcopy(model)
+        clone.reset_parameters(seed)
+        assert _digest(clone) == _digest(model)
+    assert "layer_init=(('sparse', 4, 2.0)" in repr(models[2]) and "visible_bias_from='data'" in repr(
+        models[2]
+    )
+    assert "layer_init" not in repr(models[0]) and "hidden_biases" not in repr(models[0])
+
+
+def test_paper_has_the_original_architecture_and_initialisation():
+    model = MPDBM.paper(seed=fresh_seed())
+    assert (model.n_visible, model.n_hidden1, model.n_hidden2, model.n_classes) == (784, 500, 1000, 10)
+    assert (model.mf_steps, model.mask_prob, model.visible_bias_from) == (14, 0.5, "data")
+    assert_sparse_rows(model.w1, 15, 1.0)
+    assert_uniform(model.w2, 0.00638830865761)
+    assert_sparse_rows(model.w3, 23, 1.0)
+    assert (model.hidden1_bias == torch.tensor(-0.710467)).all()
+    assert (model.hidden2_bias == torch.tensor(-0.393587)).all()
+    assert (model.label_bias == 0).all() and (model.visible_bias == 0).all()
+    assert set(PAPER_MAX_NORMS) == {"w1", "w2", "w3"}
+    x, y = _data(5, 784, 10, seed=1, binary=True)
+    model.fit_visible_bias(x)
+    assert model.evaluate(x, y)[0] > 0  # it runs
+    assert MPDBM.paper(n_hidden1=20, n_hidden2=30).w2.shape == (30, 20)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"layer_init": (("sparse", 3, 1.0),) * 2}, ValueError, "layer_init must hold three entries"),
+        ({"layer_init": "sparse"}, ValueError, "layer_init must hold three entries"),
+        ({"layer_init": (("sparse", 3, 1.0), ("xavier", 1.0), ("sparse", 3, 1.0))}, ValueError,
+         r"layer_init\[1\]: unknown init 'xavier'"),
+        ({"layer_init": (("sparse", 3), ("uniform", 0.1), ("sparse", 3, 1.0))}, ValueError,
+         r"layer_init\[0\] must be \('sparse', count, stdev\)"),
+        ({"layer_init": (("sparse", 3, 1.0), ("uniform", 0.1, 2.0), ("sparse", 3, 1.0))}, ValueError,
+         r"layer_init\[1\] must be"),
+        ({"layer_init": (("sparse", 3, 1.0), 0.1, ("sparse", 3, 1.0))}, ValueError,
+         r"layer_init\[1\] must be"),
+        ({"layer_init": (("sparse", 13, 1.0), ("uniform", 0.1), ("sparse", 3, 1.0))}, ValueError,
+         r"layer_init\[0\] count is 13, above the 12 units of the layer below"),
+        ({"layer_init": (("sparse", 3, 1.0), ("uniform", 0.1), ("sparse", 7, 1.0))}, ValueError,
+         r"layer_init\[2\] count is 7, above the 6 units"),
+        ({"layer_init": (("sparse", 0, 1.0), ("uniform", 0.1), ("sparse", 3, 1.0))}, ValueError,
+         r"layer_init\[0\] count must be at least 1"),
+        ({"layer_init": (("sparse", 2.5, 1.0), ("uniform", 0.1), ("sparse", 3, 1.0))}, TypeError,
+         r"layer_init\[0\] count must be an integer"),
+        ({"layer_init": (("sparse", 3, 1.0), ("uniform", -0.1), ("sparse", 3, 1.0))}, ValueError,
+         r"layer_init\[1\] irange must be a positive finite number"),
+        ({"layer_init": (("sparse", 3, -1.0), ("uniform", 0.1), ("sparse", 3, 1.0))}, ValueError,
+         r"layer_init\[0\] stdev must be a positive finite number"),
+        ({"layer_init": (("gaussian", math.nan),) * 3}, ValueError,
+         r"layer_init\[0\] stdev must be a positive"),
+        ({"layer_init": (("gaussian", 0.1),) * 3, "init_scale": 0.5}, ValueError,
+         "layer_init replaces init, sparse_count and init_scale"),
+        ({"layer_init": (("gaussian", 0.1),) * 3, "sparse_count": 3}, ValueError, "layer_init replaces"),
+        ({"hidden_biases": (0.1,)}, ValueError, "hidden_biases must be a pair"),
+        ({"hidden_biases": (0.1, math.inf)}, ValueError, r"hidden_biases\[1\] must be a finite number"),
+        ({"hidden_biases": (0.1, "a")}, TypeError, r"hidden_biases\[1\] must be a number"),
+        ({"visible_bias_from": "marginals"}, ValueError, "visible_bias_from must be one of"),
+    ],
+)  # fmt: skip
+def test_bad_init_arguments_are_clear_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        MPDBM(**(TINY | kwargs))
+
+
+def test_bad_fit_visible_bias_inputs_are_clear_errors():
+    model = MPDBM(**TINY)
+    x, _ = _data(10, 12, 3, seed=12)
+    with pytest.raises(ValueError, match=r"x must have shape \[n, 12\] with n >= 1"):
+        model.fit_visible_bias(x[:, :11])
+    with pytest.raises(ValueError, match=r"x must have shape \[n, 12\] with n >= 1"):
+        model.fit_visible_bias(x[:0])
+    with pytest.raises(ValueError, match=r"x must hold pixel intensities in \[0, 1\]"):
+        model.fit_visible_bias(x * 255)
+    with pytest.raises(ValueError, match=r"x must hold pixel intensities in \[0, 1\]"):
+        model.fit_visible_bias(torch.where(x > 0.5, torch.nan, x))
+    with pytest.raises(TypeError, match="x must be a floating-point tensor"):
+        model.fit_visible_bias((x > 0.5).long())
+    with pytest.raises(TypeError, match="x must be a floating-point tensor"):
+        model.fit_visible_bias(x.numpy())
+    assert (model.visible_bias == 0).all()  # left as it was

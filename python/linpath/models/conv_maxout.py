@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .._checks import I64_END, U64_END, integer, real
-from .native import NativeModel
+from .native import NativeModel, draw_uniform, weight_init
 
 SMALL_CONFIG: dict[str, Any] = {
     "input_shape": (3, 32, 32),
@@ -63,6 +63,21 @@ PAPER_CONFIG: dict[str, Any] = {
 }
 """The CIFAR-10 network of Goodfellow et al. 2013 (pylearn2's ``papers/maxout/cifar10.yaml``; Rust's
 ``ConvMaxoutConfig::default()``): feature maps 16×16, 7×7 and 5×5, a 500 × 5 maxout layer."""
+
+PAPER_INIT: dict[str, Any] = {"init": "uniform", "irange": 0.005, "bias_init": 0.0}
+"""The initialisation of pylearn2's ``papers/maxout/cifar10.yaml`` (:meth:`ConvMaxout.paper`):
+``irange: .005`` on all five layers, biases 0 (pylearn2's default ``init_bias``)."""
+
+PAPER_MAX_NORMS: dict[str, float] = {
+    "convs.0.weight": 0.9,
+    "convs.1.weight": 1.9365,
+    "convs.2.weight": 1.9365,
+    "fc.weight": 1.9,
+    "out.weight": 1.9365,
+}
+"""The same file's norm limits (``max_kernel_norm`` of the conv layers: each output channel's
+kernel; ``max_col_norm`` of the maxout and softmax layers: each row here), by parameter name. The
+conv layers' weights and biases learn at 0.05 times the rate (``W_lr_scale``, ``b_lr_scale``)."""
 
 _LAYER_LISTS = ("channels", "kernels", "paddings", "pools", "pool_strides")
 
@@ -173,15 +188,20 @@ class ConvMaxout(NativeModel):
         input_shape: ``(channels, height, width)`` of the input images.
         input_dropout: Drop probability of the input values while training.
         hidden_dropout: Drop probability of the other layers' inputs while training.
-        seed: Seed of the initialisation (PyTorch's ``nn.Conv2d`` / ``nn.Linear`` scheme, drawn from a
-            private generator, so the global torch RNG is left alone).
+        seed: Seed of the initialisation (drawn from a private generator, so the global torch RNG is
+            left alone).
+        init: ``"default"`` (PyTorch's ``nn.Conv2d`` / ``nn.Linear`` scheme) or ``"uniform"``
+            (pylearn2's ``irange``: every weight uniform in ±``irange``, every bias ``bias_init``).
+        irange: Half-width of the uniform weights (``init="uniform"`` only; the paper: 0.005).
+        bias_init: Value of every bias (``init="uniform"`` only).
 
     Raises:
         TypeError: For arguments of the wrong type.
         ValueError: For lists of different lengths or empty, sizes outside [1, 2**63) (paddings
             [0, 2**63), pools and pool_strides [1, 2**31)), fewer than 2 pieces, dropout outside
-            [0, 1), a stack that shrinks the feature map below a pooling window, or parameters (or
-            one example's activations) that would not fit in this machine's memory.
+            [0, 1), a stack that shrinks the feature map below a pooling window, parameters (or
+            one example's activations) that would not fit in this machine's memory, an unknown
+            ``init``, an ``irange`` that is not positive and finite or a ``bias_init`` that is not finite.
 
     Inputs are float images ``[n, *input_shape]``, targets int64 class indices ``[n]``. Training
     objective: the mean cross-entropy with dropout; :meth:`evaluate`: mean cross-entropy and error
@@ -211,7 +231,11 @@ class ConvMaxout(NativeModel):
         input_dropout: float = SMALL_CONFIG["input_dropout"],
         hidden_dropout: float = SMALL_CONFIG["hidden_dropout"],
         seed: int = 0,
+        init: str = "default",
+        irange: float = 0.005,
+        bias_init: float = 0.0,
     ) -> None:
+        self._init = weight_init(init, irange, bias_init)
         config = _config(
             channels=channels,
             kernels=kernels,
@@ -231,14 +255,20 @@ class ConvMaxout(NativeModel):
 
     @classmethod
     def paper(cls, seed: int = 0, **overrides: Any) -> ConvMaxout:
-        """The CIFAR-10 network of Goodfellow et al. 2013 (:data:`PAPER_CONFIG`), with ``overrides``."""
-        return cls(**(PAPER_CONFIG | overrides), seed=seed)
+        """The CIFAR-10 network of Goodfellow et al. 2013 (:data:`PAPER_CONFIG`) with its
+        initialisation (:data:`PAPER_INIT`: weights uniform in ±0.005, biases 0), with ``overrides``."""
+        return cls(**(PAPER_CONFIG | PAPER_INIT | overrides), seed=seed)
 
     def reset_parameters(self, seed: int = 0) -> None:
-        """Draws the parameters afresh as ``nn.Conv2d`` / ``nn.Linear`` do (Kaiming-uniform weights with
-        a = √5, biases uniform in ±1/√fan_in), layer by layer, from a generator seeded with ``seed``."""
+        """Draws the parameters afresh, layer by layer, from a generator seeded with ``seed``: with
+        ``init="default"`` as ``nn.Conv2d`` / ``nn.Linear`` do (Kaiming-uniform weights with a = √5,
+        biases uniform in ±1/√fan_in), with ``init="uniform"`` weights uniform in ±``irange`` and
+        biases ``bias_init``."""
         gen = torch.Generator().manual_seed(integer("seed", seed))
         layers = [*self.convs.children(), self.fc, self.out]
+        if self._init["init"] == "uniform":
+            draw_uniform(layers, self._init["irange"], self._init["bias_init"], gen)
+            return
         with torch.no_grad():
             for layer in layers:
                 weight, bias = layer.get_parameter("weight"), layer.get_parameter("bias")
@@ -248,8 +278,28 @@ class ConvMaxout(NativeModel):
 
     @property
     def config(self) -> dict[str, Any]:
-        """The configuration, as keyword arguments of the constructor (a copy)."""
+        """The configuration, as keyword arguments of the constructor (a copy; the initialisation's
+        ``init``, ``irange`` and ``bias_init`` last)."""
+        return self._architecture() | self._init
+
+    def _architecture(self) -> dict[str, Any]:
+        """The keyword arguments that shape the network (those of :class:`TorchConvMaxout`)."""
         return {k: (tuple(v) if isinstance(v, list) else v) for k, v in self._config.items()}
+
+    @property
+    def init(self) -> str:
+        """The initialisation scheme: ``"default"`` or ``"uniform"``."""
+        return str(self._init["init"])
+
+    @property
+    def irange(self) -> float:
+        """Half-width of the uniform initial weights (used with ``init="uniform"``)."""
+        return float(self._init["irange"])
+
+    @property
+    def bias_init(self) -> float:
+        """Initial value of every bias (used with ``init="uniform"``)."""
+        return float(self._init["bias_init"])
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -311,7 +361,7 @@ class ConvMaxout(NativeModel):
         """An equivalent :class:`TorchConvMaxout` holding a copy of the parameters (same names, same
         train/eval mode); the global torch RNG is left as it was."""
         with torch.random.fork_rng(devices=[]):
-            twin = TorchConvMaxout(**self.config)
+            twin = TorchConvMaxout(**self._architecture())
         twin.load_state_dict(self.state_dict())
         return twin.train(self.training)
 

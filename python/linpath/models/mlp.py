@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .._checks import I64_END, U64_END, integer
-from .native import NativeModel
+from .native import NativeModel, draw_uniform, weight_init
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "maxout")
 
@@ -98,8 +98,18 @@ class MLP(NativeModel):
         activation: ``"relu"``, ``"sigmoid"``, ``"tanh"`` or ``"maxout"``.
         pieces: Pieces per maxout unit (maxout only).
         dropout: ``(input, hidden)`` drop probabilities while training, or None.
-        seed: Seed of the initialisation (PyTorch's ``nn.Linear`` scheme, from a private generator,
-            so the global torch RNG is left alone).
+        seed: Seed of the initialisation (from a private generator, so the global torch RNG is left
+            alone).
+        init: ``"default"`` (PyTorch's ``nn.Linear`` scheme) or ``"uniform"`` (pylearn2's ``irange``:
+            every weight uniform in ±``irange``, every bias ``bias_init``).
+        irange: Half-width of the uniform weights (``init="uniform"`` only).
+        bias_init: Value of every bias (``init="uniform"`` only).
+
+    Raises:
+        ValueError: For an unknown ``activation`` or ``init``, widths outside [1, 2**63), fewer
+            than 2 maxout pieces, an ``irange`` that is not positive and finite or a ``bias_init``
+            that is not finite.
+        TypeError: For arguments of the wrong type.
 
     One of linpath's native models (:class:`linpath.models.NativeModel`, kind ``"mlp"``); its sweeps
     compute the first layer once per batch for every point of a line or plane.
@@ -119,7 +129,11 @@ class MLP(NativeModel):
         pieces: int = 2,
         dropout: tuple[float, float] | None = None,
         seed: int = 0,
+        init: str = "default",
+        irange: float = 0.005,
+        bias_init: float = 0.0,
     ) -> None:
+        self._init = weight_init(init, irange, bias_init)
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; use one of {ACTIVATIONS}")
         if isinstance(sizes, str | bytes) or not isinstance(sizes, Iterable):
@@ -155,8 +169,13 @@ class MLP(NativeModel):
         return split.class_pair
 
     def reset_parameters(self, seed: int = 0) -> None:
-        """Draws the parameters afresh, as ``nn.Linear`` does, from a generator seeded with ``seed``."""
+        """Draws the parameters afresh from a generator seeded with ``seed``: as ``nn.Linear`` does
+        (``init="default"``), or weights uniform in ±``irange`` and biases ``bias_init``
+        (``init="uniform"``)."""
         gen = torch.Generator().manual_seed(int(seed))
+        if self._init["init"] == "uniform":
+            draw_uniform(self.layers, self._init["irange"], self._init["bias_init"], gen)
+            return
         with torch.no_grad():
             for layer in self.layers:
                 weight, bias = layer.get_parameter("weight"), layer.get_parameter("bias")
@@ -183,6 +202,21 @@ class MLP(NativeModel):
     def dropout(self) -> tuple[float, float]:
         """``(input, hidden)`` drop probabilities."""
         return (float(self._config["input_dropout"]), float(self._config["hidden_dropout"]))
+
+    @property
+    def init(self) -> str:
+        """The initialisation scheme: ``"default"`` or ``"uniform"``."""
+        return str(self._init["init"])
+
+    @property
+    def irange(self) -> float:
+        """Half-width of the uniform initial weights (used with ``init="uniform"``)."""
+        return float(self._init["irange"])
+
+    @property
+    def bias_init(self) -> float:
+        """Initial value of every bias (used with ``init="uniform"``)."""
+        return float(self._init["bias_init"])
 
     def to_torch(self) -> TorchMLP:
         """An equivalent plain-PyTorch module holding a copy of the parameters (same names)."""
@@ -223,4 +257,6 @@ class MLP(NativeModel):
 
     def extra_repr(self) -> str:
         config = f"activation={self.activation!r}, pieces={self.pieces}, dropout={self.dropout}"
+        if self.init == "uniform":
+            config += f", init='uniform', irange={self.irange}, bias_init={self.bias_init}"
         return f"sizes={self.sizes}, {config}"

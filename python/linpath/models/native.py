@@ -12,13 +12,58 @@ PyTorch twin's, in the same order: ``linpath.flatten``, ``assign``, ``interpolat
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from .. import _linpath
+from .._checks import real
+
+WEIGHT_INITS = ("default", "uniform")
+"""The ``init`` values of :class:`~linpath.models.MLP` and :class:`~linpath.models.ConvMaxout`:
+PyTorch's ``nn.Linear`` / ``nn.Conv2d`` scheme, or pylearn2's ``irange`` (every weight uniform in
+±``irange``, every bias ``bias_init``)."""
+
+
+def positive(name: str, value: Any) -> float:
+    """``value`` as a float that is finite and positive (TypeError / ValueError naming ``name``)."""
+    number = real(name, value)
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {number}")
+    return number
+
+
+def finite(name: str, value: Any) -> float:
+    """``value`` as a finite float (TypeError / ValueError naming ``name``)."""
+    number = real(name, value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {number}")
+    return number
+
+
+def weight_init(init: Any, irange: Any, bias_init: Any) -> dict[str, Any]:
+    """The checked ``init``, ``irange`` and ``bias_init`` keywords of a layered native model.
+
+    Raises:
+        ValueError: For an ``init`` outside :data:`WEIGHT_INITS`, an ``irange`` that is not positive
+            and finite, or a ``bias_init`` that is not finite.
+        TypeError: For an ``irange`` or ``bias_init`` that is not a real number.
+    """
+    if not isinstance(init, str) or init not in WEIGHT_INITS:
+        raise ValueError(f"unknown init {init!r}; use one of {WEIGHT_INITS}")
+    return {"init": init, "irange": positive("irange", irange), "bias_init": finite("bias_init", bias_init)}
+
+
+def draw_uniform(layers: Iterable[nn.Module], irange: float, bias_init: float, gen: torch.Generator) -> None:
+    """pylearn2's ``irange`` initialisation, layer by layer: each ``weight`` uniform in ±``irange``
+    (drawn from ``gen``), each ``bias`` filled with ``bias_init``."""
+    with torch.no_grad():
+        for layer in layers:
+            layer.get_parameter("weight").uniform_(-irange, irange, generator=gen)
+            layer.get_parameter("bias").fill_(bias_init)
 
 
 class NativeBacked(nn.Module):
