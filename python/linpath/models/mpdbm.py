@@ -127,8 +127,8 @@ class MPDBM(NativeModel):
             ``("gaussian", stdev)``        every weight N(0, stdev²)
             =============================  ===========================================================
 
-            Lists work as well as tuples (JSON). The paper: ``(("sparse", 15, 1.0), ("uniform",
-            0.0064), ("sparse", 23, 1.0))``.
+            Lists work as well as tuples (JSON). The paper's: ``(("sparse", 15, 1.0), ("uniform",
+            0.00638830865761), ("sparse", 23, 1.0))`` (:data:`PAPER_CONFIG`).
         hidden_biases: Initial biases of the two hidden layers (pylearn2's ``init_bias``; the
             paper: −0.71 and −0.39). The label biases start at 0.
         visible_bias_from: ``"zero"`` (visible biases start at 0) or ``"data"``: the model is meant
@@ -183,15 +183,6 @@ class MPDBM(NativeModel):
         if not scale > 0:
             raise ValueError(f"init_scale must be positive, got {scale}")
         self.init_scale = scale
-        if layer_init is not None and (init != "sparse" or sparse_count != 15 or init_scale is not None):
-            raise ValueError("layer_init replaces init, sparse_count and init_scale: pass one or the other")
-        self._layered = layer_init is not None
-        self.hidden_biases = _hidden_biases(hidden_biases)
-        if not isinstance(visible_bias_from, str) or visible_bias_from not in VISIBLE_BIAS_FROM:
-            raise ValueError(
-                f"visible_bias_from must be one of {VISIBLE_BIAS_FROM}, got {visible_bias_from!r}"
-            )
-        self.visible_bias_from = visible_bias_from
         config: _MPDBMConfig = {
             "n_visible": integer("n_visible", n_visible, 1, I64_END),
             "n_hidden1": integer("n_hidden1", n_hidden1, 1, I64_END),
@@ -203,18 +194,30 @@ class MPDBM(NativeModel):
             "eval_rows": integer("eval_rows", eval_rows, 1, I64_END),
         }
         self._config: _MPDBMConfig = config
-        fan_ins = (config["n_visible"], config["n_hidden1"], config["n_hidden2"])
-        self.layer_init: tuple[LayerInit, ...] = (
-            _layer_inits(layer_init, fan_ins) if layer_init is not None else self._uniform_specs(fan_ins)
-        )
+        legacy_given = init != "sparse" or sparse_count != 15 or init_scale is not None
+        self._set_layer_init(layer_init, legacy_given)
+        self.hidden_biases = _hidden_biases(hidden_biases)
+        if not isinstance(visible_bias_from, str) or visible_bias_from not in VISIBLE_BIAS_FROM:
+            raise ValueError(
+                f"visible_bias_from must be one of {VISIBLE_BIAS_FROM}, got {visible_bias_from!r}"
+            )
+        self.visible_bias_from = visible_bias_from
         super().__init__(config, integer("seed", seed, -I64_END, U64_END))
 
-    def _uniform_specs(self, fan_ins: tuple[int, int, int]) -> tuple[LayerInit, ...]:
-        """``init``, ``sparse_count`` and ``init_scale`` as ``layer_init`` entries (the count capped
-        at each layer's fan-in)."""
-        if self.init == "gaussian":
-            return (("gaussian", self.init_scale),) * 3
-        return tuple(("sparse", min(self.sparse_count, fan_in), self.init_scale) for fan_in in fan_ins)
+    def _set_layer_init(self, layer_init: Any, legacy_given: bool) -> None:
+        """Sets :attr:`layer_init`: the checked argument, or else ``init``, ``sparse_count`` and
+        ``init_scale`` as its entries (the count capped at each layer's fan-in)."""
+        if layer_init is not None and legacy_given:
+            raise ValueError("layer_init replaces init, sparse_count and init_scale: pass one or the other")
+        self._layered = layer_init is not None
+        fan_ins = (self.n_visible, self.n_hidden1, self.n_hidden2)
+        self.layer_init: tuple[LayerInit, ...]
+        if layer_init is not None:
+            self.layer_init = _layer_inits(layer_init, fan_ins)
+        elif self.init == "gaussian":
+            self.layer_init = (("gaussian", self.init_scale),) * 3
+        else:
+            self.layer_init = tuple(("sparse", min(self.sparse_count, n), self.init_scale) for n in fan_ins)
 
     @classmethod
     def paper(cls, seed: int = 0, **overrides: Any) -> MPDBM:
