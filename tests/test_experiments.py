@@ -147,14 +147,39 @@ def test_fig5_matches_a_numpy_projection(smoke):
     assert f["explained"] == pytest.approx(explained, rel=1e-9)
     assert f["max_residual"] == pytest.approx(residual.max(), rel=1e-9)
     assert f["path_length"] == pytest.approx(np.sum(np.abs(np.diff(coord))) * np.linalg.norm(d), rel=1e-9)
+    # The variance about the mean point along the line's direction, and the random walk's values.
+    centred = points - points.mean(axis=0)
+    along = centred @ (d / np.linalg.norm(d))
+    assert f["variance_share"] == pytest.approx(np.sum(along**2) / np.sum(centred**2), rel=1e-9)
+    w = f["random_walk"]
+    assert (w["checkpoints"], w["dim"], w["method"]) == (len(points), points.shape[1], "simulation")
+    n = len(points) - 1  # evenly spaced checkpoints: the large-P limit in closed form
+    assert w["explained_limit"] == pytest.approx((2 * n + 1) / (3 * n))
+    assert w["variance_share_limit"] == pytest.approx((n + 1) / (2 * n))
+    assert abs(w["explained"] - w["explained_limit"]) < 0.05
+
+
+def test_fig5_claim_is_not_comparable_and_gives_every_number():
+    findings = {
+        "explained": 0.6123,
+        "variance_share": 0.4321,
+        "checkpoints": 21,
+        "random_walk": {"explained": 0.6834, "variance_share": 0.5234, "method": "large-P limit"},
+    }
+    text, verdict = report._fig5(findings, "smoke")
+    assert verdict == "not comparable"
+    for number in ("61.2%", "43.2%", "21 checkpoints", "68.3%", "52.3%", "large-P limit"):
+        assert number in text
 
 
 def test_claims_table_reads_every_claim(smoke):
     _, summary = smoke
     rows = claims(summary)
     assert len(rows) == 7 and {r["figure"] for r in rows} == set(FIGS)
-    assert all(r["holds"] in ("yes", "nearly", "no", "not at this scale") and r["measured"] for r in rows)
+    verdicts = ("yes", "nearly", "no", "not at this scale", "not comparable")
+    assert all(r["holds"] in verdicts and r["measured"] for r in rows)
     assert rows[1]["holds"] == "not at this scale"  # 94 mistakes is a claim about the paper's full run
+    assert [r["holds"] for r in rows if r["figure"] == "fig5"] == ["not comparable"]  # "2/3" is undefined
     table = claims_markdown(summary)
     assert table.count("\n") == len(rows) + 1 and "94 test mistakes" in table
     for row, line in zip(rows, table.splitlines()[2:], strict=True):

@@ -18,6 +18,7 @@ from ..trajectory import project
 from .common import pyplot, run_facts, write_figure
 from .findings import barrier_findings, line_findings, line_grid, minima_of, projection_findings
 from .runs import Context, Run, new_model
+from .walk import random_walk_baseline, variance_share
 
 #: The α range of the global lines (Figures 1, 2 and 4), as in the paper's plots.
 LINE_RANGE = (-0.5, 1.5)
@@ -154,14 +155,24 @@ def fig4(ctx: Context) -> dict[str, Any]:
 
 
 def fig5(ctx: Context) -> dict[str, Any]:
-    """The maxout run's trajectory projected onto the line θi → θf: coordinate against residual norm."""
+    """The maxout run's trajectory projected onto the line θi → θf: coordinate against residual norm.
+
+    The findings give the paper's undefined "2/3" in two readings (``explained``: share of the
+    squared displacement from θi; ``variance_share``: share of the variance about the mean point,
+    :mod:`linpath.experiments.walk`) and both for a Gaussian random walk with checkpoints at the
+    same steps in the same dimension (``random_walk``)."""
     run = ctx.run("maxout")
     proj = project(run.trajectory, run.initial, run.final)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5), layout="constrained")
     proj.plot(ax)
     fig.suptitle(f"Figure 5: how far SGD strays from the line ({run.spec.describe()})", fontsize=10)
-    findings = {**projection_findings(proj), "test_error": run.test_error}
+    findings = {
+        **projection_findings(proj),
+        "variance_share": variance_share(run.trajectory, run.initial, run.final),
+        "random_walk": random_walk_baseline(proj.steps, run.trajectory.numel),
+        "test_error": run.test_error,
+    }
     record = {"run": run_facts(run), "projection": proj.to_dict(), "findings": findings}
     return write_figure(ctx, "fig5", fig, record)
 
