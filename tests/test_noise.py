@@ -257,3 +257,20 @@ def test_block_losses_refuses_too_few_rows_or_blocks():
         noise.block_losses(model, start, end, [0.0, 1.0], X, Y[:4], blocks=2)
     with pytest.raises(TypeError, match="MP-DBM"):
         noise.mask_draw_losses(model, start, end, [0.0, 1.0], X, Y, seeds=[0], blocks=2)
+
+
+def test_findings_take_the_bootstrap_floor():
+    """minima_of / maxima_of with tau call features above noise exactly as noise's helpers do."""
+    from linpath.experiments.findings import maxima_of, minima_of
+
+    rng = np.random.default_rng()
+    alphas = np.linspace(0, 1, 31)
+    curve = smooth_curve(alphas) + 0.05 * rng.standard_normal(31)
+    sweep = linpath.Sweep(alphas, {"train": {"loss": curve}})
+    tau = float(rng.uniform(0.01, 0.08))
+    above = [m["alpha"] for m in minima_of(sweep, "train", "loss", None, tau=tau) if m["above_noise"]]
+    assert above == [m["alpha"] for m in noise.local_minima_above_noise(alphas, curve, tau)]
+    bumps = maxima_of(sweep, "train", "loss", None, tau=tau)
+    assert [b["above_noise"] for b in bumps] == [b["prominence"] > tau for b in bumps]
+    default = minima_of(sweep, "train", "loss", None)  # without tau: the float32 floor, unchanged
+    assert all(m["above_noise"] for m in default)

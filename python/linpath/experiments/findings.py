@@ -81,8 +81,12 @@ def prominence(alphas: np.ndarray, values: np.ndarray, alpha: float) -> float:
     return float(min(rises))
 
 
-def minima_of(sweep: Sweep, split: str, metric: str, interval: tuple[float, float] | None) -> list[dict]:
-    """The interior local minima with their prominence and whether it exceeds float32 noise."""
+def minima_of(
+    sweep: Sweep, split: str, metric: str, interval: tuple[float, float] | None, tau: float | None = None
+) -> list[dict]:
+    """The interior local minima with their prominence and whether it exceeds the noise: the
+    bootstrap floor ``tau`` (:mod:`linpath.experiments.noise`) where given, else float32 noise
+    (:data:`NOISE_FLOOR` relative to the value)."""
     values = sweep.values[split][metric]
     found = []
     for alpha, value in sweep.local_minima(split, metric, interval):
@@ -92,10 +96,15 @@ def minima_of(sweep: Sweep, split: str, metric: str, interval: tuple[float, floa
                 "alpha": alpha,
                 "value": value,
                 "prominence": depth,
-                "above_noise": bool(depth > NOISE_FLOOR * max(abs(value), 1e-12)),
+                "above_noise": _above_noise(depth, value, tau),
             }
         )
     return found
+
+
+def _above_noise(depth: float, value: float, tau: float | None) -> bool:
+    """``depth`` exceeds ``tau`` (a bootstrap floor), or without one float32 noise at ``value``."""
+    return bool(depth > (NOISE_FLOOR * max(abs(value), 1e-12) if tau is None else tau))
 
 
 def line_findings(sweep: Sweep, split: str = "train", metric: str = "loss") -> dict[str, Any]:
@@ -159,10 +168,13 @@ def projection_findings(proj: Projection) -> dict[str, Any]:
     }
 
 
-def maxima_of(sweep: Sweep, split: str, metric: str, interval: tuple[float, float] | None) -> list[dict]:
+def maxima_of(
+    sweep: Sweep, split: str, metric: str, interval: tuple[float, float] | None, tau: float | None = None
+) -> list[dict]:
     """The interior local maxima (bumps) of a curve on ``interval``, each with its ``height``: the rise
     from the lowest point before it (from the interval's left end) up to it, the height a walk from
-    the left must climb; ``prominence``: how far it stands above both sides; and ``above_noise``."""
+    the left must climb; ``prominence``: how far it stands above both sides; and ``above_noise``
+    (prominence above ``tau`` where given, as :func:`minima_of`)."""
     values = sweep.values[split][metric]
     flipped = Sweep(sweep.alphas, {split: {metric: -values}}, {})
     alphas, ordered = sweep._sorted(split, metric, interval)
@@ -178,7 +190,7 @@ def maxima_of(sweep: Sweep, split: str, metric: str, interval: tuple[float, floa
                 "height": height,
                 "height_relative": height / max(abs(value), 1e-12),
                 "prominence": depth,
-                "above_noise": bool(depth > NOISE_FLOOR * max(abs(value), 1e-12)),
+                "above_noise": _above_noise(depth, value, tau),
             }
         )
     return found
