@@ -70,6 +70,10 @@ def test_tau_matches_the_slow_reference(shape):
     again = noise.paired_bootstrap(losses, n_boot=60, seed=seed, level=level)
     assert again.tau == boot.tau and np.array_equal(again.resampled, boot.resampled)
     np.testing.assert_allclose(boot.curve, losses.reshape(-1, shape[-1]).mean(0), rtol=1e-12)
+    points = rng.random(shape[-1]) < 0.7
+    if points.sum() >= 2:  # the floor over some grid points: the same resamples, fewer columns
+        slow = slow_bootstrap_tau(losses[..., points], 60, seed, level)
+        assert boot.floor(points=points) == pytest.approx(slow, rel=1e-10, abs=1e-12)
     other = noise.paired_bootstrap(losses, n_boot=60, seed=seed + 1, level=level)
     assert not np.array_equal(other.resampled, boot.resampled)
 
@@ -274,3 +278,16 @@ def test_findings_take_the_bootstrap_floor():
     assert [b["above_noise"] for b in bumps] == [b["prominence"] > tau for b in bumps]
     default = minima_of(sweep, "train", "loss", None)  # without tau: the float32 floor, unchanged
     assert all(m["above_noise"] for m in default)
+
+
+def test_delta_is_judged_against_the_floor_of_its_own_interval():
+    """Noise in the extrapolation (α > 1, large here) raises the whole grid's floor, not Δ's."""
+    rng = np.random.default_rng()
+    alphas = np.linspace(0, 2, 41)
+    spread = np.where(alphas > 1, 1.0, 0.01)
+    boot = noise.paired_bootstrap(smooth_curve(alphas) + spread * rng.standard_normal((60, 41)), n_boot=300)
+    found = noise.noise_findings(alphas, boot)
+    assert found["tau"] == boot.floor(points=alphas <= 1) and found["tau_grid"] == boot.tau
+    assert found["tau"] < 0.1 * found["tau_grid"]
+    with pytest.raises(ValueError, match="at least 2 grid point"):
+        noise.noise_findings(alphas, boot, interval=(3.0, 4.0))

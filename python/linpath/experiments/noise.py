@@ -166,7 +166,14 @@ class Bootstrap:
         return np.maximum((errors[:, 1:] - low).max(axis=1), 0.0)
 
     def floor(self, level: float | None = None, points: np.ndarray | None = None) -> float:
-        """τ: the ``level`` quantile (default: :attr:`level`) of :meth:`spurious_rises`."""
+        """τ: the ``level`` quantile (default: :attr:`level`) of :meth:`spurious_rises` over the
+        grid points selected by ``points`` (a boolean mask; default all).
+
+        Raises:
+            ValueError: If ``points`` selects fewer than 2 grid points, or ``level`` is outside (0, 1).
+        """
+        if points is not None and int(np.count_nonzero(points)) < 2:
+            raise ValueError("the noise floor needs at least 2 grid points; the selection holds fewer")
         level = self.level if level is None else _level(level)
         return float(np.quantile(self.spurious_rises(points), level))
 
@@ -325,33 +332,37 @@ def noise_findings(
     alphas: Any, boot: Bootstrap, interval: tuple[float, float] = (0.0, 1.0), examples: int | None = None
 ) -> dict[str, Any]:
     """The shape of a bootstrapped curve (e.g. the train loss along a line) against its noise floor
-    (JSON-ready): ``delta`` (Δ on ``interval``), ``tau`` (:attr:`Bootstrap.tau`, over the whole
-    grid), ``monotone`` (Δ ≤ τ), the rise's ``rise_start``/``rise_peak`` α and its ``rise_persistence``
-    (fraction of resamples in which it still rises), ``minima_above_noise`` (local minima anywhere on
-    the grid with prominence > τ, each with its ``persistence``), ``n_boot``, ``units``, ``draws``,
-    ``examples`` (as given), ``level`` and ``text``, a one-line summary for a claim row.
+    (JSON-ready): ``delta`` (Δ on ``interval``); ``tau``, the floor over the grid points in
+    ``interval`` (:meth:`Bootstrap.floor`), which Δ is judged against: noise at points Δ never
+    looks at (the extrapolation, where losses and their spread are large) must not raise it;
+    ``monotone`` (Δ ≤ τ); the rise's ``rise_start``/``rise_peak`` α and its ``rise_persistence``
+    (the fraction of resamples in which it still rises); ``tau_grid`` (:attr:`Bootstrap.tau`, the
+    floor over the whole grid); ``minima_above_noise`` (local minima anywhere on the grid with
+    prominence > ``tau_grid``, each with its ``persistence``); ``n_boot``, ``units``, ``draws``,
+    ``examples`` (as given), ``level``; and ``text``, a one-line summary for a claim row.
 
     Raises:
         TypeError: If ``boot`` is not a :class:`Bootstrap`.
-        ValueError: If ``alphas`` does not match the bootstrap's grid.
+        ValueError: If ``alphas`` does not match the bootstrap's grid, or fewer than 2 of its
+            points lie in ``interval``.
     """
     if not isinstance(boot, Bootstrap):
         raise TypeError(f"boot must be a Bootstrap from paired_bootstrap, got {type(boot).__name__}")
     a, j = _checked_curve(alphas, boot.curve)
     height, start, peak = _sweep(a, j).bump(_SPLIT, _METRIC, interval)
+    tau = boot.floor(points=(a >= interval[0]) & (a <= interval[1]))
     minima = local_minima_above_noise(a, j, boot.tau)
     for m in minima:
-        m["persistence"] = boot.minimum_persistence(int(np.flatnonzero(a == m["alpha"])[0]))
-    persists = None
-    if height > 0:
-        persists = boot.rise_persistence(_index(a, start), _index(a, peak))
+        m["persistence"] = boot.minimum_persistence(_index(a, m["alpha"]))
+    rises = height > 0
     found: dict[str, Any] = {
         "delta": height,
-        "tau": boot.tau,
-        "monotone": bool(height <= boot.tau),
-        "rise_start": None if height == 0 else start,
-        "rise_peak": None if height == 0 else peak,
-        "rise_persistence": persists,
+        "tau": tau,
+        "monotone": bool(height <= tau),
+        "rise_start": start if rises else None,
+        "rise_peak": peak if rises else None,
+        "rise_persistence": boot.rise_persistence(_index(a, start), _index(a, peak)) if rises else None,
+        "tau_grid": boot.tau,
         "minima_above_noise": minima,
         "n_boot": boot.n_boot,
         "units": boot.units,
