@@ -304,7 +304,12 @@ fn check_names(net: &dyn Network, config: &TrainConfig) -> Result<()> {
 }
 
 /// An error naming the first of `names` not in `allowed`, and listing those.
-fn known<'a>(what: &str, mut names: impl Iterator<Item = &'a String>, allowed: &[String], kind: &str) -> Result<()> {
+fn known<'a>(
+    what: &str,
+    mut names: impl Iterator<Item = &'a String>,
+    allowed: &[String],
+    kind: &str,
+) -> Result<()> {
     match names.find(|n| !allowed.contains(n)) {
         Some(bad) => Err(Error::InvalidArgument(format!(
             "{what} names {bad:?}, which is not {kind}; use one of: {}",
@@ -982,6 +987,18 @@ mod tests {
             TrainConfig { weight_decay: -0.1, ..config() },
             TrainConfig { max_norm: Some(0.0), ..config() },
             TrainConfig { record_every: Some(0), ..config() },
+            TrainConfig { max_norms: named(&[("layers.0.weight", 0.0)]), ..config() },
+            TrainConfig { max_norms: named(&[("layers.0.weight", f64::NAN)]), ..config() },
+            TrainConfig { max_norm: Some(1.0), max_norms: named(&[("layers.0.weight", 1.0)]), ..config() },
+            TrainConfig { lr_scale: named(&[("layers.0.bias", -1.0)]), ..config() },
+            TrainConfig { lr_scale: named(&[("layers.0.bias", f64::INFINITY)]), ..config() },
+            TrainConfig { momentum_schedule: Some(schedule(1.0, 1, 2)), ..config() },
+            TrainConfig { momentum_schedule: Some(schedule(0.5, 3, 2)), ..config() },
+            TrainConfig { momentum_schedule: Some(schedule(0.5, -1, 2)), ..config() },
+            TrainConfig { lr_schedule: Some(schedule(0.5, 2, 2)), ..config() },
+            TrainConfig { lr_schedule: Some(schedule(0.0, 1, 2)), ..config() },
+            TrainConfig { lr_schedule: Some(schedule(f64::NAN, 1, 2)), ..config() },
+            TrainConfig { lr_schedule: Some(schedule(0.5, 1, 2)), lr_decay: Some(0.9), ..config() },
         ] {
             assert!(matches!(check(&mlp, &good, &bad), Err(Error::InvalidArgument(_))), "{bad:?}");
         }
@@ -1039,5 +1056,99 @@ mod tests {
         let msg = check_in_memory_trajectory(1000, 50, &every_step).unwrap_err().to_string();
         assert!(msg.contains("in-memory trajectory") && msg.contains("this machine has"), "{msg}");
         assert!(check_in_memory_trajectory(1000, 50, &config()).is_ok());
+    }
+
+    fn named(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+        pairs.iter().map(|&(n, v)| (n.to_string(), v)).collect()
+    }
+
+    fn schedule(target: f64, start: i64, saturate: i64) -> Schedule {
+        Schedule { target, start, saturate }
+    }
+
+    #[test]
+    fn schedules_follow_pylearn2s_formulas() {
+        let rising = schedule(0.65, 1, 4);
+        let momenta: Vec<f64> = (1..=6).map(|e| rising.momentum(0.5, e)).collect();
+        for (got, want) in momenta.iter().zip([0.5, 0.55, 0.6, 0.65, 0.65, 0.65]) {
+            assert!((got - want).abs() < 1e-12, "{momenta:?}");
+        }
+        let jump = schedule(0.9, 3, 3);
+        assert_eq!((jump.momentum(0.2, 2), jump.momentum(0.2, 3), jump.momentum(0.2, 9)), (0.2, 0.9, 0.9));
+        // step = (1 − 0.1) / (5 − 2 + 1) = 0.225, and epoch `start` already takes one step.
+        let decay = schedule(0.1, 2, 5);
+        let rates: Vec<f64> = (1..=7).map(|e| decay.lr(1.0, e)).collect();
+        for (got, want) in rates.iter().zip([1.0, 0.775, 0.55, 0.325, 0.1, 0.1, 0.1]) {
+            assert!((got - want).abs() < 1e-12, "{rates:?}");
+        }
+        let far = schedule(0.5, 0, i64::MAX);
+        assert!(far.lr(1.0, i64::MAX) == 0.5 && far.momentum(0.0, i64::MAX) == 0.5);
+        assert!((far.lr(1.0, 1) - 1.0).abs() < 1e-15 && far.momentum(0.0, 1) >= 0.0);
+    }
+
+    #[test]
+    fn the_history_keeps_each_epochs_rates_and_a_schedule_may_start_from_zero_momentum() {
+        let cfg = TrainConfig {
+            epochs: 3,
+            momentum: 0.0,
+            momentum_schedule: Some(schedule(0.9, 1, 2)),
+            lr_schedule: Some(schedule(0.5, 1, 2)),
+            ..config()
+        };
+        let (_, out, _) = run(&cfg, &data(false), None);
+        assert_eq!(out.history.momentum, [0.0, 0.9, 0.9]);
+        let expected = [0.075, 0.05, 0.05]; // step 0.1 · 0.5 / 2
+        assert!(
+            out.history.lr.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-15),
+            "{:?}",
+            out.history.lr
+        );
+        let (_, plain, _) = run(&TrainConfig { lr_decay: Some(0.5), ..config() }, &data(false), None);
+        assert_eq!((plain.history.lr, plain.history.momentum), (vec![0.1, 0.05], vec![0.9, 0.9]));
+    }
+
+    #[test]
+    fn max_norms_by_name_limit_only_the_named_weights() {
+        let (_vs, mlp) = model();
+        assert_eq!(constrained_names(&mlp).unwrap(), ["layers.0.weight", "layers.1.weight"]);
+        let cfg = TrainConfig {
+            max_norms: named(&[("layers.0.weight", 0.3)]),
+            record_every: Some(1),
+            lr: 0.5,
+            ..config()
+        };
+        let (_, _, rec) = run(&cfg, &data(false), None);
+        let layout = rec.store.layout().clone();
+        let mut widest = 0.0f64;
+        for i in 1..rec.store.len() {
+            let Checkpoint::F32(values) = rec.store.checkpoint(i).unwrap() else { panic!("dtype") };
+            let row_norm = |t: usize| {
+                let (start, len) = layout.span(t);
+                let w = Tensor::from_slice(&values[start..start + len]).view(layout.shapes()[t].as_slice());
+                w.norm_scalaropt_dim(2, [1i64].as_slice(), false).max().double_value(&[])
+            };
+            assert!(row_norm(0) <= 0.3 + 1e-6, "checkpoint {i}: {}", row_norm(0));
+            widest = widest.max(row_norm(2));
+        }
+        assert!(widest > 0.3, "layers.1.weight is not constrained: {widest}");
+        let all = named(&[("layers.0.weight", 0.3), ("layers.1.weight", 0.3)]);
+        let (_, by_name, _) = run(&TrainConfig { max_norms: all, ..config() }, &data(false), None);
+        let (_, one, _) = run(&TrainConfig { max_norm: Some(0.3), ..config() }, &data(false), None);
+        assert!(by_name.final_params.equal(&one.final_params));
+    }
+
+    #[test]
+    fn names_that_are_not_parameters_or_not_constrained_are_refused() {
+        let (_vs, mlp) = model();
+        let bias = TrainConfig { max_norms: named(&[("layers.0.bias", 1.0)]), ..config() };
+        let msg = check(&mlp, &data(false), &bias).unwrap_err().to_string();
+        assert!(msg.contains("\"layers.0.bias\", which is not a weight"), "{msg}");
+        assert!(msg.ends_with("use one of: layers.0.weight, layers.1.weight"), "{msg}");
+        let unknown = TrainConfig { lr_scale: named(&[("fc.weight", 1.0)]), ..config() };
+        let msg = check(&mlp, &data(false), &unknown).unwrap_err().to_string();
+        assert!(msg.contains("\"fc.weight\", which is not a parameter of this model"), "{msg}");
+        assert!(msg.ends_with("layers.0.weight, layers.0.bias, layers.1.weight, layers.1.bias"), "{msg}");
+        let scaled = TrainConfig { lr_scale: named(&[("layers.1.bias", 2.0)]), ..config() };
+        assert!(check(&mlp, &data(false), &scaled).is_ok());
     }
 }
