@@ -311,6 +311,9 @@ fn known<'a>(
     kind: &str,
 ) -> Result<()> {
     match names.find(|n| !allowed.contains(n)) {
+        Some(bad) if allowed.is_empty() => Err(Error::InvalidArgument(format!(
+            "{what} names {bad:?}, which is not {kind}; this model has none"
+        ))),
         Some(bad) => Err(Error::InvalidArgument(format!(
             "{what} names {bad:?}, which is not {kind}; use one of: {}",
             allowed.join(", ")

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import linpath
-from linpath.models import MLP, MPDBM, ConvMaxout
+from linpath.models import MLP, MPDBM, ConvMaxout, LSTMLanguageModel
 
 train_module = sys.modules["linpath.train"]  # `linpath.train` itself is the function
 
@@ -635,6 +635,16 @@ def test_mpdbm_max_norms_name_its_three_weights():
     for name, c in limits.items():
         assert final[name].norm(dim=1).max().item() <= c + 1e-6
     assert final["w2"].norm(dim=1).max().item() > 0.1
+
+
+def test_a_model_without_constrained_weights_refuses_every_max_norm_name():
+    model = LSTMLanguageModel(20, 4, 5, 1)
+    name = next(n for n, _ in model.named_parameters() if n.endswith("weight"))
+    x = torch.randint(20, (4, 6))
+    with pytest.raises(
+        ValueError, match=f'max_norm names "{name}", which is not a weight .*; this model has none'
+    ):
+        linpath.train(model, (x, x), epochs=1, batch_size=2, lr=0.1, max_norm={name: 1.0}, progress=False)
 
 
 @pytest.mark.parametrize(

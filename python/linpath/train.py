@@ -266,7 +266,8 @@ def train(
 
     Raises:
         TypeError: If ``model`` is not a linpath MLP, the data are not pairs of tensors of the
-            right kinds, or a hyper-parameter has the wrong type.
+            right kinds, or a hyper-parameter has the wrong type (``lr_scale`` not a mapping, a
+            schedule not a 3-tuple of a number and two integers).
         ValueError: For out-of-range hyper-parameters (counts must lie in [1, 2**63), the seed in
             [0, 2**64), epochs x steps per epoch below 2**63), names in ``max_norm`` or
             ``lr_scale`` that are not parameters of the model (or, for ``max_norm``, not weights
