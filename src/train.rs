@@ -7,7 +7,14 @@
 //! itself), then `θ ← θ − η·v`, with cross-entropy loss on each minibatch and the model's own
 //! dropout active. With a max norm `c`, every row of every weight matrix (the incoming weights of
 //! one unit, or of one maxout piece) is rescaled to norm ≤ `c` after each step; biases are left
-//! alone.
+//! alone. [`TrainConfig::max_norms`] sets a `c` per weight instead, and [`TrainConfig::lr_scale`] a
+//! factor on η per parameter (pylearn2's `W_lr_scale`/`b_lr_scale`).
+//!
+//! Two epoch schedules reproduce pylearn2's train extensions, with their epoch indexing: the
+//! extensions' counter is 1 during the first epoch (pylearn2 calls `on_monitor` once before
+//! training), so epoch `e` (1-based) trains with the values [`Schedule::momentum`] and
+//! [`Schedule::lr`] give for `e`. The rates of each epoch are kept in [`History::lr`] and
+//! [`History::momentum`].
 //!
 //! A run is reproducible: minibatches come from a splitmix64-driven Fisher–Yates shuffle of the
 //! training set seeded with [`TrainConfig::seed`], and dropout masks from libtorch's global CPU
@@ -21,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::flat;
 use crate::models::network::{self, Network};
 use crate::trajectory::Checkpoint;
+use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
 
 /// How often, in steps, the [`Observer`] hears about progress (and may stop the run).
@@ -41,6 +49,17 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// Largest L2 norm of each weight-matrix row after each step, or None.
     pub max_norm: Option<f64>,
+    /// Largest row norms per weight, by parameter name (each one of
+    /// [`Network::constrained_weights`]); weights not named are unconstrained. Empty for none;
+    /// exclusive with `max_norm`.
+    pub max_norms: BTreeMap<String, f64>,
+    /// Factors on the learning rate of single parameters, by name (others: 1).
+    pub lr_scale: BTreeMap<String, f64>,
+    /// Momentum rising linearly from `momentum` (pylearn2's `MomentumAdjustor`), or None.
+    pub momentum_schedule: Option<Schedule>,
+    /// Learning rate falling linearly from `lr` to `lr·target` (pylearn2's
+    /// `LinearDecayOverEpoch`), or None; exclusive with `lr_decay`.
+    pub lr_schedule: Option<Schedule>,
     /// Largest L2 norm of the whole gradient: a longer one is scaled down to it before the
     /// update (as `torch.nn.utils.clip_grad_norm_`), or None.
     pub clip_norm: Option<f64>,
@@ -65,6 +84,10 @@ impl Default for TrainConfig {
             momentum: 0.0,
             weight_decay: 0.0,
             max_norm: None,
+            max_norms: BTreeMap::new(),
+            lr_scale: BTreeMap::new(),
+            momentum_schedule: None,
+            lr_schedule: None,
             clip_norm: None,
             lr_decay: None,
             early_stopping: None,
@@ -99,7 +122,94 @@ impl TrainConfig {
         if let Some(d) = self.lr_decay {
             check_real("lr_decay", d, "positive", |v| v > 0.0)?;
         }
+        self.validate_per_parameter()?;
+        self.validate_schedules()
+    }
+
+    fn validate_per_parameter(&self) -> Result<()> {
+        if self.max_norm.is_some() && !self.max_norms.is_empty() {
+            return Err(Error::InvalidArgument(
+                "max_norm is one value for every weight or a value per weight, not both".into(),
+            ));
+        }
+        for (what, map) in [("max_norm", &self.max_norms), ("lr_scale", &self.lr_scale)] {
+            for (name, &value) in map {
+                check_real(&format!("{what}[{name:?}]"), value, "positive", |v| v > 0.0)?;
+            }
+        }
         Ok(())
+    }
+
+    fn validate_schedules(&self) -> Result<()> {
+        if let Some(s) = &self.momentum_schedule {
+            check_real("the final momentum", s.target, "in [0, 1)", |v| (0.0..1.0).contains(&v))?;
+            s.check("momentum_schedule", false)?;
+        }
+        if let Some(s) = &self.lr_schedule {
+            if self.lr_decay.is_some() {
+                return Err(Error::InvalidArgument(
+                    "lr_decay and lr_schedule both change the learning rate; pick one".into(),
+                ));
+            }
+            check_real("the lr_schedule decay factor", s.target, "positive", |v| v > 0.0)?;
+            s.check("lr_schedule", true)?;
+        }
+        Ok(())
+    }
+}
+
+/// A linear schedule over epochs, as pylearn2's `MomentumAdjustor(final_momentum, start,
+/// saturate)` and `LinearDecayOverEpoch(start, saturate, decay_factor)` define it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Schedule {
+    /// The final momentum, or the learning rate's final factor (`decay_factor`).
+    pub target: f64,
+    /// The epoch where the change starts (≥ 0).
+    pub start: i64,
+    /// The epoch where the final value is reached (≥ `start`; > `start` for the learning rate).
+    pub saturate: i64,
+}
+
+impl Schedule {
+    /// Checks `0 ≤ start ≤ saturate` (`start < saturate` when `strict`, as pylearn2 asserts).
+    fn check(&self, name: &str, strict: bool) -> Result<()> {
+        let (start, saturate) = (self.start, self.saturate);
+        let ordered = if strict { start < saturate } else { start <= saturate };
+        if start < 0 || !ordered {
+            let want = if strict { "0 <= start < saturate" } else { "0 <= start <= saturate" };
+            return Err(Error::InvalidArgument(format!(
+                "{name} needs {want}, got start {start} and saturate {saturate}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The momentum of epoch `epoch` (1-based) from `initial` (pylearn2's `current_momentum`
+    /// with its counter at `epoch`): `initial` up to `start`, linear to `target` at `saturate`,
+    /// `target` after; with `start == saturate` a jump to `target` at `start`.
+    pub fn momentum(&self, initial: f64, epoch: i64) -> f64 {
+        let width = self.saturate.saturating_sub(self.start);
+        if width == 0 {
+            return if epoch >= self.start { self.target } else { initial };
+        }
+        let alpha = (epoch.saturating_sub(self.start) as f64 / width as f64).clamp(0.0, 1.0);
+        initial * (1.0 - alpha) + alpha * self.target
+    }
+
+    /// The learning rate of epoch `epoch` (1-based) from `initial` (pylearn2's `current_lr`
+    /// with its counter at `epoch`): `initial` before `start`, then
+    /// `initial − s·(epoch − start + 1)` with `s = initial·(1 − target) / (saturate − start + 1)`,
+    /// and `initial·target` from `saturate` on.
+    pub fn lr(&self, initial: f64, epoch: i64) -> f64 {
+        if epoch < self.start {
+            initial
+        } else if epoch < self.saturate {
+            let span = self.saturate.saturating_sub(self.start) as f64 + 1.0;
+            let step = (initial - initial * self.target) / span;
+            initial - step * (epoch.saturating_sub(self.start) as f64 + 1.0)
+        } else {
+            initial * self.target
+        }
     }
 }
 
@@ -145,6 +255,7 @@ pub struct Data {
 /// Checks `config`, and `data` against `net` and `config` (everything [`train`] checks up front).
 pub fn check(net: &dyn Network, data: &Data, config: &TrainConfig) -> Result<()> {
     config.validate()?;
+    check_names(net, config)?;
     data.train.check(net, "train")?;
     match &data.valid {
         Some(valid) => valid.check(net, "valid")?,
@@ -156,6 +267,59 @@ pub fn check(net: &dyn Network, data: &Data, config: &TrainConfig) -> Result<()>
         None => {}
     }
     total_steps(data.train.len(), config).map(drop)
+}
+
+/// The parameter names of `net`'s [`Network::constrained_weights`], in that order (each weight
+/// is matched to the parameter holding the same storage).
+pub fn constrained_names(net: &dyn Network) -> Result<Vec<String>> {
+    let params = net.named_parameters();
+    let mut names = Vec::new();
+    for weight in net.constrained_weights() {
+        let mut found = None;
+        for (name, param) in &params {
+            if found.is_none() && param.f_is_set_to(&weight)? {
+                found = Some(name.clone());
+            }
+        }
+        names.push(found.ok_or_else(|| {
+            Error::InvalidArgument("a constrained weight of this model is none of its parameters".into())
+        })?);
+    }
+    Ok(names)
+}
+
+/// Checks that `config`'s per-parameter names are parameters of `net` (for `max_norms`,
+/// constrained weights).
+fn check_names(net: &dyn Network, config: &TrainConfig) -> Result<()> {
+    if !config.lr_scale.is_empty() {
+        let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
+        known("lr_scale", config.lr_scale.keys(), &names, "a parameter of this model")?;
+    }
+    if !config.max_norms.is_empty() {
+        let names = constrained_names(net)?;
+        let kind = "a weight the max-norm constraint applies to (biases never are)";
+        known("max_norm", config.max_norms.keys(), &names, kind)?;
+    }
+    Ok(())
+}
+
+/// An error naming the first of `names` not in `allowed`, and listing those.
+fn known<'a>(
+    what: &str,
+    mut names: impl Iterator<Item = &'a String>,
+    allowed: &[String],
+    kind: &str,
+) -> Result<()> {
+    match names.find(|n| !allowed.contains(n)) {
+        Some(bad) if allowed.is_empty() => Err(Error::InvalidArgument(format!(
+            "{what} names {bad:?}, which is not {kind}; this model has none"
+        ))),
+        Some(bad) => Err(Error::InvalidArgument(format!(
+            "{what} names {bad:?}, which is not {kind}; use one of: {}",
+            allowed.join(", ")
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Minibatches per epoch over `n` examples: ⌈n / batch_size⌉, computed without overflow
@@ -215,6 +379,11 @@ pub struct History {
     pub valid_error: Vec<f64>,
     /// The training loss of every minibatch (dropout active), in step order.
     pub step_loss: Vec<f64>,
+    /// The learning rate η of every epoch trained (epoch 1 first; the 0-d factors the update
+    /// uses are these rounded to float32).
+    pub lr: Vec<f64>,
+    /// The momentum μ of every epoch trained (epoch 1 first).
+    pub momentum: Vec<f64>,
 }
 
 /// The parameters at the epoch of lowest validation error (the earliest such epoch).
@@ -330,46 +499,92 @@ impl SplitMix64 {
 /// parameter-sized array fewer times than PyTorch's `mul_`/`add_` sequence, and allocates nothing.
 struct Sgd {
     params: Vec<Tensor>,
-    weights: Vec<Tensor>,
+    /// The constrained weights with their largest row norms.
+    weights: Vec<(Tensor, f64)>,
     velocity: Vec<Option<Tensor>>,
-    /// μ as a 0-d tensor, or None without momentum.
+    /// μ as a 0-d tensor, or None without momentum (always kept with a momentum schedule, so
+    /// that the velocity of a step with μ = 0 carries over to later steps).
     momentum: Option<Tensor>,
     /// λ as a 0-d tensor, or None without weight decay.
     weight_decay: Option<Tensor>,
-    /// −η as a 0-d tensor.
-    neg_lr: Tensor,
+    /// −η·scale of each parameter as a 0-d tensor.
+    neg_lr: Vec<Tensor>,
+    /// Each parameter's learning-rate scale.
+    scale: Vec<f64>,
     lr: f64,
-    max_norm: Option<f64>,
+    /// The current μ.
+    mu: f64,
     clip_norm: Option<f64>,
+}
+
+/// `value` as a 0-d float32 tensor.
+fn scalar(value: f64) -> Result<Tensor> {
+    Ok(Tensor::f_from_slice(&[value as f32])?.f_squeeze()?)
 }
 
 /// `value` as a 0-d float32 tensor, or None when it is zero.
 fn factor(value: f64) -> Result<Option<Tensor>> {
-    let make = || Tensor::f_from_slice(&[value as f32])?.f_squeeze();
-    Ok((value != 0.0).then(make).transpose()?)
+    (value != 0.0).then(|| scalar(value)).transpose()
+}
+
+/// The constrained weights of `net` that `config` limits, each with its largest row norm.
+fn max_norms(net: &dyn Network, config: &TrainConfig) -> Result<Vec<(Tensor, f64)>> {
+    let weights = net.constrained_weights();
+    if let Some(c) = config.max_norm {
+        return Ok(weights.into_iter().map(|w| (w, c)).collect());
+    }
+    if config.max_norms.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names = constrained_names(net)?;
+    let limit = |name: &String| config.max_norms.get(name).copied();
+    Ok(weights.into_iter().zip(&names).filter_map(|(w, name)| limit(name).map(|c| (w, c))).collect())
 }
 
 impl Sgd {
     fn new(net: &dyn Network, config: &TrainConfig) -> Result<Self> {
-        let params: Vec<Tensor> = net.named_parameters().into_iter().map(|(_, t)| t).collect();
+        let (names, params): (Vec<String>, Vec<Tensor>) = net.named_parameters().into_iter().unzip();
+        let scale: Vec<f64> = names.iter().map(|n| config.lr_scale.get(n).copied().unwrap_or(1.0)).collect();
+        let momentum = match config.momentum_schedule {
+            Some(_) => Some(scalar(config.momentum)?),
+            None => factor(config.momentum)?,
+        };
         Ok(Sgd {
-            weights: net.constrained_weights(),
+            weights: max_norms(net, config)?,
             velocity: params.iter().map(|_| None).collect(),
             params,
-            momentum: factor(config.momentum)?,
+            momentum,
             weight_decay: factor(config.weight_decay)?,
-            neg_lr: Tensor::f_from_slice(&[-config.lr as f32])?.f_squeeze()?,
+            neg_lr: scale.iter().map(|s| scalar(-(config.lr * s))).collect::<Result<_>>()?,
+            scale,
             lr: config.lr,
-            max_norm: config.max_norm,
+            mu: config.momentum,
             clip_norm: config.clip_norm,
         })
     }
 
+    /// Sets the learning rate to `lr` (each parameter's to `lr` times its scale).
+    fn set_lr(&mut self, lr: f64) -> Result<()> {
+        self.lr = lr;
+        let _guard = tch::no_grad_guard();
+        for (neg_lr, scale) in self.neg_lr.iter_mut().zip(&self.scale) {
+            let _ = neg_lr.f_fill_(-(lr * scale))?;
+        }
+        Ok(())
+    }
+
     /// Multiplies the learning rate by `factor`.
     fn decay(&mut self, factor: f64) -> Result<()> {
-        self.lr *= factor;
-        let _guard = tch::no_grad_guard();
-        let _ = self.neg_lr.f_fill_(-self.lr)?;
+        self.set_lr(self.lr * factor)
+    }
+
+    /// Sets the momentum to `mu` (only kept with a schedule, see [`Sgd::momentum`]).
+    fn set_momentum(&mut self, mu: f64) -> Result<()> {
+        if let Some(tensor) = &mut self.momentum {
+            let _guard = tch::no_grad_guard();
+            let _ = tensor.f_fill_(mu)?;
+            self.mu = mu;
+        }
         Ok(())
     }
 
@@ -380,22 +595,21 @@ impl Sgd {
         if let Some(c) = self.clip_norm {
             clip(&mut grads, c)?;
         }
-        for ((param, velocity), mut g) in self.params.iter_mut().zip(&mut self.velocity).zip(grads) {
+        let slots = self.params.iter_mut().zip(&mut self.velocity).zip(&self.neg_lr);
+        for (((param, velocity), neg_lr), mut g) in slots.zip(grads) {
             if let Some(wd) = &self.weight_decay {
                 let _ = g.f_addcmul_(param, wd)?; // g + λ·θ
             }
             if let (Some(mu), Some(v)) = (&self.momentum, velocity.as_ref()) {
                 let _ = g.f_addcmul_(v, mu)?; // v ← μ·v + g (the first v is g itself, as in PyTorch)
             }
-            let _ = param.f_addcmul_(&g, &self.neg_lr)?; // θ ← θ − η·v
+            let _ = param.f_addcmul_(&g, neg_lr)?; // θ ← θ − η·scale·v
             if self.momentum.is_some() {
                 *velocity = Some(g);
             }
         }
-        if let Some(c) = self.max_norm {
-            for w in &mut self.weights {
-                let _ = w.f_renorm_(2.0, 0, c)?;
-            }
+        for (w, c) in &mut self.weights {
+            let _ = w.f_renorm_(2.0, 0, *c)?;
         }
         Ok(())
     }
@@ -481,6 +695,7 @@ impl<'a> Run<'a> {
     /// Trains one epoch; false when the run should stop.
     fn epoch(&mut self, epoch: i64) -> Result<bool> {
         let (n, batch_size) = (self.data.train.len(), self.config.batch_size);
+        self.start_epoch(epoch)?;
         let order = Tensor::f_from_slice(&self.rng.permutation(n))?;
         let mut losses = Vec::with_capacity(usize::try_from(self.steps_per_epoch).unwrap_or(0));
         for start in (0..n).step_by(usize::try_from(batch_size).unwrap_or(usize::MAX).max(1)) {
@@ -499,6 +714,19 @@ impl<'a> Run<'a> {
         }
         let go_on = self.report(epoch, losses.last())?;
         Ok(patient && go_on)
+    }
+
+    /// Sets the scheduled rates of `epoch` and records the rates it trains with.
+    fn start_epoch(&mut self, epoch: i64) -> Result<()> {
+        if let Some(schedule) = &self.config.lr_schedule {
+            self.sgd.set_lr(schedule.lr(self.config.lr, epoch))?;
+        }
+        if let Some(schedule) = &self.config.momentum_schedule {
+            self.sgd.set_momentum(schedule.momentum(self.config.momentum, epoch))?;
+        }
+        self.history.lr.push(self.sgd.lr);
+        self.history.momentum.push(self.sgd.mu);
+        Ok(())
     }
 
     /// Forward, backward and update on the examples `batch`; returns the (detached) loss.
@@ -762,6 +990,18 @@ mod tests {
             TrainConfig { weight_decay: -0.1, ..config() },
             TrainConfig { max_norm: Some(0.0), ..config() },
             TrainConfig { record_every: Some(0), ..config() },
+            TrainConfig { max_norms: named(&[("layers.0.weight", 0.0)]), ..config() },
+            TrainConfig { max_norms: named(&[("layers.0.weight", f64::NAN)]), ..config() },
+            TrainConfig { max_norm: Some(1.0), max_norms: named(&[("layers.0.weight", 1.0)]), ..config() },
+            TrainConfig { lr_scale: named(&[("layers.0.bias", -1.0)]), ..config() },
+            TrainConfig { lr_scale: named(&[("layers.0.bias", f64::INFINITY)]), ..config() },
+            TrainConfig { momentum_schedule: Some(schedule(1.0, 1, 2)), ..config() },
+            TrainConfig { momentum_schedule: Some(schedule(0.5, 3, 2)), ..config() },
+            TrainConfig { momentum_schedule: Some(schedule(0.5, -1, 2)), ..config() },
+            TrainConfig { lr_schedule: Some(schedule(0.5, 2, 2)), ..config() },
+            TrainConfig { lr_schedule: Some(schedule(0.0, 1, 2)), ..config() },
+            TrainConfig { lr_schedule: Some(schedule(f64::NAN, 1, 2)), ..config() },
+            TrainConfig { lr_schedule: Some(schedule(0.5, 1, 2)), lr_decay: Some(0.9), ..config() },
         ] {
             assert!(matches!(check(&mlp, &good, &bad), Err(Error::InvalidArgument(_))), "{bad:?}");
         }
@@ -819,5 +1059,99 @@ mod tests {
         let msg = check_in_memory_trajectory(1000, 50, &every_step).unwrap_err().to_string();
         assert!(msg.contains("in-memory trajectory") && msg.contains("this machine has"), "{msg}");
         assert!(check_in_memory_trajectory(1000, 50, &config()).is_ok());
+    }
+
+    fn named(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+        pairs.iter().map(|&(n, v)| (n.to_string(), v)).collect()
+    }
+
+    fn schedule(target: f64, start: i64, saturate: i64) -> Schedule {
+        Schedule { target, start, saturate }
+    }
+
+    #[test]
+    fn schedules_follow_pylearn2s_formulas() {
+        let rising = schedule(0.65, 1, 4);
+        let momenta: Vec<f64> = (1..=6).map(|e| rising.momentum(0.5, e)).collect();
+        for (got, want) in momenta.iter().zip([0.5, 0.55, 0.6, 0.65, 0.65, 0.65]) {
+            assert!((got - want).abs() < 1e-12, "{momenta:?}");
+        }
+        let jump = schedule(0.9, 3, 3);
+        assert_eq!((jump.momentum(0.2, 2), jump.momentum(0.2, 3), jump.momentum(0.2, 9)), (0.2, 0.9, 0.9));
+        // step = (1 − 0.1) / (5 − 2 + 1) = 0.225, and epoch `start` already takes one step.
+        let decay = schedule(0.1, 2, 5);
+        let rates: Vec<f64> = (1..=7).map(|e| decay.lr(1.0, e)).collect();
+        for (got, want) in rates.iter().zip([1.0, 0.775, 0.55, 0.325, 0.1, 0.1, 0.1]) {
+            assert!((got - want).abs() < 1e-12, "{rates:?}");
+        }
+        let far = schedule(0.5, 0, i64::MAX);
+        assert!(far.lr(1.0, i64::MAX) == 0.5 && far.momentum(0.0, i64::MAX) == 0.5);
+        assert!((far.lr(1.0, 1) - 1.0).abs() < 1e-15 && far.momentum(0.0, 1) >= 0.0);
+    }
+
+    #[test]
+    fn the_history_keeps_each_epochs_rates_and_a_schedule_may_start_from_zero_momentum() {
+        let cfg = TrainConfig {
+            epochs: 3,
+            momentum: 0.0,
+            momentum_schedule: Some(schedule(0.9, 1, 2)),
+            lr_schedule: Some(schedule(0.5, 1, 2)),
+            ..config()
+        };
+        let (_, out, _) = run(&cfg, &data(false), None);
+        assert_eq!(out.history.momentum, [0.0, 0.9, 0.9]);
+        let expected = [0.075, 0.05, 0.05]; // step 0.1 · 0.5 / 2
+        assert!(
+            out.history.lr.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-15),
+            "{:?}",
+            out.history.lr
+        );
+        let (_, plain, _) = run(&TrainConfig { lr_decay: Some(0.5), ..config() }, &data(false), None);
+        assert_eq!((plain.history.lr, plain.history.momentum), (vec![0.1, 0.05], vec![0.9, 0.9]));
+    }
+
+    #[test]
+    fn max_norms_by_name_limit_only_the_named_weights() {
+        let (_vs, mlp) = model();
+        assert_eq!(constrained_names(&mlp).unwrap(), ["layers.0.weight", "layers.1.weight"]);
+        let cfg = TrainConfig {
+            max_norms: named(&[("layers.0.weight", 0.3)]),
+            record_every: Some(1),
+            lr: 0.5,
+            ..config()
+        };
+        let (_, _, rec) = run(&cfg, &data(false), None);
+        let layout = rec.store.layout().clone();
+        let mut widest = 0.0f64;
+        for i in 1..rec.store.len() {
+            let Checkpoint::F32(values) = rec.store.checkpoint(i).unwrap() else { panic!("dtype") };
+            let row_norm = |t: usize| {
+                let (start, len) = layout.span(t);
+                let w = Tensor::from_slice(&values[start..start + len]).view(layout.shapes()[t].as_slice());
+                w.norm_scalaropt_dim(2, [1i64].as_slice(), false).max().double_value(&[])
+            };
+            assert!(row_norm(0) <= 0.3 + 1e-6, "checkpoint {i}: {}", row_norm(0));
+            widest = widest.max(row_norm(2));
+        }
+        assert!(widest > 0.3, "layers.1.weight is not constrained: {widest}");
+        let all = named(&[("layers.0.weight", 0.3), ("layers.1.weight", 0.3)]);
+        let (_, by_name, _) = run(&TrainConfig { max_norms: all, ..config() }, &data(false), None);
+        let (_, one, _) = run(&TrainConfig { max_norm: Some(0.3), ..config() }, &data(false), None);
+        assert!(by_name.final_params.equal(&one.final_params));
+    }
+
+    #[test]
+    fn names_that_are_not_parameters_or_not_constrained_are_refused() {
+        let (_vs, mlp) = model();
+        let bias = TrainConfig { max_norms: named(&[("layers.0.bias", 1.0)]), ..config() };
+        let msg = check(&mlp, &data(false), &bias).unwrap_err().to_string();
+        assert!(msg.contains("\"layers.0.bias\", which is not a weight"), "{msg}");
+        assert!(msg.ends_with("use one of: layers.0.weight, layers.1.weight"), "{msg}");
+        let unknown = TrainConfig { lr_scale: named(&[("fc.weight", 1.0)]), ..config() };
+        let msg = check(&mlp, &data(false), &unknown).unwrap_err().to_string();
+        assert!(msg.contains("\"fc.weight\", which is not a parameter of this model"), "{msg}");
+        assert!(msg.ends_with("layers.0.weight, layers.0.bias, layers.1.weight, layers.1.bias"), "{msg}");
+        let scaled = TrainConfig { lr_scale: named(&[("layers.1.bias", 2.0)]), ..config() };
+        assert!(check(&mlp, &data(false), &scaled).is_ok());
     }
 }

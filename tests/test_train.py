@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import linpath
-from linpath.models import MLP
+from linpath.models import MLP, MPDBM, ConvMaxout, LSTMLanguageModel
 
 train_module = sys.modules["linpath.train"]  # `linpath.train` itself is the function
 
@@ -98,7 +98,8 @@ def test_history_has_one_entry_per_epoch_and_step(data):
     assert len(h["step_loss"]) == 4 * math.ceil(200 / 16)
     assert all(0.0 <= e <= 1.0 for e in h["train_error"] + h["valid_error"])
     _, no_valid = _fit(data, valid=False, epochs=2)
-    assert set(no_valid.history) == {"epoch", "train_loss", "train_error", "step_loss"}
+    assert set(no_valid.history) == {"epoch", "train_loss", "train_error", "step_loss", "lr", "momentum"}
+    assert h["lr"] == [0.05] * 4 and h["momentum"] == [0.9] * 4  # one per epoch trained
     assert no_valid.best is None and no_valid.best_epoch is None
 
 
@@ -405,3 +406,304 @@ def test_reading_the_model_from_another_thread_while_it_trains_does_not_deadlock
     assert names[0] == "layers.0.weight"
     worker.join(timeout=120)
     assert done.is_set()
+
+
+# Per-weight max norms, per-parameter learning-rate scales and pylearn2's schedules.
+
+TINY_CONV = {
+    "input_shape": (3, 8, 8),
+    "channels": (4, 5),
+    "kernels": (3, 3),
+    "paddings": (1, 1),
+    "pools": (2, 2),
+    "pool_strides": (2, 2),
+    "pieces": 2,
+    "fc_units": 6,
+    "fc_pieces": 2,
+    "classes": 3,
+    "input_dropout": 0.0,
+    "hidden_dropout": 0.0,
+}
+
+
+def _orders(seed: int, n: int, epochs: int) -> list[list[int]]:
+    """The trainer's minibatch orders: a splitmix64-driven Fisher–Yates shuffle per epoch."""
+    mask, state, orders = 2**64 - 1, seed, []
+
+    def next_u64() -> int:
+        nonlocal state
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        z = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    for _ in range(epochs):
+        order = list(range(n))
+        for i in range(n - 1, 0, -1):
+            j = (next_u64() * (i + 1)) >> 64
+            order[i], order[j] = order[j], order[i]
+        orders.append(order)
+    return orders
+
+
+def _pylearn2_momentum(initial, final, start, saturate, count):
+    """pylearn2's ``MomentumAdjustor.current_momentum`` with its counter at ``count``."""
+    w = saturate - start
+    if w == 0:
+        return final if count >= start else initial
+    alpha = min(max(float(count - start) / float(w), 0.0), 1.0)
+    return initial * (1 - alpha) + alpha * final
+
+
+def _pylearn2_lr(initial, decay_factor, start, saturate, count):
+    """pylearn2's ``LinearDecayOverEpoch.current_lr`` with its counter at ``count``."""
+    step = (initial - initial * decay_factor) / (saturate - start + 1)
+    if count >= start:
+        return initial - step * (count - start + 1) if count < saturate else initial * decay_factor
+    return initial
+
+
+def _rates(epochs, lr, momentum, lr_schedule=None, momentum_schedule=None, **_):
+    """The (lr, momentum) of epochs 1..epochs: pylearn2 calls ``on_monitor`` once before training and
+    after every epoch, from a counter of 0, so epoch e trains with the counter at e."""
+    return [
+        (
+            lr if lr_schedule is None else _pylearn2_lr(lr, *lr_schedule, e),
+            momentum if momentum_schedule is None else _pylearn2_momentum(momentum, *momentum_schedule, e),
+        )
+        for e in range(1, epochs + 1)
+    ]
+
+
+def _renorm(p: torch.Tensor, c: float) -> None:
+    """Scales each slice ``p[i]`` with norm above ``c`` down to norm ``c``, in place."""
+    norms = p.reshape(len(p), -1).norm(dim=1)
+    p *= torch.where(norms > c, c / norms, torch.ones_like(norms)).view(-1, *[1] * (p.dim() - 1))
+
+
+def _reference_sgd(twin, x, y, *, epochs, batch_size, seed=0, weight_decay=0.0, **options):
+    """Slow, obvious float64 SGD on ``twin`` in the trainer's minibatch order: PyTorch's update with
+    a momentum buffer (kept throughout when there is a schedule), weight decay, per-parameter lr
+    scales, per-weight row renorms; the parameters after every step (step 0 first)."""
+    params = dict(twin.named_parameters())
+    scale = dict.fromkeys(params, 1.0) | (options.get("lr_scale") or {})
+    max_norm = options.get("max_norm")
+    norms = (
+        dict.fromkeys([n for n in params if n.endswith("weight")], max_norm)
+        if isinstance(max_norm, float)
+        else max_norm or {}
+    )
+    keep = options.get("momentum_schedule") is not None or options["momentum"] != 0
+    buffers: dict[str, torch.Tensor | None] = dict.fromkeys(params)
+    steps = [{n: p.detach().clone() for n, p in params.items()}]
+    rates = _rates(epochs, **options)
+    for (lr, mu), order in zip(rates, _orders(seed, len(x), epochs), strict=True):
+        for start in range(0, len(x), batch_size):
+            batch = torch.tensor(order[start : start + batch_size])
+            twin.zero_grad()
+            nn.functional.cross_entropy(twin(x[batch]), y[batch]).backward()
+            with torch.no_grad():
+                for name, p in params.items():
+                    g = p.grad + weight_decay * p
+                    if keep:
+                        g = buffers[name] = g if buffers[name] is None else mu * buffers[name] + g
+                    p -= lr * scale[name] * g
+                    if norms.get(name) is not None:
+                        _renorm(p, norms[name])
+            steps.append({n: p.detach().clone() for n, p in params.items()})
+    return steps
+
+
+MLP_RECIPE = {
+    "momentum": 0.0,  # the schedule starts from 0: the velocity must still carry over
+    "momentum_schedule": (0.9, 1, 3),
+    "lr": 0.3,
+    "lr_schedule": (0.2, 2, 4),
+    "weight_decay": 1e-3,
+    "lr_scale": {"layers.0.weight": 0.5, "layers.1.bias": 2.0},
+    "max_norm": {"layers.0.weight": 0.6},
+}
+CONV_RECIPE = {
+    "momentum": 0.5,
+    "momentum_schedule": (0.7, 2, 3),
+    "lr": 0.2,
+    "lr_schedule": (0.5, 1, 3),
+    "lr_scale": {"convs.0.weight": 0.05, "convs.1.weight": 0.05, "convs.0.bias": 0.05},
+    "max_norm": {"convs.0.weight": 0.4, "convs.1.weight": 0.7, "fc.weight": 0.8, "out.weight": 0.9},
+}
+PLAIN = {"momentum": 0.9, "lr": 0.3, "weight_decay": 1e-3, "max_norm": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("kind", "options"),
+    [("mlp", MLP_RECIPE), ("mlp", PLAIN), ("conv", CONV_RECIPE), ("conv", PLAIN)],
+    ids=["mlp-recipe", "mlp-plain", "conv-recipe", "conv-plain"],
+)
+def test_every_step_matches_a_float64_reference_sgd(kind, options):
+    g = torch.Generator().manual_seed(int(torch.randint(2**31, ())))  # fresh inputs every run
+    if kind == "mlp":  # 3 steps per epoch, the last one smaller
+        model = MLP([N_IN, 10, N_CLASSES], seed=int(torch.randint(2**31, ())))
+        x, y = torch.randn(40, N_IN, generator=g), torch.randint(N_CLASSES, (40,), generator=g)
+        fit = {"epochs": 5, "batch_size": 16, "seed": 9}
+    else:  # 2 steps per epoch (float64 convolutions are slow)
+        model = ConvMaxout(**TINY_CONV, seed=int(torch.randint(2**31, ())))
+        x, y = torch.randn(11, 3, 8, 8, generator=g), torch.randint(3, (11,), generator=g)
+        fit = {"epochs": 4, "batch_size": 6, "seed": 9}
+    expected = _reference_sgd(model.to_torch().double(), x.double(), y, **fit, **options)
+    result = linpath.train(model, (x, y), record_every=1, progress=False, **fit, **options)
+    assert len(result.trajectory) == len(expected) == fit["epochs"] * -(-len(x) // fit["batch_size"]) + 1
+    for step, (got, want) in enumerate(zip(result.trajectory, expected, strict=True)):
+        for name, value in got.to_state_dict().items():
+            torch.testing.assert_close(
+                value.double(), want[name], rtol=1e-5, atol=1e-6, msg=f"{name} at step {step}"
+            )
+    rates = list(zip(result.history["lr"], result.history["momentum"], strict=True))
+    assert rates == _rates(fit["epochs"], **options)
+
+
+def test_per_weight_max_norms_hold_after_every_step():
+    g = torch.Generator().manual_seed(int(torch.randint(2**31, ())))
+    x, y = torch.randn(30, 3, 8, 8, generator=g), torch.randint(3, (30,), generator=g)
+    model = ConvMaxout(**TINY_CONV)
+    limits = {"convs.0.weight": 0.5, "fc.weight": 0.9, "out.weight": 1.3}
+    fit = {"epochs": 2, "batch_size": 8, "lr": 2.0, "momentum": 0.5, "record_every": 1, "progress": False}
+    result = linpath.train(model, (x, y), max_norm=limits, **fit)
+    worst: dict[str, float] = {}
+    for step, checkpoint in enumerate(result.trajectory):
+        for name, value in checkpoint.to_state_dict().items():
+            if name.endswith("weight"):
+                norm = value.reshape(len(value), -1).norm(dim=1).max().item()
+                worst[name] = max(worst.get(name, 0.0), norm)
+                if step > 0 and name in limits:
+                    assert norm <= limits[name] + 1e-6, f"{name} at step {step}: {norm}"
+    assert all(worst[name] > limits[name] - 1e-3 for name in limits), worst  # the constraint binds
+    assert worst["convs.1.weight"] > max(limits.values()), worst  # an unconstrained weight grows past them
+
+
+@pytest.mark.parametrize(
+    ("schedules", "epochs"),
+    [
+        ({"momentum_schedule": (0.65, 1, 4), "lr_schedule": (0.1, 2, 5)}, 7),
+        ({"momentum_schedule": (0.73, 3, 3), "lr_schedule": (0.5, 0, 1)}, 4),
+        ({"momentum_schedule": (0.9, 0, 6)}, 3),
+        ({"lr_schedule": (2.0, 1, 3)}, 4),
+    ],
+)
+def test_the_recorded_rates_follow_pylearn2s_schedules(data, schedules, epochs):
+    _, result = _fit(data, epochs=epochs, lr=0.05, momentum=0.5, **schedules)
+    assert len(result.history["lr"]) == len(result.history["momentum"]) == epochs
+    expected = _rates(epochs, lr=0.05, momentum=0.5, **schedules)
+    for got, want in zip(
+        zip(result.history["lr"], result.history["momentum"], strict=True), expected, strict=True
+    ):
+        assert got == pytest.approx(want, rel=1e-12, abs=1e-15)
+
+
+def test_without_the_new_arguments_nothing_changes(data):
+    """Neutral values of the new arguments give bit-identical runs to leaving them out (whose
+    results the reference test above ties to plain SGD)."""
+    names = [n for n, _ in _model().named_parameters()]
+    weights = [n for n in names if n.endswith("weight")]
+    common = {"epochs": 3, "lr": 0.2, "momentum": 0.7, "weight_decay": 1e-3, "record_every": 3}
+    _, plain = _fit(data, _model(dropout=(0.1, 0.3)), max_norm=0.5, lr_decay=0.8, **common)
+    neutral = {
+        "max_norm": dict.fromkeys(weights, 0.5),
+        "lr_scale": dict.fromkeys(names, 1.0),
+        "momentum_schedule": (0.7, 0, 0),
+    }
+    _, same = _fit(data, _model(dropout=(0.1, 0.3)), lr_decay=0.8, **neutral, **common)
+    _, floor = _fit(data, _model(dropout=(0.1, 0.3)), max_norm=0.5, lr_schedule=(1.0, 1, 2), **common)
+    _, undecayed = _fit(data, _model(dropout=(0.1, 0.3)), max_norm=0.5, **common)
+    for a, b in [(plain, same), (undecayed, floor)]:
+        assert a.history == b.history
+        assert all(torch.equal(p.tensor, q.tensor) for p, q in zip(a.trajectory, b.trajectory, strict=True))
+    assert plain.history["lr"] == pytest.approx([0.2, 0.16, 0.128])
+
+
+def test_mpdbm_max_norms_name_its_three_weights():
+    model = MPDBM(n_visible=6, n_hidden1=5, n_hidden2=4, n_classes=3, mf_steps=2)
+    x, y = (torch.rand(12, 6) > 0.5).float(), torch.arange(12) % 3
+    with pytest.raises(
+        ValueError, match=r"\"visible_bias\", which is not a weight .* use one of: w1, w2, w3$"
+    ):
+        linpath.train(
+            model, (x, y), epochs=1, batch_size=4, lr=0.1, max_norm={"visible_bias": 1.0}, progress=False
+        )
+    limits = {"w1": 0.05, "w3": 0.1}
+    result = linpath.train(model, (x, y), epochs=1, batch_size=4, lr=5.0, max_norm=limits, progress=False)
+    final = result.final.to_state_dict()
+    for name, c in limits.items():
+        assert final[name].norm(dim=1).max().item() <= c + 1e-6
+    assert final["w2"].norm(dim=1).max().item() > 0.1
+
+
+def test_a_model_without_constrained_weights_refuses_every_max_norm_name():
+    model = LSTMLanguageModel(20, 4, 5, 1)
+    name = next(n for n, _ in model.named_parameters() if n.endswith("weight"))
+    x = torch.randint(20, (4, 6))
+    with pytest.raises(
+        ValueError, match=f'max_norm names "{name}", which is not a weight .*; this model has none'
+    ):
+        linpath.train(model, (x, x), epochs=1, batch_size=2, lr=0.1, max_norm={name: 1.0}, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (
+            {"max_norm": {"layers.9.weight": 1.0}},
+            ValueError,
+            r"'layers.9.weight', which is not a parameter.*layers.0.weight, layers.0.bias",
+        ),
+        (
+            {"max_norm": {"layers.0.bias": 1.0}},
+            ValueError,
+            r"\"layers.0.bias\", which is not a weight.*use one of: layers.0.weight, layers.1.weight",
+        ),
+        (
+            {"max_norm": {"layers.0.weight": 0.0}},
+            ValueError,
+            r"max_norm\['layers.0.weight'\] must be a finite number > 0",
+        ),
+        ({"max_norm": {"layers.0.weight": float("inf")}}, ValueError, "finite number > 0"),
+        ({"max_norm": {"layers.0.weight": "1"}}, TypeError, "must be a number"),
+        ({"max_norm": [("layers.0.weight", 1.0)]}, TypeError, "max_norm must be a number"),
+        (
+            {"lr_scale": {"fc.weight": 1.0}},
+            ValueError,
+            r"lr_scale names 'fc.weight', which is not a parameter",
+        ),
+        (
+            {"lr_scale": {"layers.1.bias": -1.0}},
+            ValueError,
+            r"lr_scale\['layers.1.bias'\] must be a finite number > 0",
+        ),
+        ({"lr_scale": {"layers.1.bias": float("nan")}}, ValueError, "finite number > 0"),
+        ({"lr_scale": 0.5}, TypeError, "lr_scale must be a mapping"),
+        (
+            {"momentum_schedule": (0.7, 5, 3)},
+            ValueError,
+            "needs start <= saturate, got start 5 and saturate 3",
+        ),
+        ({"momentum_schedule": (1.0, 1, 3)}, ValueError, r"final momentum must lie in \[0, 1\)"),
+        ({"momentum_schedule": (-0.1, 1, 3)}, ValueError, "final momentum"),
+        (
+            {"momentum_schedule": (0.7, -1, 3)},
+            ValueError,
+            r"momentum_schedule\[1\] must lie in \[0, 2\*\*63\)",
+        ),
+        ({"momentum_schedule": (0.7, 1)}, TypeError, r"tuple \(final_momentum, start, saturate\)"),
+        ({"momentum_schedule": (0.7, 1.5, 3)}, TypeError, "must be an integer"),
+        ({"lr_schedule": (0.1, 3, 3)}, ValueError, "needs start < saturate"),
+        ({"lr_schedule": (0.0, 1, 3)}, ValueError, "decay factor must be a finite number > 0"),
+        ({"lr_schedule": (float("inf"), 1, 3)}, ValueError, "decay factor"),
+        ({"lr_schedule": (0.1, 1, 3), "lr_decay": 0.9}, ValueError, "lr_decay and lr_schedule .*pick one"),
+        ({"lr_schedule": "0.1, 1, 3"}, TypeError, r"tuple \(decay_factor, start, saturate\)"),
+    ],
+)
+def test_bad_schedules_and_per_parameter_values_are_clear_errors(data, kwargs, error, match):
+    model = _model()
+    before = linpath.flatten(model).tensor
+    with pytest.raises(error, match=match):
+        _fit(data, model, **kwargs)
+    assert torch.equal(linpath.flatten(model).tensor, before)

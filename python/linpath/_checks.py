@@ -7,6 +7,7 @@ and the range first, with a message that states the limit.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -50,3 +51,16 @@ def real(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r}")
     return float(value)
+
+
+def positive(name: str, value: Any) -> float:
+    """``value`` as a finite float > 0.
+
+    Raises:
+        TypeError: Naming ``name``, for anything that is not a real number.
+        ValueError: Naming ``name``, for a value that is not finite and positive.
+    """
+    number = real(name, value)
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {number}")
+    return number

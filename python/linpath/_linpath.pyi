@@ -149,15 +149,18 @@ def train_native(
     model: NativeNet,
     train: tuple[torch.Tensor, torch.Tensor],
     valid: tuple[torch.Tensor, torch.Tensor] | None,
-    config: dict[str, int | float | None],
+    config: dict[str, object],
     path: str | PathLike[str] | None = None,
     progress: Callable[[int, int, int, float], object] | None = None,
 ) -> dict[str, object]:
     """Trains `model` in place with minibatch SGD (GIL released); see `linpath.train`.
 
-    `config` holds epochs, batch_size, lr, momentum, weight_decay, max_norm, clip_norm, lr_decay,
-    early_stopping, seed and record_every. Returns history, initial, final, best, best_epoch,
-    interrupted, epochs_run, steps and store (a new TrajectoryStore). Ctrl-C sets interrupted.
+    `config` holds epochs, batch_size, lr, momentum, weight_decay, max_norm (one float or None),
+    max_norms and lr_scale (dicts {parameter name: float}), momentum_schedule and lr_schedule
+    ((target, start, saturate) or None), clip_norm, lr_decay, early_stopping, seed, record_every
+    and eval_train. Returns history (with per-epoch lr and momentum), initial, final, best,
+    best_epoch, interrupted, epochs_run, steps and store (a new TrajectoryStore). Ctrl-C sets
+    interrupted.
     """
 
 def linear_sum_assignment(

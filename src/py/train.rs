@@ -6,11 +6,12 @@ use super::trajectory::TrajectoryStore as PyStore;
 use crate::error::Result;
 use crate::flat::Layout;
 use crate::models::Network;
-use crate::train::{self, Data, Observer, Outcome, Progress, Split, TrainConfig};
+use crate::train::{self, Data, Observer, Outcome, Progress, Schedule, Split, TrainConfig};
 use crate::trajectory::{Checkpoint, Dtype, TrajectoryStore as Store};
 use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The hyper-parameters, read from a dict with exactly the names of [`TrainConfig`].
@@ -23,12 +24,23 @@ struct Config {
     momentum: f64,
     weight_decay: f64,
     max_norm: Option<f64>,
+    max_norms: BTreeMap<String, f64>,
+    lr_scale: BTreeMap<String, f64>,
+    /// (final momentum, start, saturate).
+    momentum_schedule: Option<(f64, i64, i64)>,
+    /// (decay factor, start, saturate).
+    lr_schedule: Option<(f64, i64, i64)>,
     clip_norm: Option<f64>,
     lr_decay: Option<f64>,
     early_stopping: Option<i64>,
     seed: u64,
     record_every: Option<i64>,
     eval_train: bool,
+}
+
+/// A `(target, start, saturate)` triple as a [`Schedule`].
+fn schedule((target, start, saturate): (f64, i64, i64)) -> Schedule {
+    Schedule { target, start, saturate }
 }
 
 impl From<Config> for TrainConfig {
@@ -40,6 +52,10 @@ impl From<Config> for TrainConfig {
             momentum: c.momentum,
             weight_decay: c.weight_decay,
             max_norm: c.max_norm,
+            max_norms: c.max_norms,
+            lr_scale: c.lr_scale,
+            momentum_schedule: c.momentum_schedule.map(schedule),
+            lr_schedule: c.lr_schedule.map(schedule),
             clip_norm: c.clip_norm,
             lr_decay: c.lr_decay,
             early_stopping: c.early_stopping,
@@ -134,6 +150,8 @@ fn to_dict<'py>(
         ("valid_loss", &h.valid_loss),
         ("valid_error", &h.valid_error),
         ("step_loss", &h.step_loss),
+        ("lr", &h.lr),
+        ("momentum", &h.momentum),
     ] {
         history.set_item(key, values)?;
     }
