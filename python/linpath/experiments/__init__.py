@@ -15,6 +15,7 @@ against them.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 
 from .._io import atomic_write, save_json
+from .ablations import FIGURES as ABLATION_FIGURES
 from .advanced import FIGURES as ADVANCED_FIGURES
 from .between import FIGURES as BETWEEN_FIGURES
 from .findings import NOISE_FLOOR, line_grid, zoom_grid
@@ -35,8 +37,11 @@ from .scales import SCALE_NAMES, SCALES, NetSpec, RunSpec, Scale, get_scale
 
 #: The paper's figures (what "all" names).
 PAPER_FIGURES = {**MNIST_FIGURES, **ADVANCED_FIGURES}
-#: Every figure and experiment, by name: the paper's, and "align" (between two solutions, later work).
-FIGURES = {**PAPER_FIGURES, **BETWEEN_FIGURES}
+#: Every figure and experiment, by name: the paper's, the ablations behind Figures 6 and 7
+#: ("fig6_init", "fig7_init") and "align" (between two solutions, later work).
+FIGURES = {**PAPER_FIGURES, **ABLATION_FIGURES, **BETWEEN_FIGURES}
+#: The figures whose networks train natively on the CPU.
+_NATIVE_FIGURES = {**ADVANCED_FIGURES, **ABLATION_FIGURES}
 
 __all__ = [
     "FIGURES",
@@ -78,7 +83,7 @@ def reproduce(
 
     Args:
         figures: A figure name, a list of them, or ``"all"``.
-        scale: ``"smoke"``, ``"small"`` or ``"paper"`` (or a :class:`Scale` of your own).
+        scale: ``"smoke"``, ``"small"``, ``"medium"`` or ``"paper"`` (or a :class:`Scale` of your own).
         out: Output directory (default ``results/reproduce/<scale>``).
         progress: Progress bars: True always, False never, None when a step takes over 2 s.
         device: ``"cpu"`` (the native trainer and sweep), ``"cuda"`` (PyTorch on the GPU; Figures 1
@@ -107,9 +112,22 @@ def reproduce(
     summary = _previous_summary(out_dir, chosen.name)
     for name in names:
         start = time.perf_counter()
-        findings = FIGURES[name](native_ctx if name in ADVANCED_FIGURES else ctx)
-        summary["figures"][name] = {"findings": findings, "seconds": time.perf_counter() - start}
-        _write_summary(summary, out_dir)  # after every figure, so a long run keeps what it made
+        findings = FIGURES[name](native_ctx if name in _NATIVE_FIGURES else ctx)
+        entry = {"findings": findings, "seconds": time.perf_counter() - start}
+        summary = _record_figure(out_dir, chosen.name, name, entry)  # a long run keeps what it made
+    return summary
+
+
+def _record_figure(out: Path, scale_name: str, name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """Adds one figure to ``out/summary.json`` under a lock, re-reading the file first, so that two
+    ``reproduce`` calls writing into the same folder (say fig6 and fig7 at once) keep each other's
+    figures; returns the summary written."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".summary.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        summary = _previous_summary(out, scale_name)
+        summary["figures"][name] = entry
+        _write_summary(summary, out)
     return summary
 
 

@@ -79,6 +79,19 @@ def block_losses(
     Raises:
         ValueError: If ``blocks < 2`` or X has fewer rows than ``blocks``, X and Y differ in rows.
     """
+    data = block_splits(X, Y, blocks)
+    sweep = interpolate(model, start, end, data, alphas=alphas, **interpolate_kwargs)
+    losses = np.stack([np.asarray(sweep.values[name][metric], dtype=np.float64) for name in data])
+    return sweep.alphas, losses
+
+
+def block_splits(X: Any, Y: Any, blocks: int = BLOCKS, prefix: str = "block") -> dict[str, tuple[Any, Any]]:
+    """``blocks`` contiguous equal-size blocks of (X, Y), named ``"<prefix>0"``, ``"<prefix>1"``, ...
+    (``len(X) // blocks`` rows each; the last ``len(X) % blocks`` rows are dropped).
+
+    Raises:
+        ValueError: If ``blocks < 2``, X and Y differ in rows, or X has fewer rows than ``blocks``.
+    """
     blocks = integer("blocks", blocks, 2)
     rows = len(X)
     if len(Y) != rows:
@@ -86,10 +99,8 @@ def block_losses(
     size = rows // blocks
     if size < 1:
         raise ValueError(f"{blocks} blocks need at least {blocks} rows, X has {rows}; use fewer blocks")
-    data = {f"block{b}": (X[b * size : (b + 1) * size], Y[b * size : (b + 1) * size]) for b in range(blocks)}
-    sweep = interpolate(model, start, end, data, alphas=alphas, **interpolate_kwargs)
-    losses = np.stack([np.asarray(sweep.values[name][metric], dtype=np.float64) for name in data])
-    return sweep.alphas, losses
+    cuts = [slice(b * size, (b + 1) * size) for b in range(blocks)]
+    return {f"{prefix}{b}": (X[rows_b], Y[rows_b]) for b, rows_b in enumerate(cuts)}
 
 
 def mask_draw_losses(

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .recipe_claims import CLAIMS as RECIPE_CLAIMS
+
 #: A verdict: "yes", "nearly" (a rise under SHALLOW of the curve's drop on [0, 1]), "no", or
 #: "not at this scale" (a claim about the paper's full-size run, read at a smaller scale), or
 #: "not comparable" (the paper does not define the quantity it states, e.g. Figure 5's "2/3").
@@ -99,56 +101,6 @@ def _mistakes(findings: dict[str, Any], scale: str) -> tuple[str, Verdict]:
     return text, "yes" if findings["test_mistakes"] <= 94 else "no"
 
 
-def _bumps(barriers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [b for b in barriers if b["above_noise"]]
-
-
-def _fig6_barrier(findings: dict[str, Any], scale: str) -> tuple[str, Verdict]:
-    """One bump on [0, 1], near θi (α ≤ 0.2) and shallow (under 10% of J there)."""
-    bumps = _bumps(findings["barriers_on_0_1"])
-    where = ", ".join(
-        f"α={b['alpha']:.3g} (height {b['height']:.3g}, {b['height_relative']:.1%} of J)" for b in bumps
-    )
-    text = f"bumps of the train loss on [0, 1]: {len(bumps)} ({where or 'none'})"
-    near = [b for b in bumps if b["alpha"] <= 0.2 and b["height_relative"] < 0.1]
-    if len(bumps) == 1 and near:
-        return text, "yes"
-    return text, "nearly" if near else "no"
-
-
-def _fig7_secondary(findings: dict[str, Any], scale: str) -> tuple[str, Verdict]:
-    second = findings["secondary_minimum"]
-    low = findings["train_line"]["minimum"]
-    if second is None:
-        return (
-            f"no secondary local minimum on [0, 2]; minimum {low['value']:.4f} at α={low['alpha']:.3g}",
-            "no",
-        )
-    text = (
-        f"secondary minimum at α={second['alpha']:.3g} (J {second['value']:.4f}, "
-        f"train error {second['error']:.2%}, "
-        f"prominence {second['prominence']:.3g}); global minimum {low['value']:.4f} at α={low['alpha']:.3g}"
-    )
-    at_low = findings.get("train_error_at_minimum")
-    higher = at_low is None or second["error"] > at_low
-    return text, "yes" if higher else "nearly"
-
-
-def _fig7_around(findings: dict[str, Any], scale: str) -> tuple[str, Verdict]:
-    """SGD's closest approach to the secondary minimum exceeds that minimum's basin radius on the line."""
-    second, near = findings["secondary_minimum"], findings["sgd_closest_approach"]
-    if second is None or near is None:
-        return "no secondary minimum to pass around", "no"
-    peaks = [b["alpha"] for b in _bumps(findings["barriers_on_0_2"])]
-    radius = min((abs(p - second["alpha"]) for p in peaks), default=float("inf")) * near["line_length"]
-    text = (
-        f"closest iterate (step {near['step']}) is {near['distance']:.3g} from θ(α={second['alpha']:.3g}) "
-        f"({near['distance_over_line_length']:.1%} of ‖θf − θi‖); "
-        f"the minimum's basin radius on the line: {radius:.3g}"
-    )
-    return text, "yes" if near["distance"] > radius else "no"
-
-
 def _removed(method: str) -> Callable[[dict[str, Any], str], tuple[str, Verdict]]:
     """Alignment by ``method`` ("weight" or "activation" matching) removes most (over half) of the
     widest pair's train loss barrier."""
@@ -206,10 +158,7 @@ CLAIMS: list[Claim] = [
     ("fig4", "two solutions from different seeds: a barrier between them", _fig4_barrier),
     ("fig4", "random point to a solution: no barrier, no other minimum", _fig4_random),
     ("fig5", "the line captures about 2/3 of the variation of the parameters", _fig5),
-    ("fig6", "conv maxout (CIFAR-10): at a global scale the line is well-behaved", _smooth),
-    ("fig6", "conv maxout: one shallow barrier near θi (α near 0)", _fig6_barrier),
-    ("fig7", "MP-DBM: a secondary local minimum with high error on α in [0, 2]", _fig7_secondary),
-    ("fig7", "MP-DBM: SGD passes around that minimum (does not come near it)", _fig7_around),
+    *RECIPE_CLAIMS,
     ("fig8", "LSTM (Penn Treebank): no difficult structure on the line", _smooth),
     (
         "align",

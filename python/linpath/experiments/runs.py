@@ -20,7 +20,7 @@ from typing import Any, TypedDict
 import numpy as np
 import torch
 
-from .. import datasets, models
+from .. import datasets, models, preprocess
 from .._io import save_json, temp_path
 from ..engines import loss_and_error
 from ..models import MLP, NativeModel, TorchMLP
@@ -76,10 +76,13 @@ def new_model(spec: RunSpec | NetSpec) -> MLP | NativeModel:
     return MLP(spec.sizes, spec.activation, pieces=spec.pieces, dropout=spec.dropout, seed=spec.seed)
 
 
-def load_dataset(name: str, steps: int = 20) -> datasets.Dataset:
-    """A dataset of :data:`NET_DATASETS` as ``(X, Y)`` splits (PTB as windows of ``steps`` words)."""
+def load_dataset(name: str, steps: int = 20, binary: bool = False) -> datasets.Dataset:
+    """A dataset of :data:`NET_DATASETS` as ``(X, Y)`` splits (PTB as windows of ``steps`` words;
+    MNIST binarised with seed 0 when ``binary``, as :func:`datasets.binarized_mnist`)."""
+    if binary and name != "mnist":
+        raise ValueError(f"only MNIST is binarised, not {name}")
     if name == "mnist":
-        return datasets.mnist()
+        return datasets.binarized_mnist(0) if binary else datasets.mnist()
     if name == "cifar10":
         return datasets.cifar10()
     if name == "ptb":
@@ -87,6 +90,16 @@ def load_dataset(name: str, steps: int = 20) -> datasets.Dataset:
         windows = [datasets.lm_windows(ids, steps) for ids in (corpus.train, corpus.valid, corpus.test)]
         return datasets.Dataset(*windows)
     raise ValueError(f"unknown dataset {name!r}; use one of {NET_DATASETS}")
+
+
+def whiten(data: datasets.Dataset) -> datasets.Dataset:
+    """The maxout paper's CIFAR-10 preprocessing: every image's contrast normalised
+    (:func:`preprocess.gcn`), then whitened by a :class:`preprocess.ZCA` fitted on ``data.train``
+    (the rows a run trains on) and applied unchanged to the other splits."""
+    flat = [(preprocess.gcn(x.flatten(1)), y) for x, y in data.splits().values()]
+    zca = preprocess.ZCA().fit(flat[0][0])
+    shape = data.train[0].shape[1:]
+    return datasets.Dataset(*((zca.transform(x).reshape(-1, *shape), y) for x, y in flat))
 
 
 TRAINERS = ("native", "torch")
@@ -121,7 +134,7 @@ class Context:
         if self.trainer == "native" and self.device.type != "cpu":
             raise ValueError(f"the native trainer runs on the CPU; use trainer='torch' for {self.device}")
         self._data: datasets.Dataset | None = None
-        self._datasets: dict[tuple[str, int], datasets.Dataset] = {}
+        self._datasets: dict[tuple[Any, ...], datasets.Dataset] = {}
         self._runs: dict[str, Run] = {}
 
     @property
@@ -136,17 +149,23 @@ class Context:
         return self._data
 
     def data_for(self, spec: RunSpec | NetSpec) -> datasets.Dataset:
-        """The data of a run: MNIST cut to the scale's sizes, or the spec's dataset cut to its sizes."""
+        """The data of a run: MNIST cut to the scale's sizes, or the spec's dataset cut to its sizes
+        and preprocessed as the spec says (see :func:`whiten` and :func:`load_dataset`)."""
         if isinstance(spec, RunSpec):
             return self.data
-        cache_key = (spec.dataset, spec.steps)
-        if cache_key not in self._datasets:
-            self._datasets[cache_key] = load_dataset(spec.dataset, spec.steps)
-        full = self._datasets[cache_key]
         n, m = spec.train_examples, spec.eval_examples
-        return datasets.Dataset(
-            datasets.head(full.train, n), datasets.head(full.valid, m), datasets.head(full.test, m)
-        )
+        key = (spec.dataset, spec.steps, spec.preprocess, n, m)
+        if key not in self._datasets:
+            binary = spec.preprocess == "binarize"
+            source = (spec.dataset, spec.steps, binary)
+            if source not in self._datasets:
+                self._datasets[source] = load_dataset(spec.dataset, spec.steps, binary)
+            full = self._datasets[source]
+            cut = datasets.Dataset(
+                datasets.head(full.train, n), datasets.head(full.valid, m), datasets.head(full.test, m)
+            )
+            self._datasets[key] = whiten(cut) if spec.preprocess == "gcn_zca" else cut
+        return self._datasets[key]
 
     def run(self, name: str) -> Run:
         """The run called ``name`` in the scale: from memory, from ``OUT/runs/``, or trained now."""
@@ -203,6 +222,19 @@ class _NetTraining(TypedDict, total=False):
 
     clip_norm: float | None
     weight_decay: float
+    lr_scale: dict[str, float] | None
+    momentum_schedule: tuple[float, int, int] | None
+    lr_schedule: tuple[float, int, int] | None
+
+
+def _net_training(spec: NetSpec) -> _NetTraining:
+    return {
+        "clip_norm": spec.clip_norm,
+        "weight_decay": spec.weight_decay,
+        "lr_scale": dict(spec.lr_scale) if spec.lr_scale else None,
+        "momentum_schedule": spec.momentum_schedule,
+        "lr_schedule": spec.lr_schedule,
+    }
 
 
 def _train(spec: RunSpec | NetSpec, partial: Path, ctx: Context) -> tuple[torch.nn.Module, dict, float]:
@@ -222,8 +254,13 @@ def _train(spec: RunSpec | NetSpec, partial: Path, ctx: Context) -> tuple[torch.
         steps_per_epoch // spec.records_per_epoch if spec.records_per_epoch else steps_per_epoch * spec.epochs
     )
     extra: _NetTraining = {}
+    max_norm: float | dict[str, float] | None = spec.max_norm
     if isinstance(spec, NetSpec):
-        extra = {"clip_norm": spec.clip_norm, "weight_decay": spec.weight_decay}
+        extra = _net_training(spec)
+        max_norm = dict(spec.max_norms) if spec.max_norms else spec.max_norm
+        if getattr(model, "visible_bias_from", "zero") == "data":  # the MP-DBM's, from the raw pixels
+            raw = datasets.head(datasets.mnist().train, spec.train_examples)[0]
+            model.fit_visible_bias(raw)  # type: ignore[operator]
     result = train(
         model,
         train_pair,
@@ -232,7 +269,7 @@ def _train(spec: RunSpec | NetSpec, partial: Path, ctx: Context) -> tuple[torch.
         batch_size=spec.batch_size,
         lr=spec.lr,
         momentum=spec.momentum,
-        max_norm=spec.max_norm,
+        max_norm=max_norm,
         lr_decay=spec.lr_decay,
         **extra,
         seed=spec.seed,
