@@ -35,8 +35,26 @@ def _grid(ctx: Context, interval: tuple[float, float], zoom: bool) -> np.ndarray
     return line_grid(*interval, max(points, 13), zoom=zoom)
 
 
+def _diverged(line: NoisyLine, label: str) -> dict[str, Any] | None:
+    """For a line with NaN or infinite losses (a run that diverged), what to report instead of a
+    verdict (no floor can be computed from it); None for a finite line."""
+    if np.isfinite(line.block_losses).all():
+        return None
+    bad = ~np.isfinite(line.block_losses).all(axis=tuple(range(line.block_losses.ndim - 1)))
+    nonfinite = line.sweep.alphas[bad].tolist()
+    return {
+        "label": label,
+        "tau": None,
+        "nonfinite_alphas": nonfinite,
+        "train_line": line_findings(line.sweep),
+    }
+
+
 def _near_init(line: NoisyLine, label: str) -> dict[str, Any]:
     """What a line shows near θi: its bumps above the bootstrap floor on the zoom's range."""
+    diverged = _diverged(line, label)
+    if diverged is not None:
+        return diverged | {"barriers_near_init": [], "barrier": None}
     boot = line.bootstrap()
     found = _bumps_above(line.sweep, boot, NEAR_INIT)
     bumps = [b for b in found if b["above_floor"]]
@@ -92,16 +110,14 @@ def fig6_init(ctx: Context) -> dict[str, Any]:
 def _mpdbm_run(ctx: Context, name: str, grid: np.ndarray) -> tuple[Any, dict[str, Any]]:
     run = ctx.run(name)
     line = run_line(ctx, run, grid)
-    boot = line.bootstrap()
-    secondary = _secondary_minimum(line.sweep, boot)
-    facts = {
-        "label": name.removeprefix("mpdbm_"),
-        "tau": boot.tau,
-        "secondary_minimum": secondary,
-        "train_line": line_findings(line.sweep, "train"),
-        "test_error": run.test_error,
-        "epochs": run.spec.epochs,
-    }
+    label = name.removeprefix("mpdbm_")
+    facts = _diverged(line, label)
+    if facts is None:
+        boot = line.bootstrap()
+        facts = {"label": label, "tau": boot.tau, "train_line": line_findings(line.sweep, "train")}
+        facts["secondary_minimum"] = _secondary_minimum(line.sweep, boot)
+    facts.setdefault("secondary_minimum", None)
+    facts |= {"test_error": run.test_error, "epochs": run.spec.epochs}
     return line.sweep, facts | parameter_norms(run)
 
 

@@ -106,6 +106,8 @@ def fig7_around(findings: dict[str, Any], scale: str) -> tuple[str, str]:
 
 
 def _setting(run: dict[str, Any]) -> str:
+    if run["tau"] is None:
+        return f"{run['label']}: NaN or inf on the line (diverged), no verdict"
     barrier = run["barrier"]
     if barrier is None:
         return f"{run['label']}: none (τ={run['tau']:.2g})"
@@ -122,7 +124,10 @@ def fig6_init(findings: dict[str, Any], scale: str) -> tuple[str, str]:
     return text, "yes" if 0 < shown < len(runs) else "no"
 
 
-def _where(minimum: dict[str, Any] | None) -> str:
+def _where(run: dict[str, Any]) -> str:
+    if run["tau"] is None:
+        return "NaN or inf on the line (diverged)"
+    minimum = run["secondary_minimum"]
     return "none" if minimum is None else f"α={minimum['alpha']:.3g}"
 
 
@@ -130,7 +135,7 @@ def fig7_init(findings: dict[str, Any], scale: str) -> tuple[str, str]:
     """The secondary minimum needs the large sparse weights together with the max-norms ("yes": it
     appears with the max-norms at scale ≥ 1 and in no run without them)."""
     runs = findings["runs"]
-    notes = [f"{r['label']}: " + _where(r["secondary_minimum"]) for r in runs]
+    notes = [f"{r['label']}: " + _where(r) for r in runs]
     free = [r for r in runs if r["label"].endswith("free") and r["secondary_minimum"] is not None]
     bound = [r for r in runs if r["label"].endswith("maxnorm") and r["secondary_minimum"] is not None]
     text = "secondary minima above the floor: " + "; ".join(notes)

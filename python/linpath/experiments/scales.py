@@ -478,12 +478,12 @@ SCALES = {
         ],
         **_recipe_nets(  # type: ignore[arg-type]
             {
-                "conv_maxout": _conv_recipe(6, 40_000, 1000, _MEDIUM_CONV, 0.005),
-                "mpdbm": _mpdbm_recipe(8, 20_000, 1000),
+                "conv_maxout": _conv_recipe(10, 40_000, 1000, _MEDIUM_CONV, 0.005),
+                "mpdbm": _mpdbm_recipe(8, 20_000, 500),
             },
             3,
-            _conv_ablation(3, 20_000, 1000, _MEDIUM_CONV),
-            _mpdbm_ablation(3, 20_000, 1000),
+            _conv_ablation(4, 20_000, 1000, _MEDIUM_CONV),
+            _mpdbm_ablation(3, 20_000, 500),
             _lstm(6, 20_000, 1000, 200),
         ),
         net_points=121,

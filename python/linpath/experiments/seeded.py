@@ -44,7 +44,7 @@ class NoisyLine:
     losses for the bootstrap.
 
     Attributes:
-        sweep: ``train`` (the blocks' mean) and ``valid`` (both averaged over the mask draws).
+        sweep: ``train`` (the blocks' mean, over the mask draws too) and ``valid`` (the first draw's).
         block_losses: ``[blocks, K]``, or ``[draws, blocks, K]`` with several mask draws: the train
             loss of each block at each α.
         examples: Evaluation examples in the blocks.
@@ -70,14 +70,24 @@ def noisy_line(
         **noise.block_splits(*data.train, ctx.scale.bootstrap_blocks, BLOCK_PREFIX),
     }
     names = [s for s in splits if s.startswith(BLOCK_PREFIX)]
+    # The validation curve is measured under the first mask draw only (it carries no verdict).
+    only_blocks = {name: splits[name] for name in names}
     sweeps = [
-        interpolate(model, start, end, splits, alphas=alphas, batch_size=2000, progress=ctx.progress)
-        for model in models
+        interpolate(
+            model,
+            start,
+            end,
+            splits if i == 0 else only_blocks,
+            alphas=alphas,
+            batch_size=2000,
+            progress=ctx.progress,
+        )
+        for i, model in enumerate(models)
     ]
     metrics = list(sweeps[0].values["valid"])
     cube = {m: np.array([[sw.values[s][m] for s in names] for sw in sweeps]) for m in metrics}
     train = {m: cube[m].mean(axis=(0, 1)) for m in metrics}
-    valid = {m: np.mean([sw.values["valid"][m] for sw in sweeps], axis=0) for m in metrics}
+    valid = sweeps[0].values["valid"]
     size = len(splits[names[0]][1])
     meta = sweeps[0].meta | {"train_blocks": len(names), "train_block_size": size, "mask_draws": len(models)}
     losses = cube["loss"][0] if len(models) == 1 else cube["loss"]
