@@ -74,7 +74,7 @@ def test_medium_scale_runs_three_seeds_and_both_ablations():
         assert all(dataclasses.replace(s, seed=0) == specs[0] for s in specs)
     conv = scale.nets["conv_maxout"]
     assert (conv.train_examples, conv.batch_size, conv.lr, conv.preprocess) == (40_000, 128, 0.17, "gcn_zca")
-    assert dict(conv.config)["irange"] == 0.005 and dict(conv.max_norms)["convs.0.weight"] == 0.9
+    assert dict(conv.config)["irange"] == 0.05 and dict(conv.max_norms)["convs.0.weight"] == 0.9
     mpdbm = scale.nets["mpdbm"]
     assert dict(mpdbm.config)["mf_steps"] == 14 and mpdbm.preprocess == "binarize"
     assert dict(mpdbm.max_norms) == {"w1": 1.809978, "w2": 2.666304, "w3": 5.175683}  # the yaml's
