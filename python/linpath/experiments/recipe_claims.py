@@ -68,9 +68,9 @@ def fig6_barrier(findings: dict[str, Any], scale: str) -> tuple[str, str]:
 
 
 def _secondary_note(seed: dict[str, Any]) -> str:
-    second = seed["secondary_minimum"]
+    second, noise = seed["secondary_minimum"], seed["noise"]
     if second is None:
-        return f"seed {seed['seed']}: none (τ={seed['noise']['tau_grid']:.2g})"
+        return f"seed {seed['seed']}: none (τ={noise['tau_grid']:.2g}; Δ on [0, 2] {noise['delta']:.3g})"
     return (
         f"seed {seed['seed']}: α={second['alpha']:.3g}, prominence {second['prominence']:.3g} > "
         f"τ={second['tau']:.2g} (persists {second['persistence']:.0%}), train error {second['error']:.2%}"
