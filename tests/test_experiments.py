@@ -458,3 +458,18 @@ def test_a_run_never_writes_through_symlinks_planted_in_its_folder(tmp_path):
         assert not (folder / name).is_symlink(), name
     assert json.loads((folder / "run.json").read_text())["format"] == R.RUN_FORMAT
     assert len(linpath.Trajectory.open(folder / "trajectory.lpt")) == len(run.trajectory) >= 2
+
+
+def test_two_reproduce_calls_into_one_folder_keep_each_others_figures(tmp_path, monkeypatch):
+    """summary.json is re-read under a lock before each figure is added, so a second process writing
+    the same folder (fig6 and fig7 run at once) does not drop the first one's figures."""
+    import linpath.experiments as exp
+
+    monkeypatch.setattr(exp, "claims_markdown", lambda summary: "|".join(sorted(summary["figures"])))
+    first = exp._previous_summary(tmp_path, "smoke")  # what a process read when it started
+    exp._record_figure(tmp_path, "smoke", "fig6", {"findings": {"a": 1}, "seconds": 1.0})
+    assert first["figures"] == {}  # the other process's copy is stale...
+    summary = exp._record_figure(tmp_path, "smoke", "fig7", {"findings": {"b": 2}, "seconds": 2.0})
+    assert set(summary["figures"]) == {"fig6", "fig7"}  # ...but the file keeps both
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk == summary and "fig6|fig7" in (tmp_path / "claims.md").read_text()
