@@ -45,7 +45,7 @@ def test_each_figure_writes_a_png_a_json_and_its_claims(smoke):
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         record = load(out, name)
         assert record["figure"] == name and record["findings"] == summary["figures"][name]["findings"]
-        assert summary["figures"][name]["seconds"] < 180
+        assert summary["figures"][name]["seconds"] < 300  # seconds to a few minutes on a loaded machine
     rows = [r for r in claims(summary) if r["figure"] in FIGS]
     assert {r["figure"] for r in rows} == set(summary["figures"])
     assert all(r["holds"] in VERDICTS and r["measured"] for r in rows)

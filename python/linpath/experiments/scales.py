@@ -442,8 +442,9 @@ SCALES = {
                 "mpdbm": _mpdbm_recipe(2, 1000, 300, (32, 64), 3),
             },
             2,
-            _conv_ablation(1, 500, 200, _SMOKE_CONV),
-            _mpdbm_ablation(1, 500, 200, (32, 64), 3),
+            # The main runs' sizes, so that the whitened data (a 3,072 × 3,072 ZCA fit) is shared.
+            _conv_ablation(1, 1000, 300, _SMOKE_CONV),
+            _mpdbm_ablation(1, 1000, 300, (32, 64), 3),
             _lstm(2, 200, 50, 16),
         ),
         net_points=13,
