@@ -32,7 +32,7 @@ import numpy as np
 
 from .._checks import integer, real
 from ..sweep import Sweep, interpolate
-from .findings import prominence
+from .findings import NOISE_FLOOR, prominence
 
 #: Defaults: resamples, quantile of the spurious rise, units of :func:`block_losses`.
 N_BOOT, LEVEL, BLOCKS = 1000, 0.95, 50
@@ -178,7 +178,11 @@ class Bootstrap:
 
     def floor(self, level: float | None = None, points: np.ndarray | None = None) -> float:
         """τ: the ``level`` quantile (default: :attr:`level`) of :meth:`spurious_rises` over the
-        grid points selected by ``points`` (a boolean mask; default all).
+        grid points selected by ``points`` (a boolean mask; default all), and never below float32
+        evaluation noise, :data:`~linpath.experiments.findings.NOISE_FLOOR` times the largest |J|
+        there: resampling cannot see rounding, and on a flat curve (a model that predicts the same
+        for every example) the resampled curves all agree, so the quantile alone would call a
+        rounding-sized wiggle real.
 
         Raises:
             ValueError: If ``points`` selects fewer than 2 grid points, or ``level`` is outside (0, 1).
@@ -186,7 +190,9 @@ class Bootstrap:
         if points is not None and int(np.count_nonzero(points)) < 2:
             raise ValueError("the noise floor needs at least 2 grid points; the selection holds fewer")
         level = self.level if level is None else _level(level)
-        return float(np.quantile(self.spurious_rises(points), level))
+        read = self.curve if points is None else self.curve[points]
+        rounding = NOISE_FLOOR * float(np.max(np.abs(read)))
+        return max(float(np.quantile(self.spurious_rises(points), level)), rounding)
 
     def rise_persistence(self, first: int, second: int) -> float:
         """The fraction of resamples in which the curve still rises from grid point ``first`` to
