@@ -90,9 +90,8 @@ def test_fig6_has_every_seed_with_the_zoom_and_a_bootstrap_floor(smoke):
     for seed in seeds:
         assert seed["noise"]["tau"] > 0.0
         for bump in seed["barriers_near_init"]:
-            assert 0.0 < bump["alpha"] < 0.3 and bump["above_floor"] == (
-                bump["height"] > seed["noise"]["tau"]
-            )
+            assert 0.0 < bump["alpha"] <= 0.3 and bump["tau"] > 0.0
+            assert bump["above_floor"] == (bump["height"] > bump["tau"])  # its own floor, on the zoom
 
 
 def test_the_recipe_runs_keep_the_per_layer_max_norms(smoke):
