@@ -1,0 +1,78 @@
+"""This machine's floors, measured in the benchmark's own process: matmul peak and memory bandwidth.
+
+A benchmark that only reports ratios to the peers says who is ahead, not how far from done. Each
+script measures the floors here on the workload's own shapes, counts the work its engines must do
+at the least (:func:`mlp_sweep_flops`), and reports every engine as a fraction of the floor,
+``floor / measured`` (1.0: at the machine's limit), next to its ratio to the peers.
+
+Measured, never assumed: machines of one family differ (AMX or not, AVX512-BF16 or not, the
+number of cores given to the job), so a floor from a datasheet would mislead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+#: How long each measurement repeats its kernel (seconds), and the buffer read for bandwidth.
+MEASURE_SECONDS, BANDWIDTH_BYTES = 0.5, 512 * 2**20
+
+
+def _best_rate(fn: Callable[[], object], work: float, seconds: float) -> float:
+    """The highest ``work`` per second over repeated calls of ``fn`` for about ``seconds``."""
+    fn()  # warm-up: first-call allocation and kernel selection are not part of the peak
+    best, start = 0.0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        fn()
+        best = max(best, work / (time.perf_counter() - t0))
+    return best
+
+
+def matmul_peak(
+    m: int, k: int, n: int, dtype: torch.dtype = torch.float32, seconds: float = MEASURE_SECONDS
+) -> float:
+    """The best FLOP/s of ``torch.mm`` on an ``(m, k) @ (k, n)`` product in ``dtype`` (2·m·k·n
+    FLOP a call), with the torch threads this process has: the arithmetic ceiling of a workload
+    whose heavy part is products of that shape."""
+    if min(m, k, n) < 1:
+        raise ValueError(f"matmul shape ({m}, {k}) @ ({k}, {n}) must have positive sizes")
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(m, k, generator=gen).to(dtype)
+    b = torch.randn(k, n, generator=gen).to(dtype)
+    out = torch.empty(m, n, dtype=dtype)
+    return _best_rate(lambda: torch.mm(a, b, out=out), 2.0 * m * k * n, seconds)
+
+
+def read_bandwidth(nbytes: int = BANDWIDTH_BYTES, seconds: float = MEASURE_SECONDS) -> float:
+    """Bytes per second read by a float32 ``torch.sum`` over a buffer of ``nbytes`` (larger than the
+    caches): the ceiling of a workload that streams its data once."""
+    if nbytes < 4 * 2**20:
+        raise ValueError(f"a bandwidth buffer of {nbytes} bytes fits in cache; use at least 4 MiB")
+    buffer = torch.ones(nbytes // 4, dtype=torch.float32)
+    return _best_rate(lambda: buffer.sum(), float(buffer.numel() * 4), seconds)
+
+
+def mlp_sweep_flops(sizes: Sequence[int], examples: int, alphas: int) -> float:
+    """The least arithmetic of a sweep of an MLP ``sizes`` (input first) over ``alphas`` points of
+    a line on ``examples`` examples: the first layer is affine in α, so x·W(α) = x·W0 + α·x·D
+    costs two products per example for the whole sweep; every later layer one product per example
+    and α. Biases, activations and the loss are left out (they are O(width), not O(width²))."""
+    if len(sizes) < 2 or min(sizes) < 1 or examples < 1 or alphas < 1:
+        raise ValueError(f"need an MLP of >= 2 positive sizes, examples >= 1 and alphas >= 1; got {sizes}")
+    first = 2.0 * examples * sizes[0] * sizes[1] * 2
+    rest = sum(
+        2.0 * examples * fan_in * fan_out for fan_in, fan_out in zip(sizes[1:], sizes[2:], strict=False)
+    )
+    return first + alphas * rest
+
+
+def fraction_of_floor(floor_seconds: float, measured_seconds: float) -> float:
+    """``floor / measured``: 1.0 at the machine's limit, 0.5 at half of it."""
+    if floor_seconds <= 0 or measured_seconds <= 0:
+        raise ValueError(
+            f"times must be positive, got floor {floor_seconds} s and measured {measured_seconds} s"
+        )
+    return floor_seconds / measured_seconds
