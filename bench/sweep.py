@@ -13,6 +13,10 @@ adds (θ1-θ0)/101 to the model 101 times and evaluates after each addition, so 
 θ0 itself; its errors are measured at its own α = i/101). Ours: ``linpath.interpolate`` on the
 plain module (module engine), and on a ``linpath.models.MLP`` (native engine) in float32 and bf16.
 
+Each method is also reported as a fraction of this machine's floor (``bench/floors.py``): the least
+arithmetic of the sweep (the first layer twice, every other layer once per α) at the matmul peak
+measured in the same run on the hidden layer's shape, in float32, or in bf16 plus the float32 check.
+
 Run: ``make bench`` (or ``python bench/sweep.py`` inside the venv).
 """
 
@@ -29,6 +33,7 @@ from torch.func import functional_call
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import best_time, machine, save, table  # noqa: E402
+from floors import fraction_of_floor, matmul_peak, mlp_sweep_flops  # noqa: E402
 
 import linpath  # noqa: E402
 import linpath.datasets  # noqa: E402
@@ -184,6 +189,25 @@ def runs_for(batch: int, start, end, x, y, ref, ll_ref) -> dict:
     return runs
 
 
+def add_floors(rows: list[dict], batch: int) -> dict:
+    """This machine's floor for the sweep at ``batch`` (the least arithmetic, bench/floors.py, at the
+    float32 and bf16 matmul peaks measured now on the hidden layer's shape), and each row's fraction
+    of it: bf16 rows against the bf16 floor plus their float32 check's alphas at the float32 peak."""
+    rows_per_product = min(batch, N)
+    peak32 = matmul_peak(rows_per_product, SIZES[1], SIZES[2])
+    peak16 = matmul_peak(rows_per_product, SIZES[1], SIZES[2], torch.bfloat16)
+    floor32 = mlp_sweep_flops(SIZES, N, len(ALPHAS)) / peak32
+    for r in (r for r in rows if r["batch"] == batch):
+        check = r["precision_check"]
+        floor = floor32
+        if check:
+            floor = mlp_sweep_flops(SIZES, N, len(ALPHAS)) / peak16
+            floor += mlp_sweep_flops(SIZES, N, len(check["alphas"])) / peak32
+        r["floor_seconds"], r["floor_fraction"] = floor, fraction_of_floor(floor, r["seconds"])
+    gflops = {"peak_float32_gflops": peak32 / 1e9, "peak_bf16_gflops": peak16 / 1e9}
+    return {"batch": batch, "rows": rows_per_product} | gflops
+
+
 def main() -> None:
     data = linpath.datasets.mnist()
     x, y = data.train[0][:N], data.train[1][:N]
@@ -192,8 +216,10 @@ def main() -> None:
     ref = reference(t0, t1, x, y, ALPHAS[CHECK])
     ll_ref = reference(t0, t1, x, y, (np.arange(1, 102) / 101)[CHECK])  # loss-landscapes' own grid
     rows = []
+    peaks = []
     for batch in (N, 2500):
         rows += measure(runs_for(batch, start, end, x, y, ref, ll_ref), batch)
+        peaks.append(add_floors(rows, batch))
     print(
         f"Sweep: MLP {SIZES}, {N} MNIST examples, {len(ALPHAS)} α in [-0.5, 1.5]  ({machine()['cpu']}, "
         f"{machine()['cores']} cores)"
@@ -208,9 +234,15 @@ def main() -> None:
                 ("throughput", "α·examples/s", ",.0f"),
                 ("rel_error", "max rel. error vs float64", ".1e"),
                 ("speedup", "speed vs fastest peer", ".2f"),
+                ("floor_fraction", "fraction of this machine's floor", ".0%"),
             ],
         )
     )
+    for p in peaks:
+        print(
+            f"batch {p['batch']}: matmul peak measured now on ({p['rows']}, {SIZES[1]}) @ ({SIZES[1]}, "
+            f"{SIZES[2]}): {p['peak_float32_gflops']:.0f} GFLOP/s float32, {p['peak_bf16_gflops']:.0f} bf16"
+        )
     for r in rows:
         if r["precision_check"]:
             c = r["precision_check"]
@@ -218,7 +250,7 @@ def main() -> None:
                 f"batch {r['batch']}, {r['method']}: precision check at α={c['alphas']}: max relative loss "
                 f"deviation {c['max_rel_loss_deviation']:.2e} (threshold {c['threshold']:.0e})"
             )
-    print("saved", save("sweep", {"rows": rows}))
+    print("saved", save("sweep", {"rows": rows, "peaks": peaks}))
 
 
 if __name__ == "__main__":
