@@ -19,6 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import best_time, machine, save, table  # noqa: E402
+from floors import read_bandwidth  # noqa: E402
 
 import linpath  # noqa: E402
 from linpath import _linpath  # noqa: E402
@@ -55,13 +56,6 @@ def store_from(traj: np.ndarray, path: Path | None) -> linpath.Trajectory:
     return linpath.Trajectory(store) if path is None else linpath.Trajectory.open(path)
 
 
-def read_rate() -> float:
-    """GB/s of torch.sum over 1 GB of float32 (all threads)."""
-    big = torch.ones(1 << 28)
-    seconds, _ = best_time(lambda: big.sum(), repeats=5)
-    return big.numel() * 4 / seconds / 1e9
-
-
 def main() -> None:
     traj = walk()
     gigabytes = traj.nbytes / 1e9
@@ -81,7 +75,7 @@ def main() -> None:
             )
             rows.append({"method": name, "seconds": seconds, "rel_error": float(rel)})
             del trajectory
-    rate = read_rate()
+    rate = read_bandwidth(1 << 30) / 1e9  # GB/s of torch.sum over 1 GB of float32, all threads
     for r in rows:
         r["gb_per_s"] = gigabytes / r["seconds"]
         r["vs_numpy"] = rows[0]["seconds"] / r["seconds"]
