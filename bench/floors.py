@@ -55,18 +55,22 @@ def read_bandwidth(nbytes: int = BANDWIDTH_BYTES, seconds: float = MEASURE_SECON
     return _best_rate(lambda: buffer.sum(), float(buffer.numel() * 4), seconds)
 
 
-def mlp_sweep_flops(sizes: Sequence[int], examples: int, alphas: int) -> float:
-    """The least arithmetic of a sweep of an MLP ``sizes`` (input first) over ``alphas`` points of
-    a line on ``examples`` examples: the first layer is affine in α, so x·W(α) = x·W0 + α·x·D
-    costs two products per example for the whole sweep; every later layer one product per example
-    and α. Biases, activations and the loss are left out (they are O(width), not O(width²))."""
-    if len(sizes) < 2 or min(sizes) < 1 or examples < 1 or alphas < 1:
-        raise ValueError(f"need an MLP of >= 2 positive sizes, examples >= 1 and alphas >= 1; got {sizes}")
-    first = 2.0 * examples * sizes[0] * sizes[1] * 2
+def mlp_sweep_flops(sizes: Sequence[int], examples: int, points: int, directions: int = 1) -> float:
+    """The least arithmetic of evaluating an MLP ``sizes`` (input first) at ``points`` points of a
+    line (``directions`` = 1) or a plane (2) on ``examples`` examples: the first layer is affine in
+    the coordinates, so x·W(a, b) = x·W0 + a·x·D1 + b·x·D2 costs 1 + ``directions`` products per
+    example for the whole grid; every later layer one product per example and point. Biases,
+    activations and the loss are left out (they are O(width), not O(width²))."""
+    if len(sizes) < 2 or min(sizes) < 1 or min(examples, points, directions) < 1:
+        raise ValueError(
+            f"need an MLP of >= 2 positive sizes and examples, points, directions >= 1; got {sizes}, "
+            f"{examples}, {points}, {directions}"
+        )
+    first = 2.0 * examples * sizes[0] * sizes[1] * (1 + directions)
     rest = sum(
         2.0 * examples * fan_in * fan_out for fan_in, fan_out in zip(sizes[1:], sizes[2:], strict=False)
     )
-    return first + alphas * rest
+    return first + points * rest
 
 
 def fraction_of_floor(floor_seconds: float, measured_seconds: float) -> float:

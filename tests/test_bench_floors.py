@@ -1,5 +1,5 @@
-"""bench/floors.py: the arithmetic count of a sweep against torch's own FLOP counter on the sweep
-written out the obvious way, and the measurements' input checks."""
+"""bench/floors.py: the arithmetic count of a line or plane against torch's own FLOP counter on the
+grid written out the obvious way, and the measurements' input checks."""
 
 from __future__ import annotations
 
@@ -17,25 +17,27 @@ floors = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(floors)
 
 
-def _affine_sweep(sizes: list[int], examples: int, alphas: torch.Tensor) -> None:
-    """The sweep with the first layer's products taken once (x·W0, x·D) and the rest per α."""
+def _affine_grid(sizes: list[int], examples: int, points: torch.Tensor) -> None:
+    """The grid with the first layer's products taken once (x·W0, x·Dk) and the rest per point;
+    ``points`` holds one coordinate per direction in each row."""
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(examples, sizes[0], generator=gen)
     w0 = [torch.randn(o, i, generator=gen) for i, o in zip(sizes, sizes[1:], strict=False)]
-    d = [torch.randn_like(w) for w in w0]
-    z0, zd = x @ w0[0].T, x @ d[0].T
-    for a in alphas.tolist():
-        h = F.relu(z0 + a * zd)
-        for w, dw in zip(w0[1:], d[1:], strict=True):
-            h = F.relu(h @ (w + a * dw).T)
+    ds = [[torch.randn_like(w) for w in w0] for _ in range(points.shape[1])]
+    z0, zs = x @ w0[0].T, [x @ d[0].T for d in ds]
+    for c in points.tolist():
+        h = F.relu(z0 + sum(ck * z for ck, z in zip(c, zs, strict=True)))
+        for layer, w in enumerate(w0[1:], start=1):
+            h = F.relu(h @ (w + sum(ck * d[layer] for ck, d in zip(c, ds, strict=True))).T)
 
 
 @pytest.mark.parametrize("sizes", [[784, 64, 32, 10], [20, 7], [5, 3, 4]])
-def test_sweep_flops_equal_torchs_count_of_the_obvious_sweep(sizes):
-    alphas = torch.linspace(-0.5, 1.5, 6)
+@pytest.mark.parametrize("directions", [1, 2])
+def test_grid_flops_equal_torchs_count_of_the_obvious_grid(sizes, directions):
+    points = torch.rand(6, directions, generator=torch.Generator().manual_seed(2)) * 2 - 0.5
     with FlopCounterMode(display=False) as counter:
-        _affine_sweep(sizes, 17, alphas)
-    assert floors.mlp_sweep_flops(sizes, 17, len(alphas)) == counter.get_total_flops()
+        _affine_grid(sizes, 17, points)
+    assert floors.mlp_sweep_flops(sizes, 17, len(points), directions) == counter.get_total_flops()
 
 
 def test_measurements_are_positive_rates():
@@ -53,6 +55,7 @@ def test_measurements_are_positive_rates():
         lambda: floors.read_bandwidth(1024),
         lambda: floors.mlp_sweep_flops([784], 10, 5),
         lambda: floors.mlp_sweep_flops([784, 10], 0, 5),
+        lambda: floors.mlp_sweep_flops([784, 10], 10, 5, 0),
         lambda: floors.fraction_of_floor(1.0, 0.0),
     ],
 )
