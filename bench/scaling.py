@@ -66,16 +66,23 @@ def exponent(sizes: np.ndarray, seconds: np.ndarray) -> float:
     return float(np.polyfit(np.log(sizes), np.log(seconds), 1)[0])
 
 
+def settings() -> list[tuple[str, int, dict[str, int]]]:
+    """(axis, size, full setting) for every point of every axis."""
+    return [(axis, size, BASE | {axis: size}) for axis, sizes in AXES.items() for size in sizes]
+
+
 def sweep_rows(x: torch.Tensor, y: torch.Tensor) -> list[dict]:
+    """Each setting's time and fraction of its floor. The peaks are measured first, once per
+    product shape, all together: measured between sweeps they varied by 1.4x on one machine."""
+    shapes = {(s["examples"], s["width"]) for _, _, s in settings()}
+    peaks = {(n, w): matmul_peak(n, w, w, seconds=1.0) for n, w in sorted(shapes)}
     rows = []
-    for axis, sizes in AXES.items():
-        for size in sizes:
-            setting = BASE | {axis: size}
-            seconds = sweep_seconds(x, y, **setting)
-            sizes_mlp = (784, setting["width"], setting["width"], 10)
-            peak = matmul_peak(setting["examples"], setting["width"], setting["width"], seconds=0.3)
-            floor = mlp_sweep_flops(sizes_mlp, setting["examples"], setting["alphas"]) / peak
-            rows.append({"axis": axis, "size": size, "seconds": seconds, "of_floor": floor / seconds})
+    for axis, size, setting in settings():
+        seconds = sweep_seconds(x, y, **setting)
+        sizes_mlp = (784, setting["width"], setting["width"], 10)
+        flops = mlp_sweep_flops(sizes_mlp, setting["examples"], setting["alphas"])
+        floor = flops / peaks[setting["examples"], setting["width"]]
+        rows.append({"axis": axis, "size": size, "seconds": seconds, "of_floor": floor / seconds})
     return rows
 
 
