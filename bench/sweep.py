@@ -189,23 +189,27 @@ def runs_for(batch: int, start, end, x, y, ref, ll_ref) -> dict:
     return runs
 
 
-def add_floors(rows: list[dict], batch: int) -> dict:
-    """This machine's floor for the sweep at ``batch`` (the least arithmetic, bench/floors.py, at the
-    float32 and bf16 matmul peaks measured now on the hidden layer's shape), and each row's fraction
-    of it: bf16 rows against the bf16 floor plus their float32 check's alphas at the float32 peak."""
+def measure_peaks(batch: int) -> dict:
+    """The float32 and bf16 matmul peaks on the hidden layer's shape at ``batch`` rows (at most N),
+    measured before any sweep runs, as bench/scaling.py does (there, peaks measured between sweeps
+    varied by 1.4x for one shape; a low peak inflates every fraction)."""
     rows_per_product = min(batch, N)
     peak32 = matmul_peak(rows_per_product, SIZES[1], SIZES[2])
     peak16 = matmul_peak(rows_per_product, SIZES[1], SIZES[2], torch.bfloat16)
-    floor32 = mlp_sweep_flops(SIZES, N, len(ALPHAS)) / peak32
-    for r in (r for r in rows if r["batch"] == batch):
+    return {"batch": batch, "rows": rows_per_product, "float32": peak32, "bf16": peak16}
+
+
+def add_floors(rows: list[dict], peaks: dict) -> None:
+    """Each row's floor at its batch (the least arithmetic, bench/floors.py, at the peaks measured
+    for it) and its fraction of it: bf16 rows against the bf16 floor plus their float32 check's
+    alphas at the float32 peak."""
+    flops = mlp_sweep_flops(SIZES, N, len(ALPHAS))
+    for r in (r for r in rows if r["batch"] == peaks["batch"]):
         check = r["precision_check"]
-        floor = floor32
+        floor = flops / peaks["float32"]
         if check:
-            floor = mlp_sweep_flops(SIZES, N, len(ALPHAS)) / peak16
-            floor += mlp_sweep_flops(SIZES, N, len(check["alphas"])) / peak32
+            floor = flops / peaks["bf16"] + mlp_sweep_flops(SIZES, N, len(check["alphas"])) / peaks["float32"]
         r["floor_seconds"], r["floor_fraction"] = floor, fraction_of_floor(floor, r["seconds"])
-    gflops = {"peak_float32_gflops": peak32 / 1e9, "peak_bf16_gflops": peak16 / 1e9}
-    return {"batch": batch, "rows": rows_per_product} | gflops
 
 
 def main() -> None:
@@ -216,10 +220,10 @@ def main() -> None:
     ref = reference(t0, t1, x, y, ALPHAS[CHECK])
     ll_ref = reference(t0, t1, x, y, (np.arange(1, 102) / 101)[CHECK])  # loss-landscapes' own grid
     rows = []
-    peaks = []
-    for batch in (N, 2500):
-        rows += measure(runs_for(batch, start, end, x, y, ref, ll_ref), batch)
-        peaks.append(add_floors(rows, batch))
+    peaks = [measure_peaks(batch) for batch in (N, 2500)]
+    for p in peaks:
+        rows += measure(runs_for(p["batch"], start, end, x, y, ref, ll_ref), p["batch"])
+        add_floors(rows, p)
     print(
         f"Sweep: MLP {SIZES}, {N} MNIST examples, {len(ALPHAS)} α in [-0.5, 1.5]  ({machine()['cpu']}, "
         f"{machine()['cores']} cores)"
@@ -240,8 +244,8 @@ def main() -> None:
     )
     for p in peaks:
         print(
-            f"batch {p['batch']}: matmul peak measured now on ({p['rows']}, {SIZES[1]}) @ ({SIZES[1]}, "
-            f"{SIZES[2]}): {p['peak_float32_gflops']:.0f} GFLOP/s float32, {p['peak_bf16_gflops']:.0f} bf16"
+            f"batch {p['batch']}: matmul peak measured before the sweeps on ({p['rows']}, {SIZES[1]}) @ "
+            f"({SIZES[1]}, {SIZES[2]}): {p['float32'] / 1e9:.0f} GFLOP/s float32, {p['bf16'] / 1e9:.0f} bf16"
         )
     for r in rows:
         if r["precision_check"]:
