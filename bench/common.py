@@ -32,13 +32,25 @@ def machine() -> dict[str, Any]:
     }
 
 
-def best_time(fn: Callable[[], Any], repeats: int = 1) -> tuple[float, Any]:
-    """The fastest of ``repeats`` runs of ``fn`` (seconds), and the result of the last run."""
-    best, result = float("inf"), None
-    for _ in range(repeats):
+def best_time(
+    fn: Callable[[], Any], repeats: int = 1, seconds: float = 0.0, warmup: float = 0.0
+) -> tuple[float, Any]:
+    """The fastest run of ``fn`` (seconds) and the result of the last run: at least ``repeats`` runs,
+    and more until ``seconds`` have passed. With ``warmup`` > 0, ``fn`` first runs untimed until that
+    many seconds have passed (at least once): first-call allocation, page faults, thread-pool start
+    and clock ramp-up are not part of the measurement."""
+    if repeats < 1 or seconds < 0 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and seconds, warmup >= 0; got {repeats}, {seconds}, {warmup}")
+    start = time.perf_counter()
+    while warmup > 0:
+        fn()
+        if time.perf_counter() - start >= warmup:
+            break
+    best, result, runs, start = float("inf"), None, 0, time.perf_counter()
+    while runs < repeats or time.perf_counter() - start < seconds:
         t0 = time.perf_counter()
         result = fn()
-        best = min(best, time.perf_counter() - t0)
+        best, runs = min(best, time.perf_counter() - t0), runs + 1
     return best, result
 
 

@@ -11,24 +11,27 @@ number of cores given to the job), so a floor from a datasheet would mislead.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 
 import torch
+from common import best_time
 
-#: How long each measurement repeats its kernel (seconds), and the buffer read for bandwidth.
-MEASURE_SECONDS, BANDWIDTH_BYTES = 0.5, 512 * 2**20
+#: How long each measurement repeats its kernel (seconds), how long it runs untimed first, and the
+#: buffer read for bandwidth.
+MEASURE_SECONDS, WARMUP_SECONDS, BANDWIDTH_BYTES = 0.5, 0.25, 512 * 2**20
+
+#: The highest rate measured in this process for each kernel and shape: a later, lower reading of
+#: the same kernel (a busy moment, a clock not yet ramped up) never lowers the peak, because a low
+#: peak would inflate every fraction of floor computed from it.
+_HIGHEST: dict[tuple[object, ...], float] = {}
 
 
-def _best_rate(fn: Callable[[], object], work: float, seconds: float) -> float:
-    """The highest ``work`` per second over repeated calls of ``fn`` for about ``seconds``."""
-    fn()  # warm-up: first-call allocation and kernel selection are not part of the peak
-    best, start = 0.0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        fn()
-        best = max(best, work / (time.perf_counter() - t0))
-    return best
+def _peak_rate(key: tuple[object, ...], fn: Callable[[], object], work: float, seconds: float) -> float:
+    """``work`` per second of the fastest call of ``fn`` over about ``seconds`` (after a warm-up), or
+    the highest rate this process has measured for ``key`` if that is higher."""
+    fastest, _ = best_time(fn, repeats=3, seconds=seconds, warmup=min(WARMUP_SECONDS, seconds))
+    _HIGHEST[key] = max(_HIGHEST.get(key, 0.0), work / fastest)
+    return _HIGHEST[key]
 
 
 def matmul_peak(
@@ -43,7 +46,7 @@ def matmul_peak(
     a = torch.randn(m, k, generator=gen).to(dtype)
     b = torch.randn(k, n, generator=gen).to(dtype)
     out = torch.empty(m, n, dtype=dtype)
-    return _best_rate(lambda: torch.mm(a, b, out=out), 2.0 * m * k * n, seconds)
+    return _peak_rate(("mm", m, k, n, dtype), lambda: torch.mm(a, b, out=out), 2.0 * m * k * n, seconds)
 
 
 def read_bandwidth(nbytes: int = BANDWIDTH_BYTES, seconds: float = MEASURE_SECONDS) -> float:
@@ -52,7 +55,7 @@ def read_bandwidth(nbytes: int = BANDWIDTH_BYTES, seconds: float = MEASURE_SECON
     if nbytes < 4 * 2**20:
         raise ValueError(f"a bandwidth buffer of {nbytes} bytes fits in cache; use at least 4 MiB")
     buffer = torch.ones(nbytes // 4, dtype=torch.float32)
-    return _best_rate(lambda: buffer.sum(), float(buffer.numel() * 4), seconds)
+    return _peak_rate(("read", nbytes), lambda: buffer.sum(), float(buffer.numel() * 4), seconds)
 
 
 def mlp_sweep_flops(sizes: Sequence[int], examples: int, points: int, directions: int = 1) -> float:

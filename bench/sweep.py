@@ -138,7 +138,7 @@ def measure(runs: dict, batch: int) -> list[dict]:
     """Best of two runs (one for the slow vmap and loss-landscapes peers); errors at the CHECK α;
     speed relative to the fastest peer."""
     rows = []
-    for name, (kind, fn, reference_values) in runs.items():
+    for name, (kind, precision, fn, reference_values) in runs.items():
         seconds, result = best_time(fn, repeats=1 if name.startswith(("torch.func", "loss-")) else 2)
         values, check = result if isinstance(result, tuple) else (result, None)
         rel = np.max(np.abs(np.asarray(values)[CHECK] - reference_values) / np.abs(reference_values))
@@ -147,6 +147,7 @@ def measure(runs: dict, batch: int) -> list[dict]:
                 "batch": batch,
                 "method": name,
                 "kind": kind,
+                "precision": precision,
                 "seconds": seconds,
                 "rel_error": float(rel),
                 "throughput": len(ALPHAS) * N / seconds,
@@ -163,36 +164,55 @@ def runs_for(batch: int, start, end, x, y, ref, ll_ref) -> dict:
     t0, t1 = linpath.flatten(start).tensor, linpath.flatten(end).tensor
     plain = start.to_torch().eval()
     runs = {
-        "plain PyTorch loop": ("peer", lambda: plain_loop(plain, t0, t1, x, y, ALPHAS, batch), ref),
-        "torch.func vmap (8 α per call)": ("peer", lambda: vmapped(plain, t0, t1, x, y, ALPHAS, batch), ref),
+        "plain PyTorch loop": (
+            "peer",
+            "float32",
+            lambda: plain_loop(plain, t0, t1, x, y, ALPHAS, batch),
+            ref,
+        ),
+        "torch.func vmap (8 α per call)": (
+            "peer",
+            "float32",
+            lambda: vmapped(plain, t0, t1, x, y, ALPHAS, batch),
+            ref,
+        ),
     }
     if batch == N:  # its Loss metric evaluates all inputs at once
         twin_start, twin_end = start.to_torch().eval(), end.to_torch()
         runs["loss-landscapes 3.0"] = (
             "peer",
+            "float32",
             lambda: loss_landscapes_run(twin_start, twin_end, x, y),
             ll_ref,
         )
     runs |= {
         "linpath, nn.Module engine": (
             "ours",
+            "float32",
             lambda: ours(plain, t0, t1, x, y, "module", "float32", batch)[0],
             ref,
         ),
         "linpath, native float32": (
             "ours",
+            "float32",
             lambda: ours(start, start, end, x, y, "native", "float32", batch)[0],
             ref,
         ),
-        "linpath, native bf16": ("ours", lambda: ours(start, start, end, x, y, "native", "bf16", batch), ref),
+        "linpath, native bf16": (
+            "ours",
+            "bf16",
+            lambda: ours(start, start, end, x, y, "native", "bf16", batch),
+            ref,
+        ),
     }
     return runs
 
 
 def measure_peaks(batch: int) -> dict:
-    """The float32 and bf16 matmul peaks on the hidden layer's shape at ``batch`` rows (at most N),
-    measured before any sweep runs, as bench/scaling.py does (there, peaks measured between sweeps
-    varied by 1.4x for one shape; a low peak inflates every fraction)."""
+    """The float32 and bf16 matmul peaks on the hidden layer's shape at ``batch`` rows (at most N).
+    Measured before the sweeps and again after them: floors.matmul_peak returns the highest reading
+    of the process, so a low one (between sweeps they varied by 1.4x for one shape in
+    bench/scaling.py) cannot inflate the fractions."""
     rows_per_product = min(batch, N)
     peak32 = matmul_peak(rows_per_product, SIZES[1], SIZES[2])
     peak16 = matmul_peak(rows_per_product, SIZES[1], SIZES[2], torch.bfloat16)
@@ -207,7 +227,7 @@ def add_floors(rows: list[dict], peaks: dict) -> None:
     for r in (r for r in rows if r["batch"] == peaks["batch"]):
         check = r["precision_check"]
         floor = flops / peaks["float32"]
-        if check:
+        if r["precision"] == "bf16":
             floor = flops / peaks["bf16"] + mlp_sweep_flops(SIZES, N, len(check["alphas"])) / peaks["float32"]
         r["floor_seconds"], r["floor_fraction"] = floor, fraction_of_floor(floor, r["seconds"])
 
@@ -220,9 +240,13 @@ def main() -> None:
     ref = reference(t0, t1, x, y, ALPHAS[CHECK])
     ll_ref = reference(t0, t1, x, y, (np.arange(1, 102) / 101)[CHECK])  # loss-landscapes' own grid
     rows = []
-    peaks = [measure_peaks(batch) for batch in (N, 2500)]
+    batches = (N, 2500)
+    for batch in batches:
+        measure_peaks(batch)
+    for batch in batches:
+        rows += measure(runs_for(batch, start, end, x, y, ref, ll_ref), batch)
+    peaks = [measure_peaks(batch) for batch in batches]  # again: the highest reading of the run counts
     for p in peaks:
-        rows += measure(runs_for(p["batch"], start, end, x, y, ref, ll_ref), p["batch"])
         add_floors(rows, p)
     print(
         f"Sweep: MLP {SIZES}, {N} MNIST examples, {len(ALPHAS)} α in [-0.5, 1.5]  ({machine()['cpu']}, "
@@ -244,7 +268,7 @@ def main() -> None:
     )
     for p in peaks:
         print(
-            f"batch {p['batch']}: matmul peak measured before the sweeps on ({p['rows']}, {SIZES[1]}) @ "
+            f"batch {p['batch']}: highest matmul peak of the run on ({p['rows']}, {SIZES[1]}) @ "
             f"({SIZES[1]}, {SIZES[2]}): {p['float32'] / 1e9:.0f} GFLOP/s float32, {p['bf16'] / 1e9:.0f} bf16"
         )
     for r in rows:

@@ -4,6 +4,7 @@ grid written out the obvious way, and the measurements' input checks."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-_SPEC = importlib.util.spec_from_file_location("floors", Path(__file__).parents[1] / "bench" / "floors.py")
+_BENCH = Path(__file__).parents[1] / "bench"
+sys.path.insert(0, str(_BENCH))  # floors imports the scripts' shared helpers (common.py)
+_SPEC = importlib.util.spec_from_file_location("floors", _BENCH / "floors.py")
 assert _SPEC is not None and _SPEC.loader is not None
 floors = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(floors)
+common = sys.modules["common"]
 
 
 def _affine_grid(sizes: list[int], examples: int, points: torch.Tensor) -> None:
@@ -46,6 +50,25 @@ def test_measurements_are_positive_rates():
     assert floors.matmul_peak(32, 48, 16, torch.bfloat16, seconds=0.02) > 0
     assert floors.read_bandwidth(8 * 2**20, seconds=0.02) > 0
     assert floors.fraction_of_floor(1.5, 2.0) == pytest.approx(0.75)
+
+
+def test_a_later_lower_reading_never_lowers_the_peak(monkeypatch):
+    """A low first reading (clock ramp-up, a busy moment) would inflate every fraction of floor."""
+    readings = iter([2.0, 1.0, 4.0, 8.0])  # seconds of the fastest call, measurement by measurement
+    monkeypatch.setattr(floors, "best_time", lambda *a, **k: (next(readings), None))
+    monkeypatch.setattr(floors, "_HIGHEST", {})
+    rates = [floors.matmul_peak(8, 8, 8) for _ in range(3)]
+    work = 2 * 8**3
+    assert rates == [work / 2.0, work / 1.0, work / 1.0]  # the 4 s reading does not lower the peak
+    assert floors.matmul_peak(8, 8, 8, torch.bfloat16) == work / 8.0  # another kernel: its own peak
+
+
+def test_best_time_warms_up_untimed_then_keeps_the_fastest():
+    calls = []
+    fastest, last = common.best_time(lambda: calls.append(1) or len(calls), repeats=3, warmup=1e-9)
+    assert len(calls) >= 4 and last == len(calls) and 0 < fastest < 1
+    with pytest.raises(ValueError):
+        common.best_time(lambda: None, repeats=0)
 
 
 @pytest.mark.parametrize(
