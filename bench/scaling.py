@@ -72,17 +72,23 @@ def settings() -> list[tuple[str, int, dict[str, int]]]:
 
 
 def sweep_rows(x: torch.Tensor, y: torch.Tensor) -> list[dict]:
-    """Each setting's time and fraction of its floor. The peaks are measured first, once per
-    product shape, all together: measured between sweeps they varied by 1.4x on one machine."""
-    shapes = {(s["examples"], s["width"]) for _, _, s in settings()}
-    peaks = {(n, w): matmul_peak(n, w, w, seconds=1.0) for n, w in sorted(shapes)}
+    """Each setting's time and fraction of its floor. The peaks are measured once per product shape
+    before the sweeps and again after them; floors.matmul_peak keeps the highest reading, so a low
+    one (between sweeps they varied by 1.4x on one machine) cannot inflate a fraction."""
+    shapes = sorted({(s["examples"], s["width"]) for _, _, s in settings()})
+    for n, w in shapes:
+        matmul_peak(n, w, w, seconds=1.0)
     rows = []
     for axis, size, setting in settings():
         seconds = sweep_seconds(x, y, **setting)
         sizes_mlp = (784, setting["width"], setting["width"], 10)
         flops = mlp_sweep_flops(sizes_mlp, setting["examples"], setting["alphas"])
-        floor = flops / peaks[setting["examples"], setting["width"]]
-        rows.append({"axis": axis, "size": size, "seconds": seconds, "of_floor": floor / seconds})
+        rows.append({"axis": axis, "size": size, "seconds": seconds, "flops": flops, "shape": setting})
+    peaks = {(n, w): matmul_peak(n, w, w, seconds=1.0) for n, w in shapes}
+    for r in rows:
+        floor = r.pop("flops") / peaks[r["shape"]["examples"], r["shape"]["width"]]
+        r["of_floor"] = floor / r["seconds"]
+        del r["shape"]
     return rows
 
 
