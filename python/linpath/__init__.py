@@ -42,6 +42,7 @@ from . import (
     views,
 )
 from .alignment import Aligned, align
+from .estimate import Estimate, estimate
 from .params import ParamVector, assign, flatten
 from .planes import surface
 from .surfaces import Surface
@@ -53,6 +54,7 @@ __version__ = _linpath.__version__
 
 __all__ = [
     "Aligned",
+    "Estimate",
     "ParamVector",
     "Projection",
     "Surface",
@@ -68,6 +70,7 @@ __all__ = [
     "curves",
     "datasets",
     "directions",
+    "estimate",
     "experiments",
     "flatten",
     "interpolate",
