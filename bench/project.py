@@ -6,12 +6,21 @@ residual); linpath projects the same data in memory and from a trajectory file (
 cache). Throughput is compared with the machine's streaming read rate (torch.sum over 1 GB).
 
 Run: ``make bench`` (or ``python bench/project.py`` inside the venv).
+
+``python bench/project.py --cold GB`` instead writes a trajectory of that many gigabytes (choose more
+than this machine's memory, so the page cache cannot hold it) and compares ``project`` from that
+file with a plain sequential read of the same file, both cold (the file's cached pages dropped with
+``posix_fadvise(DONTNEED)`` before each): the floor of a projection from disk is the disk's read
+rate, not memory bandwidth.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -100,5 +109,90 @@ def main() -> None:
     print("saved", save("project", {"rows": rows, "read_rate_gb_per_s": rate, "gigabytes": gigabytes}))
 
 
+#: Checkpoint size of the cold-file run: 2**24 float32 values (64 MiB), the size of a mid-sized CNN.
+COLD_N = 1 << 24
+
+
+def write_cold_trajectory(path: Path, gigabytes: float) -> int:
+    """A random walk of 64 MiB checkpoints totalling ``gigabytes``, written checkpoint by checkpoint
+    (never held in memory whole); returns the number of checkpoints."""
+    count = max(2, round(gigabytes * 1e9 / (COLD_N * 4)))
+    store = _linpath.TrajectoryStore.create(str(path), ["theta"], [[COLD_N]], "float32")
+    gen = torch.Generator().manual_seed(0)
+    theta = torch.zeros(COLD_N)
+    for t in range(count):
+        theta += torch.randn(COLD_N, generator=gen) * 0.01 + 0.004
+        store.append(t, theta)
+        if t % 50 == 0:
+            print(f"  written {t + 1}/{count} checkpoints", flush=True)
+    del store
+    return count
+
+
+def drop_cached(path: Path) -> None:
+    """Evicts the file's pages from the page cache (after flushing them), so the next read is cold."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def sequential_read_seconds(path: Path, block: int = 64 << 20) -> float:
+    """Seconds to read the whole file once in ``block``-byte reads, cold: the disk's read rate."""
+    drop_cached(path)
+    buffer = bytearray(block)
+    start = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        while f.readinto(buffer):
+            pass
+    return time.perf_counter() - start
+
+
+def cold(gigabytes: float, folder: str) -> None:
+    """project() from a file larger than the page cache against a plain read of that file."""
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        path = Path(tmp) / "cold.lpt"
+        count = write_cold_trajectory(path, gigabytes)
+        size = path.stat().st_size / 1e9
+        trajectory = linpath.Trajectory.open(path)
+        t0, t1 = trajectory[0].tensor.double(), trajectory[count - 1].tensor.double()
+        rows = [{"method": "sequential read (64 MiB blocks)", "seconds": sequential_read_seconds(path)}]
+        drop_cached(path)
+        start = time.perf_counter()
+        linpath.project(trajectory, t0, t1)
+        rows.append({"method": "linpath.project from the file", "seconds": time.perf_counter() - start})
+    memory = read_bandwidth(1 << 30) / 1e9
+    for r in rows:
+        r["gb_per_s"] = size / r["seconds"]
+        r["of_disk"] = r["gb_per_s"] / rows[0]["gb_per_s"]
+    print(
+        f"Cold projection: {count} checkpoints x {COLD_N:,} float32 ({size:.1f} GB file; memory "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB); memory read rate "
+        f"{memory:.1f} GB/s  ({machine()['cpu']})"
+    )
+    print(
+        table(
+            rows,
+            [
+                ("method", "method", ""),
+                ("seconds", "time (s)", ".1f"),
+                ("gb_per_s", "GB/s", ".2f"),
+                ("of_disk", "of the disk's read rate", ".0%"),
+            ],
+        )
+    )
+    payload = {"rows": rows, "file_gb": size, "checkpoints": count, "memory_read_gb_per_s": memory}
+    print("saved", save("project_cold", payload))
+
+
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cold", type=float, metavar="GB", help="project a file of GB gigabytes, cold")
+    parser.add_argument("--dir", default=".", help="where the cold file is written (default: here)")
+    args = parser.parse_args()
+    if args.cold is None:
+        main()
+    else:
+        cold(args.cold, args.dir)

@@ -375,6 +375,9 @@ fn stream<T: Element, P>(
     let mut bufs: Vec<Vec<T>> = vec![Vec::new(); group.min(store.len())];
     for first in (0..store.len()).step_by(group) {
         let ckpts: Vec<usize> = (first..(first + group).min(store.len())).collect();
+        // The next group's first segments come from disk while this group is read.
+        let next_group = first + group..(first + 2 * group).min(store.len());
+        next_group.for_each(|ck| store.prefetch(ck, 0, segment));
         let sums = fused_sums(store, &ckpts, theta0, dirs, segment, &mut bufs)?;
         for (&ck, s) in ckpts.iter().zip(&sums) {
             out.push(point(ck, s, &mut bufs[0])?);
@@ -399,6 +402,9 @@ fn fused_sums<T: Element>(
     let mut checks = ckpts.iter().map(|&ck| store.begin_check(ck)).collect::<Result<Vec<_>>>()?;
     for offset in (0..n).step_by(segment) {
         let len = segment.min(n - offset);
+        // The next segments start coming from disk while these are read and summed.
+        let next = offset + segment;
+        ckpts.iter().for_each(|&ck| store.prefetch(ck, next, segment.min(n.saturating_sub(next))));
         let segs = bufs
             .iter_mut()
             .zip(ckpts)

@@ -531,6 +531,29 @@ impl TrajectoryStore {
         }
     }
 
+    /// Asks the kernel to start reading values `offset..offset+len` of checkpoint `i` into the page
+    /// cache now, without waiting (`posix_fadvise(WILLNEED)`), so that a later [`segment`](Self::segment)
+    /// of them finds them there: a reader that hints its next segments while it computes on the
+    /// current ones keeps the disk busy. Only a hint: out-of-range requests, memory-backed stores and
+    /// non-Linux systems do nothing, and a failed hint changes no result.
+    pub fn prefetch(&self, i: usize, offset: usize, len: usize) {
+        #[cfg(target_os = "linux")]
+        if let Backend::File(f) = &self.backend {
+            use std::os::fd::AsRawFd;
+            // (len 0 would mean "to the end of the file" to posix_fadvise)
+            if i >= self.len() || len == 0 || offset.saturating_add(len) > self.layout.numel() {
+                return;
+            }
+            let size = self.dtype.size() as u64;
+            let pos = self.values_pos(f, i) + offset as u64 * size;
+            let (Ok(pos), Ok(bytes)) = (i64::try_from(pos), i64::try_from(len as u64 * size)) else { return };
+            // SAFETY: a valid open descriptor of this store; posix_fadvise reads no user memory.
+            unsafe { libc::posix_fadvise(f.file.as_raw_fd(), pos, bytes, libc::POSIX_FADV_WILLNEED) };
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (i, offset, len);
+    }
+
     /// Starts checking checkpoint `i` against its CRC: pass all its values, in order, to
     /// [`RecordCheck::update`], then hand the check to [`finish_check`](Self::finish_check).
     pub fn begin_check(&self, i: usize) -> Result<RecordCheck> {
@@ -740,6 +763,12 @@ mod tests {
         let mut buf = Vec::new();
         assert_eq!(reopened.segment::<f32>(2, 4, 3, &mut buf).unwrap(), &values(2)[4..7]);
         assert!(reopened.checkpoint(5).is_err());
+        // Prefetch hints, in range or not, change nothing that is read.
+        for (i, offset, len) in [(2, 4, 3), (4, 0, 9), (2, 0, 0), (5, 0, 9), (0, 8, 5), (0, usize::MAX, 2)] {
+            reopened.prefetch(i, offset, len);
+        }
+        assert_eq!(reopened.segment::<f32>(4, 0, 9, &mut buf).unwrap(), &values(4)[..]);
+        assert_eq!(reopened.checkpoint(3).unwrap(), Checkpoint::F32(values(3)));
     }
 
     #[test]

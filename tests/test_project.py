@@ -542,6 +542,23 @@ def test_non_finite_endpoints(small_traj, bad):
         linpath.project(traj, theta0, end)
 
 
+@pytest.mark.parametrize(
+    "values, found",
+    [
+        ([1e308, 1e308, -1e308], None),  # finite, though its sum overflows: the full check runs
+        ([1e308, 1e308, np.nan], "'w'[2] = nan"),
+        ([1.0, np.inf, -np.inf], "'w'[1] = inf"),  # the sum is NaN
+        ([-np.inf, 2.0, 3.0], "'w'[0] = -inf"),
+        ([0.5, 2.0, 3.0], None),
+    ],
+)
+def test_endpoint_check_finds_nan_and_inf_whatever_the_sum(values, found):
+    from linpath._validate import _first_non_finite
+
+    vec = torch.tensor(values, dtype=torch.float64)
+    assert _first_non_finite(vec, ["w"], [(3,)]) == found
+
+
 def test_first_argument_must_be_a_trajectory(small_traj, tmp_path):
     traj, theta0, theta1 = small_traj
     for bad in (list(traj), str(tmp_path / "t.lpt"), traj._store, None):
