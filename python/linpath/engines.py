@@ -31,7 +31,7 @@ import datetime
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -275,6 +275,10 @@ class Geometry:
     end: torch.Tensor | None = None
     buffers: tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor], torch.Tensor | None] | None = None
     buffer_names: tuple[str, ...] = ()
+    #: The native subspaces per device, built once (checked copies in float64: not free on large models).
+    _native: dict[str, list[tuple[Any, list[torch.Tensor]]]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     @property
     def dim(self) -> int:
@@ -282,12 +286,16 @@ class Geometry:
         return len(self.directions)
 
     def subspaces(self, device: torch.device | str | None = None) -> list[tuple[Any, list[torch.Tensor]]]:
-        """The native ``Subspace`` of the parameters (and of the buffers), each with its targets."""
-        out = [(_native_subspace(self.origin, self.directions, self.end, device), self.params)]
-        if self.buffers is not None:
-            tensors, origin, directions, end = self.buffers
-            out.append((_native_subspace(origin, directions, end, device), tensors))
-        return out
+        """The native ``Subspace`` of the parameters (and of the buffers), each with its targets; built
+        on the first call for ``device`` and shared by later ones (a native Subspace is never changed)."""
+        key = str(device)
+        if key not in self._native:
+            out = [(_native_subspace(self.origin, self.directions, self.end, device), self.params)]
+            if self.buffers is not None:
+                tensors, origin, directions, end = self.buffers
+                out.append((_native_subspace(origin, directions, end, device), tensors))
+            self._native[key] = out
+        return list(self._native[key])
 
 
 def _native_subspace(origin: torch.Tensor, directions: list[torch.Tensor], end: Any, device: Any) -> Any:
