@@ -86,6 +86,10 @@ def main() -> None:
             "float32",
             lambda: _ours(model.to_torch(), model, d1, d2, x, y, "module", "float32"),
         ),
+        "linpath module engine bf16": (
+            "bf16",
+            lambda: _ours(model.to_torch(), model, d1, d2, x, y, "module", "bf16"),
+        ),
         "linpath native float32": ("float32", lambda: _ours(model, model, d1, d2, x, y, "native", "float32")),
         "linpath native bf16": ("bf16", lambda: _ours(model, model, d1, d2, x, y, "native", "bf16")),
     }

@@ -192,6 +192,12 @@ def runs_for(batch: int, start, end, x, y, ref, ll_ref) -> dict:
             lambda: ours(plain, t0, t1, x, y, "module", "float32", batch)[0],
             ref,
         ),
+        "linpath, nn.Module engine bf16": (
+            "ours",
+            "bf16",
+            lambda: ours(plain, t0, t1, x, y, "module", "bf16", batch),
+            ref,
+        ),
         "linpath, native float32": (
             "ours",
             "float32",

@@ -196,6 +196,30 @@ impl Pre for &[Bf16] {
     }
 }
 
+/// A [`Pre`] with each unit's bias added: element `start + i` of the flat `[m, n]` pre-activations
+/// gets `bias[(start + i) % n]` (a layer computed as a bare product, its bias added here in the same
+/// pass instead of in a pass of its own over the whole matrix).
+struct Biased<'a, P> {
+    inner: P,
+    bias: &'a [f32],
+}
+
+impl<P: Pre> Pre for Biased<'_, P> {
+    #[inline(always)]
+    fn fill(&self, tmp: &mut [f32], start: usize) {
+        self.inner.fill(tmp, start);
+        let n = self.bias.len();
+        let (mut done, mut unit) = (0, start % n);
+        while done < tmp.len() {
+            let take = (n - unit).min(tmp.len() - done);
+            for (t, b) in tmp[done..done + take].iter_mut().zip(&self.bias[unit..unit + take]) {
+                *t += b;
+            }
+            (done, unit) = (done + take, 0);
+        }
+    }
+}
+
 /// Applies `act` to the pre-activations of `pre`, one output per unit, in parallel chunks.
 fn map_activation<O: Out>(out: &mut [O], act: Activation, pre: &impl Pre) {
     let k = act.pieces() as usize;
@@ -375,24 +399,30 @@ pub fn point_loss(
     Ok(loss_rows(&pre, act, unsafe { slice(w) }, unsafe { slice(b) }, unsafe { slice(targets) }))
 }
 
-/// Loss sums of `act(z) Wᵀ + b` against `targets`, with `z` float32 or bf16 `[m, w·k]`.
+/// Loss sums of `act(z + bias) Wᵀ + b` against `targets`, with `z` float32 or bf16 `[m, w·k]` (a
+/// hidden layer's bare product) and `bias` its float32 or bf16 bias `[w·k]`.
 pub fn activation_loss(
     z: &Tensor,
+    bias: &Tensor,
     act: Activation,
     (w, b): (&Tensor, &Tensor),
     targets: &Tensor,
 ) -> Result<LossSums> {
     check(z, &[Kind::Float, Kind::BFloat16], "z")?;
+    check(bias, &[Kind::Float, Kind::BFloat16], "hidden bias")?;
     let rows = *z.size().first().unwrap_or(&0) as usize;
     check_output_layer(w, b, targets, rows)?;
-    if z.numel() != rows * (w.numel() / b.numel()) * act.pieces() as usize {
+    let units = (w.numel() / b.numel()) * act.pieces() as usize;
+    if z.numel() != rows * units || bias.numel() != units {
         return Err(Error::InvalidArgument("activation_loss: shapes do not match".into()));
     }
-    // SAFETY: checked above.
+    let bias = bias.f_to_kind(Kind::Float)?; // a new tensor only when it is bf16 (w·k values)
+                                             // SAFETY: checked above.
     let (w, b, t) = unsafe { (slice::<f32>(w), slice::<f32>(b), slice::<i64>(targets)) };
+    let bias = unsafe { slice::<f32>(&bias) };
     Ok(match z.f_kind()? {
-        Kind::Float => loss_rows(&unsafe { slice::<f32>(z) }, act, w, b, t),
-        _ => loss_rows(&unsafe { slice::<Bf16>(z) }, act, w, b, t),
+        Kind::Float => loss_rows(&Biased { inner: unsafe { slice::<f32>(z) }, bias }, act, w, b, t),
+        _ => loss_rows(&Biased { inner: unsafe { slice::<Bf16>(z) }, bias }, act, w, b, t),
     })
 }
 
@@ -443,12 +473,16 @@ mod tests {
             let got = point_loss(&z0, &[(dz.shallow_clone(), -0.7)], act, (&w, &b), &targets).unwrap();
             assert!((got.loss - expected.loss).abs() < 1e-5 * expected.loss, "{act:?}");
             assert_eq!(got.wrong, expected.wrong);
+            // A bare product and its bias (float32 or bf16), added in the kernel's pass.
             let z = (&dz * -0.7 + &z0).to_kind(Kind::BFloat16);
-            let expected =
-                reference_loss(&(act.apply(&z.to_kind(Kind::Float)).unwrap().matmul(&w.tr()) + &b), &targets);
-            let got = activation_loss(&z, act, (&w, &b), &targets).unwrap();
-            assert!((got.loss - expected.loss).abs() < 1e-5 * expected.loss, "{act:?}");
-            assert_eq!(got.wrong, expected.wrong);
+            let bias = Tensor::randn([37 * k], FLOAT);
+            for hidden_bias in [bias.shallow_clone(), bias.to_kind(Kind::BFloat16)] {
+                let pre = z.to_kind(Kind::Float) + hidden_bias.to_kind(Kind::Float);
+                let expected = reference_loss(&(act.apply(&pre).unwrap().matmul(&w.tr()) + &b), &targets);
+                let got = activation_loss(&z, &hidden_bias, act, (&w, &b), &targets).unwrap();
+                assert!((got.loss - expected.loss).abs() < 1e-5 * expected.loss, "{act:?}");
+                assert_eq!(got.wrong, expected.wrong);
+            }
         }
     }
 
@@ -472,6 +506,18 @@ mod tests {
     }
 
     #[test]
+    fn a_bias_is_added_per_unit_from_any_start() {
+        let (values, bias) = ((0..35).map(|v| v as f32).collect::<Vec<_>>(), [0.5f32, -1.0, 2.0, 4.0, 8.0]);
+        let pre = Biased { inner: values.as_slice(), bias: &bias };
+        for (start, len) in [(0, 35), (3, 9), (5, 5), (7, 1), (9, 26)] {
+            let mut tmp = vec![0f32; len];
+            pre.fill(&mut tmp, start);
+            let expected: Vec<f32> = (start..start + len).map(|i| values[i] + bias[i % 5]).collect();
+            assert_eq!(tmp, expected, "start {start}, len {len}");
+        }
+    }
+
+    #[test]
     fn wrong_buffers_are_errors() {
         let z = Tensor::zeros([4, 6], (Kind::Float, Device::Cpu));
         let out = Tensor::zeros([4, 5], (Kind::Float, Device::Cpu));
@@ -479,10 +525,13 @@ mod tests {
         let ints = Tensor::zeros([4, 6], (Kind::Int64, Device::Cpu));
         let (w, b) = (Tensor::zeros([2, 6], FLOAT), Tensor::zeros([2], FLOAT));
         let targets = Tensor::zeros([4], (Kind::Int64, Device::Cpu));
-        let relu = Activation::Relu;
-        assert!(activation_loss(&ints, relu, (&w, &b), &targets).is_err());
-        assert!(activation_loss(&z, relu, (&w, &b), &(targets.ones_like() * 2)).is_err());
-        assert!(activation_loss(&z, relu, (&w, &b), &Tensor::zeros([5], (Kind::Int64, Device::Cpu))).is_err());
-        assert!(activation_loss(&z, relu, (&w, &b), &targets).is_ok());
+        let (relu, bias) = (Activation::Relu, Tensor::zeros([6], FLOAT));
+        assert!(activation_loss(&ints, &bias, relu, (&w, &b), &targets).is_err());
+        assert!(activation_loss(&z, &bias, relu, (&w, &b), &(targets.ones_like() * 2)).is_err());
+        let five = Tensor::zeros([5], (Kind::Int64, Device::Cpu));
+        assert!(activation_loss(&z, &bias, relu, (&w, &b), &five).is_err());
+        assert!(activation_loss(&z, &Tensor::zeros([5], FLOAT), relu, (&w, &b), &targets).is_err());
+        assert!(activation_loss(&z, &bias.to_kind(Kind::Double), relu, (&w, &b), &targets).is_err());
+        assert!(activation_loss(&z, &bias, relu, (&w, &b), &targets).is_ok());
     }
 }
