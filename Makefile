@@ -54,7 +54,7 @@ test-rust: $(VENV)/.installed
 test-python: dev
 	$(BIN)/python -m pytest -q
 
-bench: dev ## Benchmarks side by side with the peers (sweep, surface, projection, training, loader, bf16 on real models, 1 x 2 threads vs 2 processes, scaling; fractions of this machine's floor) -> results/bench/
+bench: dev ## Benchmarks side by side with the peers (sweep, surface, projection, training, loader, bf16 on real models, 1 x 2 threads vs 2 processes, scaling, the estimate's error; fractions of this machine's floor) -> results/bench/
 	@# loss-landscapes is a peer, needed only here.
 	$(BIN)/python -m pip install --quiet --no-deps loss-landscapes==3.0.6
 	$(BIN)/python bench/sweep.py
@@ -66,6 +66,7 @@ bench: dev ## Benchmarks side by side with the peers (sweep, surface, projection
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/distributed.py
 	$(BIN)/python bench/scaling.py
+	$(BIN)/python bench/estimate.py
 
 lint: dev ## rustfmt, clippy -D warnings (with and without the Python layer), ruff, stubtest, mypy
 	cargo fmt --check

@@ -52,6 +52,11 @@ def cnn(channels: int, side: int, seed: int) -> nn.Sequential:
     )
 
 
+def images_name() -> str:
+    """The data set :func:`images` reads here."""
+    return "CIFAR-10" if linpath.datasets.cifar10_available() else "MNIST"
+
+
 def images(n: int) -> tuple[str, tuple[torch.Tensor, torch.Tensor]]:
     """The first ``n`` CIFAR-10 test images, or MNIST's as 1x28x28 images without CIFAR-10."""
     if linpath.datasets.cifar10_available():
@@ -83,7 +88,7 @@ def workloads(size: dict[str, int]) -> list[tuple[str, Callable[[], tuple[Any, .
             {"alphas": grid, "batch_size": n // 4, "precision": "bf16"},
         ),
         (
-            f"module CNN, {size['images']} images",
+            f"module CNN, {size['images']} {images_name()} test images",
             cnn_line,
             {"alphas": np.linspace(-0.5, 1.5, size["cnn_alphas"]), "batch_size": 500},
         ),

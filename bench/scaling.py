@@ -5,7 +5,9 @@ Each axis is varied alone around a base workload (ReLU MLP 784-1024-1024-10, 2,0
 training images, 21 α, batches of 2,000), the rest held fixed; projection varies the number of
 checkpoints of 1,048,576 float32 values held in memory. A log–log fit of time against the varied
 size gives the exponent: about 1 for α (beyond the fixed first-layer cost), examples and checkpoints,
-about 2 for the width of the hidden layers. Each time is also compared with this machine's floor
+about 2 for the width of the hidden layers; where a fixed cost bends the log-log line, the cost model
+t = a + b·n (+ c·n² for the width) is fitted and its largest deviation from a measured time reported.
+Each time is also compared with this machine's floor
 (``bench/floors.py``). Writes ``results/bench/scaling.png`` and ``scaling.json``.
 
 Run: ``make bench`` (or ``python bench/scaling.py`` inside the venv).
@@ -66,6 +68,28 @@ def exponent(sizes: np.ndarray, seconds: np.ndarray) -> float:
     return float(np.polyfit(np.log(sizes), np.log(seconds), 1)[0])
 
 
+#: The cost model's powers of the size per axis: t = Σ c_p·size^p. A fixed cost and a linear term,
+#: and for the width of the hidden layers also a square (the hidden product is width², the first
+#: layer and the kernels are linear in the width).
+POWERS = {"alphas": (0, 1), "examples": (0, 1), "checkpoints": (0, 1), "width": (0, 1, 2)}
+
+
+def cost_fit(axis: str, sizes: np.ndarray, seconds: np.ndarray) -> dict:
+    """Relative least-squares coefficients of t = Σ c_p·size^p (:data:`POWERS`) and the largest relative
+    deviation of a measured time from the fit: small when the cost grows as the model says."""
+    powers = POWERS[axis]
+    design = np.stack([sizes.astype(float) ** p for p in powers], axis=1)
+    # Relative least squares (each row divided by its time): a small setting counts as much as a large one.
+    coef = np.linalg.lstsq(design / seconds[:, None], np.ones_like(seconds), rcond=None)[0]
+    deviation = float(np.max(np.abs(design @ coef - seconds) / seconds))
+    return {"powers": list(powers), "coefficients": coef.tolist(), "max_rel_deviation": deviation}
+
+
+def fit_seconds(fit: dict, sizes: np.ndarray) -> np.ndarray:
+    """The fitted times at ``sizes``."""
+    return sum(c * sizes.astype(float) ** p for p, c in zip(fit["powers"], fit["coefficients"], strict=True))
+
+
 def settings() -> list[tuple[str, int, dict[str, int]]]:
     """(axis, size, full setting) for every point of every axis."""
     return [(axis, size, BASE | {axis: size}) for axis, sizes in AXES.items() for size in sizes]
@@ -92,18 +116,32 @@ def sweep_rows(x: torch.Tensor, y: torch.Tensor) -> list[dict]:
     return rows
 
 
-def plot(rows: list[dict], fits: dict[str, float]) -> Path:
+def plot(rows: list[dict], fits: dict[str, float], models: dict[str, dict]) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
     fig, axes = plt.subplots(1, len(fits), figsize=(4 * len(fits), 3.6), layout="constrained")
     for ax, (axis, slope) in zip(axes, fits.items(), strict=True):
-        chosen = [r for r in rows if r["axis"] == axis]
-        ax.loglog([r["size"] for r in chosen], [r["seconds"] for r in chosen], "o-")
-        ax.set(xlabel=axis, ylabel="seconds", title=f"{axis}: exponent {slope:.2f}")
+        sizes = np.array([r["size"] for r in rows if r["axis"] == axis])
+        ax.loglog(sizes, [r["seconds"] for r in rows if r["axis"] == axis], "o", label="measured")
+        fine = np.geomspace(sizes.min(), sizes.max(), 50)
+        terms = " + ".join({0: "a", 1: "b·n", 2: "c·n²"}[p] for p in models[axis]["powers"])
+        ax.loglog(
+            fine,
+            fit_seconds(models[axis], fine),
+            "--",
+            label=f"{terms} (within {models[axis]['max_rel_deviation']:.0%})",
+        )
+        ax.set(xlabel=axis, ylabel="seconds", title=f"{axis}: log-log slope {slope:.2f}")
+        for which in (ax.xaxis, ax.yaxis):
+            which.set_major_formatter(ScalarFormatter())
+            which.set_minor_formatter(plt.NullFormatter())
+        ax.set_xticks(sizes)
         ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
     path = RESULTS / "scaling.png"
     RESULTS.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -115,10 +153,11 @@ def main() -> None:
     x, y = data.train[0][: max(AXES["examples"])], data.train[1][: max(AXES["examples"])]
     rows = sweep_rows(x, y)
     rows += [{"axis": "checkpoints", "size": c, "seconds": project_seconds(c)} for c in CHECKPOINTS]
-    fits = {}
+    fits, models = {}, {}
     for axis in (*AXES, "checkpoints"):
         chosen = [r for r in rows if r["axis"] == axis]
-        fits[axis] = exponent(np.array([r["size"] for r in chosen]), np.array([r["seconds"] for r in chosen]))
+        sizes, seconds = np.array([r["size"] for r in chosen]), np.array([r["seconds"] for r in chosen])
+        fits[axis], models[axis] = exponent(sizes, seconds), cost_fit(axis, sizes, seconds)
     print(f"Scaling around {BASE} ({machine()['cpu']}, {machine()['cores']} cores)")
     print(
         table(
@@ -132,8 +171,14 @@ def main() -> None:
         )
     )
     print("log-log exponents:", ", ".join(f"{k} {v:.2f}" for k, v in fits.items()))
-    print("plot", plot(rows, fits))
-    print("saved", save("scaling", {"rows": rows, "exponents": fits, "base": BASE}))
+    for axis, m in models.items():
+        terms = " + ".join(f"{c:.3g}·n^{p}" for p, c in zip(m["powers"], m["coefficients"], strict=True))
+        print(
+            f"cost model, {axis}: t = {terms} s; "
+            f"largest deviation of a measured time {m['max_rel_deviation']:.1%}"
+        )
+    print("plot", plot(rows, fits, models))
+    print("saved", save("scaling", {"rows": rows, "exponents": fits, "cost_models": models, "base": BASE}))
 
 
 if __name__ == "__main__":

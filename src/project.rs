@@ -20,7 +20,7 @@
 //! second pass where that difference cancels.
 
 use crate::error::{Error, Result};
-use crate::trajectory::{Dtype, Element, TrajectoryStore};
+use crate::trajectory::{Dtype, Element, RecordCheck, TrajectoryStore};
 use rayon::prelude::*;
 
 /// Elements per rayon task.
@@ -361,75 +361,145 @@ fn residual_from_square(r2: f64) -> f64 {
     }
 }
 
-/// The streaming driver shared by the line and the subspace: reads the checkpoints in groups,
-/// runs the fused pass on each group and calls `point(checkpoint, sums, buffer)` in checkpoint order.
+/// The streaming driver shared by the line and the subspace: reads the checkpoints in groups, one
+/// segment of every checkpoint of a group per step ([`for_each_step`]), runs the fused pass on each
+/// step and, once a group is read whole and checked against its CRCs, calls
+/// `point(checkpoint, sums, buffer)` for its checkpoints in order.
 fn stream<T: Element, P>(
     store: &TrajectoryStore,
     theta0: &[f64],
     dirs: &[&[f64]],
     mut point: impl FnMut(usize, &Sums, &mut Vec<T>) -> Result<P>,
 ) -> Result<Vec<P>> {
-    let segment = SEGMENT.min(theta0.len()).max(1);
+    let n = theta0.len();
+    let segment = SEGMENT.min(n).max(1);
     let group = (GROUP_BYTES / (segment * std::mem::size_of::<T>())).clamp(1, 4096);
-    let mut out = Vec::with_capacity(store.len());
-    let mut bufs: Vec<Vec<T>> = vec![Vec::new(); group.min(store.len())];
-    for first in (0..store.len()).step_by(group) {
-        let ckpts: Vec<usize> = (first..(first + group).min(store.len())).collect();
-        // The next group's first segments come from disk while this group is read.
-        let next_group = first + group..(first + 2 * group).min(store.len());
-        next_group.for_each(|ck| store.prefetch(ck, 0, segment));
-        let sums = fused_sums(store, &ckpts, theta0, dirs, segment, &mut bufs)?;
-        for (&ck, s) in ckpts.iter().zip(&sums) {
-            out.push(point(ck, s, &mut bufs[0])?);
+    let steps: Vec<Step> = (0..store.len())
+        .step_by(group)
+        .flat_map(|first| {
+            let ckpts = first..(first + group).min(store.len());
+            (0..n).step_by(segment).map(move |offset| Step {
+                ckpts: ckpts.clone(),
+                offset,
+                len: segment.min(n - offset),
+            })
+        })
+        .collect();
+    let kernel = kernel::<T>(dirs.len());
+    let (mut out, mut scratch) = (Vec::with_capacity(store.len()), Vec::new());
+    let (mut totals, mut checks) = (Vec::new(), Vec::new());
+    for_each_step(store, &steps, |step, segs| {
+        if step.offset == 0 {
+            totals = vec![Sums::ZERO; step.ckpts.len()];
+            checks = step.ckpts.clone().map(|ck| store.begin_check(ck)).collect::<Result<_>>()?;
         }
-    }
+        fused_sums(segs, (theta0, dirs, step.offset), kernel, &mut totals, &mut checks);
+        if step.offset + step.len == n {
+            std::mem::take(&mut checks).into_iter().try_for_each(|check| store.finish_check(check))?;
+            for (ck, s) in step.ckpts.clone().zip(&totals) {
+                out.push(point(ck, s, &mut scratch)?);
+            }
+        }
+        Ok(())
+    })?;
     Ok(out)
 }
 
-/// (⟨x_t, d_j⟩ for each direction, ‖x_t‖²) for each checkpoint in `ckpts`, reading `segment`
-/// elements at a time and checking each checkpoint against its CRC.
+/// One read step: values `offset..offset+len` of each checkpoint in `ckpts`.
+struct Step {
+    ckpts: std::ops::Range<usize>,
+    offset: usize,
+    len: usize,
+}
+
+/// Adds (⟨x_t, d_j⟩ for each direction, ‖x_t‖²) over one step's segments (θ0 and the directions
+/// from `offset`) to `totals`, and the segments to their checkpoints' CRC `checks`.
 fn fused_sums<T: Element>(
-    store: &TrajectoryStore,
-    ckpts: &[usize],
-    theta0: &[f64],
-    dirs: &[&[f64]],
-    segment: usize,
-    bufs: &mut [Vec<T>],
-) -> Result<Vec<Sums>> {
-    let n = theta0.len();
-    let kernel = kernel::<T>(dirs.len());
-    let mut totals = vec![Sums::ZERO; ckpts.len()];
-    let mut checks = ckpts.iter().map(|&ck| store.begin_check(ck)).collect::<Result<Vec<_>>>()?;
-    for offset in (0..n).step_by(segment) {
-        let len = segment.min(n - offset);
-        // The next segments start coming from disk while these are read and summed.
-        let next = offset + segment;
-        ckpts.iter().for_each(|&ck| store.prefetch(ck, next, segment.min(n.saturating_sub(next))));
-        let segs = bufs
-            .iter_mut()
-            .zip(ckpts)
-            .map(|(buf, &ck)| store.segment::<T>(ck, offset, len, buf))
-            .collect::<Result<Vec<&[T]>>>()?;
-        let chunks = len.div_ceil(CHUNK);
-        // Chunk-major task order: neighbouring tasks share the same slice of θ0 and the directions in cache.
-        let sums = || -> Vec<Sums> {
-            (0..chunks * segs.len())
-                .into_par_iter()
-                .map(|task| {
-                    let (c, g) = (task / segs.len(), task % segs.len());
-                    let r = c * CHUNK..((c + 1) * CHUNK).min(len);
-                    kernel(&segs[g][r.clone()], &theta0[offset + r.start..], dirs, offset + r.start)
-                })
-                .collect()
-        };
-        let crcs = || checks.par_iter_mut().zip(&segs).for_each(|(check, seg)| check.update(seg));
-        let (parts, ()) = rayon::join(sums, crcs);
-        for (task, part) in parts.into_iter().enumerate() {
-            totals[task % segs.len()] += part;
-        }
+    segs: &[&[T]],
+    (theta0, dirs, offset): (&[f64], &[&[f64]], usize),
+    kernel: Kernel<T>,
+    totals: &mut [Sums],
+    checks: &mut [RecordCheck],
+) {
+    let len = segs.first().map_or(0, |s| s.len());
+    let chunks = len.div_ceil(CHUNK);
+    // Chunk-major task order: neighbouring tasks share the same slice of θ0 and the directions in cache.
+    let sums = || -> Vec<Sums> {
+        (0..chunks * segs.len())
+            .into_par_iter()
+            .map(|task| {
+                let (c, g) = (task / segs.len(), task % segs.len());
+                let r = c * CHUNK..((c + 1) * CHUNK).min(len);
+                kernel(&segs[g][r.clone()], &theta0[offset + r.start..], dirs, offset + r.start)
+            })
+            .collect()
+    };
+    let crcs = || checks.par_iter_mut().zip(segs).for_each(|(check, seg)| check.update(seg));
+    let (parts, ()) = rayon::join(sums, crcs);
+    for (task, part) in parts.into_iter().enumerate() {
+        totals[task % segs.len()] += part;
     }
-    checks.into_iter().try_for_each(|check| store.finish_check(check))?;
-    Ok(totals)
+}
+
+/// Calls `step(step, segments)` for each of `steps` in order, with the values of that step. A
+/// memory-backed store lends its values; a file-backed one is read by a second thread one step
+/// ahead into a second set of buffers (reused throughout), so the disk works while `step` sums: a
+/// read that waits for the sums leaves the disk idle for their time.
+fn for_each_step<T: Element>(
+    store: &TrajectoryStore,
+    steps: &[Step],
+    mut step: impl FnMut(&Step, &[&[T]]) -> Result<()>,
+) -> Result<()> {
+    let read = |s: &Step, set: &mut Vec<Vec<T>>| set_segments(store, s, set).map(|_| ());
+    if store.path().is_none() {
+        let mut set = Vec::new();
+        for s in steps {
+            let segs = set_segments(store, s, &mut set)?;
+            step(s, &segs)?;
+        }
+        return Ok(());
+    }
+    std::thread::scope(|scope| {
+        let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Result<Vec<Vec<T>>>>(1);
+        let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<Vec<T>>>();
+        (0..2).for_each(|_| drop(free_tx.send(Vec::new())));
+        scope.spawn(move || {
+            for (i, s) in steps.iter().enumerate() {
+                // The step after this one is asked of the disk now (a hint, not a wait): the kernel
+                // reads it while this one is copied out, so the disk always has a request queued.
+                if let Some(next) = steps.get(i + 1) {
+                    next.ckpts.clone().for_each(|ck| store.prefetch(ck, next.offset, next.len));
+                }
+                let Ok(mut set) = free_rx.recv() else { return };
+                let done = read(s, &mut set);
+                let failed = done.is_err();
+                if full_tx.send(done.map(|()| set)).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        // Returning (also early, on an error) drops the channels' ends here, which ends the reader.
+        for s in steps {
+            let stopped = |_| Error::InvalidArgument("the trajectory reader stopped unexpectedly".into());
+            let set = full_rx.recv().map_err(stopped)??;
+            step(s, &set[..s.ckpts.len()].iter().map(|b| b.as_slice()).collect::<Vec<_>>())?;
+            let _ = free_tx.send(set);
+        }
+        Ok(())
+    })
+}
+
+/// The segments of step `s` from a memory-backed store (borrowed), or read into `set`.
+fn set_segments<'a, T: Element>(
+    store: &'a TrajectoryStore,
+    s: &Step,
+    set: &'a mut Vec<Vec<T>>,
+) -> Result<Vec<&'a [T]>> {
+    set.resize(s.ckpts.len(), Vec::new());
+    set.iter_mut()
+        .zip(s.ckpts.clone())
+        .map(|(buf, ck)| store.segment::<T>(ck, s.offset, s.len, buf))
+        .collect()
 }
 
 /// For checkpoint `ck`, with r = x − Σ_j c_j·d_j computed directly (the exact second pass): ⟨r, d_j⟩

@@ -285,6 +285,29 @@ def test_large_checkpoints_span_several_segments_and_groups(tmp_path, dtype, cou
         traj.path.unlink()  # pytest keeps recent tmp_path folders; this file is large
 
 
+def test_a_damaged_value_in_a_later_segment_stops_the_file_reader(tmp_path):
+    """The file is read one segment ahead by a second thread; a checkpoint whose CRC fails in its third
+    segment (after earlier segments were summed) is still an error that names the file."""
+    n, count = numel(LARGE_SHAPES), 3
+    rng = np.random.default_rng(8)
+    vectors = [rng.standard_normal(n) for _ in range(count)]
+    path = tmp_path / "damaged.lpt"
+    traj = record(Params(LARGE_SHAPES, torch.float32), vectors, path).trajectory
+    del traj
+    record_bytes = 16 + 4 * n  # step, values, CRC32 and 4 zero bytes (format version 2)
+    header = path.stat().st_size - count * record_bytes
+    at = header + 1 * record_bytes + 8 + 4 * (2 * SEGMENT + 17)  # checkpoint 1, third segment
+    with open(path, "r+b") as f:
+        f.seek(at)
+        value = f.read(4)
+        f.seek(at)
+        f.write(bytes([value[0] ^ 0x10]) + value[1:])
+    traj = linpath.Trajectory.open(path)
+    with pytest.raises(ValueError, match="checksum|damaged|CRC"):
+        linpath.project(traj, vectors[0], vectors[-1])
+    path.unlink()
+
+
 def test_more_checkpoints_than_a_read_group(tmp_path):
     """Small checkpoints are read 4,096 at a time; 4,500 of them need two groups."""
     shapes = [(3, 4), (5,), ()]
