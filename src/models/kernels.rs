@@ -282,9 +282,29 @@ const ROWS: usize = 32;
 /// Lanes of partial sums in [`dot`] (one AVX-512 register).
 const LANES: usize = 16;
 
+/// Rows the output layer takes together: each of its weight rows is read once per block of rows (a
+/// 10-class layer of width 1,024 is 40 KB, more than the L1 cache: read once per row, its reads
+/// bounded the whole kernel).
+const ROW_BLOCK: usize = 4;
+
+/// `[h_r · w for r in 0..4]`: with explicit FMA, one accumulator per row, where the CPU has AVX-512
+/// or AVX2; else [`dot_portable`] per row. Summed in a fixed order: the same inputs give the same
+/// result on one machine, whatever the number of threads.
+#[inline(always)]
+fn dots4(h: [&[f32]; ROW_BLOCK], w: &[f32]) -> [f32; ROW_BLOCK] {
+    #[cfg(target_arch = "x86_64")]
+    match level() {
+        // SAFETY: `level()` found these features on this CPU.
+        Level::Avx512 => return unsafe { simd::dots4_avx512(h, w) },
+        Level::Avx2 => return unsafe { simd::dots4_avx2(h, w) },
+        Level::Base => {}
+    }
+    h.map(|row| dot_portable(row, w))
+}
+
 /// Σ a·b with [`LANES`] partial sums (vectorises).
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
@@ -294,6 +314,72 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+/// [`dots4`] with x86 intrinsics: a register of partial sums per row, fused multiply-adds.
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use super::ROW_BLOCK;
+    use std::arch::x86_64::*;
+
+    /// The scalar tail `Σ h[i..n]·w[i..n]`.
+    fn tail(h: &[f32], w: &[f32], from: usize) -> f32 {
+        h[from..].iter().zip(&w[from..]).map(|(x, y)| x * y).sum()
+    }
+
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn dots4_avx512(h: [&[f32]; ROW_BLOCK], w: &[f32]) -> [f32; ROW_BLOCK] {
+        let n = h.iter().fold(w.len(), |n, r| n.min(r.len()));
+        let mut acc = [_mm512_setzero_ps(); ROW_BLOCK];
+        let mut i = 0;
+        while i + 16 <= n {
+            // SAFETY: i + 16 <= n, inside w and every row.
+            let y = unsafe { _mm512_loadu_ps(w.as_ptr().add(i)) };
+            for (sum, row) in acc.iter_mut().zip(&h) {
+                *sum = _mm512_fmadd_ps(unsafe { _mm512_loadu_ps(row.as_ptr().add(i)) }, y, *sum);
+            }
+            i += 16;
+        }
+        std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]) + tail(&h[r][..n], &w[..n], i))
+    }
+
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dots4_avx2(h: [&[f32]; ROW_BLOCK], w: &[f32]) -> [f32; ROW_BLOCK] {
+        let n = h.iter().fold(w.len(), |n, r| n.min(r.len()));
+        let mut acc = [_mm256_setzero_ps(); ROW_BLOCK];
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n, inside w and every row.
+            let y = unsafe { _mm256_loadu_ps(w.as_ptr().add(i)) };
+            for (sum, row) in acc.iter_mut().zip(&h) {
+                *sum = _mm256_fmadd_ps(unsafe { _mm256_loadu_ps(row.as_ptr().add(i)) }, y, *sum);
+            }
+            i += 8;
+        }
+        std::array::from_fn(|r| {
+            let quad = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
+            let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+            _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1))) + tail(&h[r][..n], &w[..n], i)
+        })
+    }
+}
+
+/// Logits of a block of [`ROW_BLOCK`] rows of hidden activations (`h`: row-major, `width` each):
+/// `logits[r·classes + j] = h_r · w_j + b[j]`.
+#[inline(always)]
+fn output_block(h: &[f32], width: usize, w: &[f32], b: &[f32], logits: &mut [f32]) {
+    let classes = b.len();
+    let rows: [&[f32]; ROW_BLOCK] = std::array::from_fn(|r| &h[r * width..(r + 1) * width]);
+    for (j, bias) in b.iter().enumerate() {
+        let values = dots4(rows, &w[j * width..(j + 1) * width]);
+        for (r, v) in values.iter().enumerate() {
+            logits[r * classes + j] = v + bias;
+        }
+    }
 }
 
 /// Summed cross-entropy and number of misclassified rows of a batch.
@@ -350,16 +436,21 @@ fn loss_chunk_body<P: Pre>(
 ) {
     let (k, classes) = (act.pieces() as usize, b.len());
     let width = w.len() / classes;
-    let (mut tmp, mut h, mut logits) = (vec![0f32; width * k], vec![0f32; width], vec![0f32; classes]);
-    for (r, &target) in targets.iter().enumerate() {
-        pre.fill(&mut tmp, (first_row + r) * width * k);
-        map_chunk(&mut h, &tmp, act);
-        for (j, o) in logits.iter_mut().enumerate() {
-            *o = dot(&h, &w[j * width..(j + 1) * width]) + b[j];
+    let (mut tmp, mut h) = (vec![0f32; width * k], vec![0f32; width * ROW_BLOCK]);
+    let mut logits = vec![0f32; classes * ROW_BLOCK];
+    for (block, block_targets) in targets.chunks(ROW_BLOCK).enumerate() {
+        // A short last block is padded with zero rows: every row goes through the same arithmetic.
+        h[block_targets.len() * width..].fill(0.0);
+        for (r, row) in h.chunks_exact_mut(width).take(block_targets.len()).enumerate() {
+            pre.fill(&mut tmp, (first_row + block * ROW_BLOCK + r) * width * k);
+            map_chunk(row, &tmp, act);
         }
-        let (loss, wrong) = row_loss(&logits, target as usize);
-        out.loss += loss;
-        out.wrong += wrong as i64;
+        output_block(&h, width, w, b, &mut logits);
+        for (row_logits, &target) in logits.chunks_exact(classes).zip(block_targets) {
+            let (loss, wrong) = row_loss(row_logits, target as usize);
+            out.loss += loss;
+            out.wrong += wrong as i64;
+        }
     }
 }
 
@@ -371,7 +462,7 @@ fn check_output_layer(w: &Tensor, b: &Tensor, targets: &Tensor, rows: usize) -> 
     check(b, &[Kind::Float], "output bias")?;
     check(targets, &[Kind::Int64], "targets")?;
     let classes = b.numel();
-    if classes == 0 || w.numel() % classes != 0 || targets.numel() != rows {
+    if classes == 0 || !w.numel().is_multiple_of(classes) || targets.numel() != rows {
         return Err(Error::InvalidArgument("output layer: shapes do not match".into()));
     }
     // SAFETY: checked to be a contiguous int64 CPU tensor.
@@ -503,6 +594,41 @@ mod tests {
         let got = point_loss(&z0, &terms, act, (&w, &b), &targets).unwrap();
         assert!((got.loss - expected.loss).abs() < 1e-5 * expected.loss);
         assert!(point_loss(&z0, &[(Tensor::zeros([50, 7], FLOAT), 1.0)], act, (&w, &b), &targets).is_err());
+    }
+
+    #[test]
+    fn every_dot_product_path_matches_float64_on_any_width() {
+        tch::manual_seed(14);
+        for width in [0i64, 1, 7, 8, 9, 16, 37, 64, 100, 1024] {
+            let (h, w) = (Tensor::randn([ROW_BLOCK as i64, width], FLOAT), Tensor::randn([width], FLOAT));
+            let expected: Vec<f64> = (0..ROW_BLOCK as i64)
+                .map(|r| h.get(r).to_kind(Kind::Double).dot(&w.to_kind(Kind::Double)).double_value(&[]))
+                .collect();
+            let (hv, wv) =
+                (Vec::<f32>::try_from(h.flatten(0, 1)).unwrap(), Vec::<f32>::try_from(&w).unwrap());
+            let rows: [&[f32]; ROW_BLOCK] =
+                std::array::from_fn(|r| &hv[r * width as usize..][..width as usize]);
+            let mut paths: Vec<(&str, [f32; ROW_BLOCK])> =
+                vec![("portable", rows.map(|row| dot_portable(row, &wv))), ("dispatched", dots4(rows, &wv))];
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    paths.push(("avx2", unsafe { simd::dots4_avx2(rows, &wv) }));
+                }
+                if std::is_x86_feature_detected!("avx512f") {
+                    paths.push(("avx512", unsafe { simd::dots4_avx512(rows, &wv) }));
+                }
+            }
+            for (name, got) in paths {
+                for (g, e) in got.iter().zip(&expected) {
+                    let scale = 1e-5 * (1.0 + (width as f64).sqrt());
+                    assert!(
+                        (*g as f64 - e).abs() <= scale * (1.0 + e.abs()),
+                        "{name}, width {width}: {g} vs {e}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
