@@ -1,5 +1,6 @@
 """linpath.estimate: the predicted time of a line sweep (python/linpath/estimate.py)."""
 
+import io
 import time
 
 import numpy as np
@@ -8,6 +9,7 @@ import torch
 from torch import nn
 
 import linpath
+from linpath.engines import EstimatedBar
 from linpath.estimate import LARGE, MIN_PER_POINT, SMALL, Estimate, fit_cost, sub_grid
 from linpath.models import MLP
 
@@ -147,3 +149,61 @@ def test_estimate_leaves_the_model_as_it_was():
     assert [p.requires_grad for p in net.parameters()] == [True, True, False, True, True, True]
     for k, v in net.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_predict_is_the_fitted_line_at_any_number_of_points():
+    guess = Estimate(12.34, 101, 0.11, 1.23, ((4, 1.67), (12, 2.55)), "native")
+    assert guess.predict(101) == pytest.approx(1.23 + 0.11 * 101)
+    assert guess.predict(7) == pytest.approx(1.23 + 0.77)
+
+
+@pytest.mark.parametrize(
+    ("n", "span", "left"),
+    [
+        (0, (0.0, 1.0), "20 s left"),
+        (4, (0.0, 1.0), "12 s left"),
+        (10, (0.0, 1.0), "0 s left"),
+        (5, (0.5, 1.0), "5 s left"),
+        (10, (0.0, 0.25), "15 s left"),
+        (12, (0.0, 1.0), "0 s left"),
+    ],
+)
+def test_estimated_bar_shows_the_prediction_and_what_is_left_of_it(n, span, left):
+    out = io.StringIO()
+    with EstimatedBar(total=10, predicted=20.0, span=span, file=out, mininterval=0) as bar:
+        bar.update(n)
+        assert f"estimate 20 s, {left}]" in str(bar)
+        assert f" {n}/" in str(bar) and "it/s" in str(bar)  # tqdm's own fields are still there
+
+
+@pytest.mark.parametrize("engine", ["native", "module"])
+def test_a_sweep_given_its_estimate_shows_it_on_its_bar(engine, capsys):
+    if engine == "native":
+        start, end = MLP((64, 32, 10), seed=1), MLP((64, 32, 10), seed=2)
+        model, kwargs = start, {}
+    else:
+        model, start, end = module_line()
+        kwargs = {"metrics": ("loss",)}
+    pair = data(300)
+    guess = linpath.estimate(model, start, end, pair, alphas=GRID, **kwargs)
+    capsys.readouterr()
+    sweep = linpath.interpolate(model, start, end, pair, alphas=GRID, progress=guess, **kwargs)
+    shown = capsys.readouterr().err
+    assert sweep.meta["engine"] == engine
+    assert f"estimate {guess.seconds:.3g} s" in shown and "s left]" in shown
+    quiet = linpath.interpolate(model, start, end, pair, alphas=GRID, progress=False, **kwargs)
+    assert np.array_equal(quiet.values["data"]["loss"], sweep.values["data"]["loss"], equal_nan=True)
+
+
+def test_an_estimate_of_another_grid_is_rescaled_to_this_one(capsys):
+    model, start, end = module_line()
+    guess = Estimate(3.0, 10, 0.25, 0.5, ((4, 1.5), (12, 3.5)), "module")
+    linpath.interpolate(model, start, end, data(50), alphas=GRID, progress=guess, metrics=("loss",))
+    assert f"estimate {guess.predict(len(GRID)):.3g} s" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("progress", ["yes", 1, 0.5])
+def test_progress_that_is_not_a_flag_or_an_estimate_is_refused(progress):
+    model, start, end = module_line()
+    with pytest.raises(TypeError, match="progress must be True, False, None or a linpath.Estimate"):
+        linpath.interpolate(model, start, end, data(50), alphas=GRID, progress=progress)

@@ -30,7 +30,7 @@ import dataclasses
 import datetime
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -222,6 +222,51 @@ BAR_RELAY: contextvars.ContextVar[Callable[[int | None, tuple[float, float]], An
 )
 
 
+#: The predicted seconds of the whole run while ``interpolate(progress=estimate)`` runs it (see
+#: :func:`predicted_run`): the bars show the prediction and the time it leaves.
+BAR_ESTIMATE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "linpath_bar_estimate", default=None
+)
+
+
+@contextlib.contextmanager
+def predicted_run(seconds: float | None) -> Iterator[None]:
+    """Within it, the bars :func:`progress_bar` makes show ``seconds`` as the run's predicted time
+    (nothing changes for None)."""
+    token = BAR_ESTIMATE.set(seconds)
+    try:
+        yield
+    finally:
+        BAR_ESTIMATE.reset(token)
+
+
+class EstimatedBar(tqdm):
+    """A tqdm bar that also shows a run's predicted time (a :class:`linpath.Estimate`) and what is
+    left of it at the fraction done, beside tqdm's own measured rate and remaining time::
+
+        linpath sweep:  40%|████      | 40/101 [00:16<00:24, 2.5α/s; estimate 41.0 s, 24.6 s left]
+
+    ``span`` is the part (from, to: fractions) of the predicted run that this bar counts.
+    """
+
+    FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}; {estimate}]"
+
+    def __init__(self, *args: Any, predicted: float, span: tuple[float, float] = (0.0, 1.0), **kwargs: Any):
+        self.predicted, self.span = predicted, span
+        super().__init__(*args, bar_format=self.FORMAT, **kwargs)
+
+    @property
+    def format_dict(self) -> dict[str, Any]:
+        """tqdm's fields and ``estimate``: "estimate 41.0 s, 24.6 s left"."""
+        fields = dict(super().format_dict)
+        total = fields.get("total") or 0
+        within = min(fields["n"] / total, 1.0) if total else 0.0
+        done = self.span[0] + (self.span[1] - self.span[0]) * within
+        left = self.predicted * (1.0 - done)
+        fields["estimate"] = f"estimate {self.predicted:.3g} s, {left:.3g} s left"
+        return fields
+
+
 def progress_bar(
     total: int | None,
     progress: bool | None,
@@ -231,10 +276,14 @@ def progress_bar(
 ) -> Any:
     """A tqdm bar: shown always (True), never (False), or once the work takes over 2 s (None); inside
     a job driver's run, a bar that reports to the job's bar (:data:`BAR_RELAY`), as the part ``span``
-    (from, to: fractions) of the engine's run that this bar counts."""
+    (from, to: fractions) of the engine's run that this bar counts; inside :func:`predicted_run`, an
+    :class:`EstimatedBar` that is always shown."""
     relay = BAR_RELAY.get()
     if relay is not None:
         return relay(total, span)
+    predicted = BAR_ESTIMATE.get()
+    if predicted is not None:
+        return EstimatedBar(total=total, desc=desc, unit=unit, leave=False, predicted=predicted, span=span)
     return tqdm(
         total=total,
         desc=desc,

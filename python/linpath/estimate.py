@@ -8,6 +8,10 @@ sub-grids of the requested α, fits ``a`` and ``b`` (:func:`fit_cost`) and predi
 
     guess = linpath.estimate(model, start, end, data, alphas=np.linspace(-1, 2, 301))
     print(guess)  # about 40.9 s for 301 α (0.13 s per α + 1.8 s fixed; from timed runs of 4 and 12 α)
+    sweep = linpath.interpolate(model, start, end, data, alphas=np.linspace(-1, 2, 301), progress=guess)
+
+Passed as ``progress=``, an estimate makes the sweep's progress bar show the predicted time and what
+is left of it beside tqdm's measured rate.
 """
 
 from __future__ import annotations
@@ -20,8 +24,6 @@ from typing import Any
 
 import numpy as np
 from torch import nn
-
-from .sweep import _check_alphas, interpolate
 
 #: Points of the two timed sub-grids. Four or more points time the same code as a long sweep: the
 #: module engine caches the input layers only for more than two points, and a bf16 sweep re-evaluates
@@ -51,6 +53,10 @@ class Estimate:
     fixed: float
     timed: tuple[tuple[int, float], ...]
     engine: str | None = None
+
+    def predict(self, points: int) -> float:
+        """The predicted seconds of the same sweep on ``points`` α: ``fixed + per_point * points``."""
+        return self.fixed + self.per_point * points
 
     def __str__(self) -> str:
         head = f"about {_duration(self.seconds)} for {self.points} α"
@@ -96,6 +102,8 @@ def estimate(
         ValueError: For ``checkpoint=`` or ``distributed=True``, and whatever ``interpolate``
             raises for these arguments (an empty or non-finite grid too).
     """
+    from .sweep import _check_alphas, interpolate  # here: sweep imports Estimate from this module
+
     _refuse(kwargs)
     grid = _check_alphas(alphas)
     kwargs |= {"progress": False, "distributed": False}

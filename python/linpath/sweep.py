@@ -26,8 +26,10 @@ from .engines import (
     line_geometry,
     negative_variance_alphas,
     precision_check,
+    predicted_run,
     request,
 )
+from .estimate import Estimate
 from .params import named_parameters
 from .runner import Job
 
@@ -479,6 +481,17 @@ def _check_alphas(alphas: Any) -> np.ndarray:
     return a
 
 
+def _progress_estimate(progress: Any, points: int) -> tuple[bool | None, float | None]:
+    """``interpolate``'s ``progress`` as (whether to show the bar, the predicted seconds or None)."""
+    if isinstance(progress, Estimate):
+        return True, progress.predict(points)
+    if progress is None or isinstance(progress, bool):
+        return progress, None
+    raise TypeError(
+        f"progress must be True, False, None or a linpath.Estimate (from linpath.estimate), got {progress!r}"
+    )
+
+
 def interpolate(
     model: nn.Module,
     start: Any,
@@ -490,7 +503,7 @@ def interpolate(
     step: Callable[[nn.Module, Any], Any] | None = None,
     metrics: Sequence[str] | None = None,
     batch_size: int | None = None,
-    progress: bool | None = None,
+    progress: bool | Estimate | None = None,
     precision: str = "float32",
     engine: str = "auto",
     buffers: str = "interpolate",
@@ -552,7 +565,8 @@ def interpolate(
             names it returns (by default all of them).
         batch_size: Batch size for ``(X, Y)`` pairs (default 1024). DataLoaders keep their own.
         progress: Show a progress bar: True always, False never, None (default) when the sweep
-            takes more than two seconds.
+            takes more than two seconds; an :class:`Estimate` of this sweep (from
+            :func:`linpath.estimate`) always, with the predicted time and what is left of it.
         precision: ``"float32"`` (default) or ``"bf16"``: evaluate in bfloat16 (autocast for the
             module engine, bfloat16 layers for the native one), then re-evaluate the ends of the
             grid and two interior α in float32; the result is ``sweep.precision_check``, with a
@@ -629,7 +643,9 @@ def interpolate(
     if index is not None:
         passes.append((grid[index][:, None], "float32"))
     job = Job("line", distributed, shard, checkpoint)
-    results, job_info = runner.run(job, asked, model, geometry, passes, progress)
+    shown, predicted = _progress_estimate(progress, len(grid))
+    with predicted_run(predicted):
+        results, job_info = runner.run(job, asked, model, geometry, passes, shown)
     values = results[0]
     meta = {**asked.meta(model, params), "buffers_interpolated": geometry.buffers is not None}
     assert geometry.end is not None  # a line's geometry keeps its end point
