@@ -8,6 +8,7 @@ pub mod error;
 pub mod flat;
 pub mod lap;
 pub mod models;
+pub mod pool;
 pub mod project;
 pub mod size;
 pub mod subspace;

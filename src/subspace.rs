@@ -11,7 +11,7 @@
 
 use crate::error::{Error, Result};
 use crate::flat::{assign, check_finite, check_float_kind, check_vector, owned_copy};
-use rayon::prelude::*;
+use crate::pool::{for_each_chunk_mut, uses_openmp};
 use std::ops::{Add, Mul};
 use tch::{Device, Kind, Tensor};
 
@@ -69,9 +69,10 @@ pub fn check_alphas(alphas: &[f64]) -> Result<()> {
 pub struct Subspace {
     origin: Tensor,
     directions: Vec<Tensor>,
-    /// Whether fused fills run on rayon's threads. Not for activations: their points are computed
-    /// between libtorch ops, whose OpenMP threads are still spinning then, and the two pools fight
-    /// (a fill took 4x as long); a one-thread pass there is as fast as libtorch's own add.
+    /// Whether fused fills run in parallel ([`crate::pool`]). Activations do only on libtorch's
+    /// own OpenMP threads: their points are computed between libtorch ops, whose threads are still
+    /// spinning then, and a second pool (rayon's) fights them (a fill took 4x as long); a
+    /// one-thread pass there is as fast as libtorch's own add.
     parallel: bool,
 }
 
@@ -399,8 +400,8 @@ fn fill<S: Element, O: Send>(
         let local: Vec<(&[S], S)> = terms.iter().map(|(d, c)| (&d[range.clone()], *c)).collect();
         combine(o, &origin[range], &local, &cast);
     };
-    if parallel {
-        out.par_chunks_mut(CHUNK).enumerate().for_each(chunk);
+    if parallel || uses_openmp() {
+        for_each_chunk_mut(out, CHUNK, |i, o| chunk((i, o)));
     } else {
         out.chunks_mut(CHUNK).enumerate().for_each(chunk);
     }

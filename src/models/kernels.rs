@@ -1,16 +1,17 @@
-//! Fused elementwise kernels of the native sweep, on raw CPU buffers (rayon over rows).
+//! Fused elementwise kernels of the native sweep, on raw CPU buffers (in parallel over rows, on
+//! libtorch's own threads where it can: see [`crate::pool`]).
 //!
 //! They replace chains of tensor ops (scale, add, activation, cast), each of which would read and
 //! write the whole activation matrix, with one pass into a preallocated tensor. They run no tch
-//! ops inside rayon workers (see the thread rules in build-facts).
+//! ops inside their parallel tasks (see the thread rules in build-facts).
 
 use super::mlp::Activation;
 use crate::error::{Error, Result};
+use crate::pool::{for_each_chunk_mut, map_tasks};
 use crate::subspace::combine;
-use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
-/// Elements per rayon task.
+/// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
 
 /// The widest vector instructions this CPU has, detected once at run time: one build runs
@@ -223,9 +224,7 @@ impl<P: Pre> Pre for Biased<'_, P> {
 /// Applies `act` to the pre-activations of `pre`, one output per unit, in parallel chunks.
 fn map_activation<O: Out>(out: &mut [O], act: Activation, pre: &impl Pre) {
     let k = act.pieces() as usize;
-    out.par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(c, chunk)| activation_chunk(chunk, pre, c * CHUNK * k, act));
+    for_each_chunk_mut(out, CHUNK, |c, chunk| activation_chunk(chunk, pre, c * CHUNK * k, act));
 }
 
 #[inline(always)]
@@ -276,7 +275,7 @@ pub fn point_activation(z0: &Tensor, terms: &[(Tensor, f64)], act: Activation, o
     Ok(())
 }
 
-/// Rows per rayon task of the logits kernel.
+/// Rows per parallel task of the logits kernel.
 const ROWS: usize = 32;
 
 /// Lanes of partial sums in [`dot`] (one AVX-512 register).
@@ -410,15 +409,12 @@ fn row_loss(logits: &[f32], target: usize) -> (f64, bool) {
 /// output layer and the cross-entropy fused, so no activated matrix or logits are written out.
 /// Partial sums are combined in row order (the result does not depend on the thread count).
 fn loss_rows(pre: &impl Pre, act: Activation, w: &[f32], b: &[f32], targets: &[i64]) -> LossSums {
-    let parts: Vec<LossSums> = targets
-        .par_chunks(ROWS)
-        .enumerate()
-        .map(|(c, t)| {
-            let mut out = LossSums::default();
-            loss_chunk(&mut out, t, pre, c * ROWS, act, w, b);
-            out
-        })
-        .collect();
+    let parts: Vec<LossSums> = map_tasks(targets.len().div_ceil(ROWS), |c| {
+        let t = &targets[c * ROWS..(c * ROWS + ROWS).min(targets.len())];
+        let mut out = LossSums::default();
+        loss_chunk(&mut out, t, pre, c * ROWS, act, w, b);
+        out
+    });
     parts
         .iter()
         .fold(LossSums::default(), |s, p| LossSums { loss: s.loss + p.loss, wrong: s.wrong + p.wrong })
