@@ -6,7 +6,8 @@
 //! half the memory bandwidth. Where libtorch's libgomp is loaded in this process (the PyPI wheels
 //! on Linux), these loops run on that same team instead, through `GOMP_parallel`: the threads
 //! that were spinning pick up the work at once. Elsewhere (no libgomp loaded, other platforms)
-//! they run on rayon's pool.
+//! they run on rayon's pool, as they do when the environment variable `LINPATH_NO_OPENMP` is set
+//! (read once, at the first loop: for comparing the two).
 //!
 //! The tasks are plain Rust on raw buffers: no tch op runs inside them.
 
