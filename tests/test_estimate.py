@@ -207,3 +207,13 @@ def test_progress_that_is_not_a_flag_or_an_estimate_is_refused(progress):
     model, start, end = module_line()
     with pytest.raises(TypeError, match="progress must be True, False, None or a linpath.Estimate"):
         linpath.interpolate(model, start, end, data(50), alphas=GRID, progress=progress)
+
+
+def test_a_resumable_sweep_given_an_estimate_shows_it_on_the_job_bar(tmp_path, capsys):
+    model, start, end = module_line()
+    guess = Estimate(3.0, 10, 0.25, 0.5, ((4, 1.5), (12, 3.5)), "module")
+    path = tmp_path / "sweep.lpt"
+    kwargs = {"alphas": GRID, "metrics": ("loss",), "checkpoint": path}
+    sweep = linpath.interpolate(model, start, end, data(50), progress=guess, **kwargs)
+    assert f"estimate {guess.predict(len(GRID)):.3g} s" in capsys.readouterr().err
+    assert sweep.meta["job"]["computed_points"] == len(GRID)
