@@ -87,7 +87,10 @@ def test_matches_numpy_least_squares(tmp_path, on_disk, dtype, k, orthonormal):
     np.testing.assert_allclose(got.displacements, displacements, rtol=1e-12)
     # On the subspace the residual is the data's own rounding noise (~1e-16 of ‖θ_t‖): the floor.
     floor = 1e-14 * np.linalg.norm(np.stack(values), axis=1)
-    assert (np.abs(got.residuals - residuals) <= 1e-9 * residuals + floor).all(), (got.residuals, residuals)
+    # There both residuals are rounding noise, and NumPy's least squares' grows with the condition
+    # number of the directions (scaled from 0.01 to 10 and far from orthogonal: up to ~1e3).
+    noise = floor * max(1.0, np.linalg.cond(np.asarray(directions).T))
+    assert (np.abs(got.residuals - residuals) <= 1e-9 * residuals + noise).all(), (got.residuals, residuals)
     if dtype == torch.float64:
         assert (got.residuals[4:10] <= floor[4:10]).all(), got.residuals[4:10]
     np.testing.assert_array_equal(got.steps, np.arange(len(vectors)))
