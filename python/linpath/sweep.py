@@ -622,6 +622,7 @@ def interpolate(
     names, params = named_parameters(model)
     start, end = (model_endpoint(model, obj, what, prefix) for obj, what in ((start, "start"), (end, "end")))
     grid = _check_alphas(alphas)
+    shown, predicted = _progress_estimate(progress, len(grid))
     asked = request(
         model,
         data,
@@ -643,7 +644,6 @@ def interpolate(
     if index is not None:
         passes.append((grid[index][:, None], "float32"))
     job = Job("line", distributed, shard, checkpoint)
-    shown, predicted = _progress_estimate(progress, len(grid))
     with predicted_run(predicted):
         results, job_info = runner.run(job, asked, model, geometry, passes, shown)
     values = results[0]
